@@ -1,0 +1,93 @@
+//! The alert: versioned JSON carrying everything a responder needs, and nothing secret.
+
+use std::future::Future;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::SinkError;
+use crate::state::EventRef;
+
+/// Schema identifier; bump on incompatible change.
+pub const ALERT_SCHEMA: &str = "ctguard.alert/v1";
+
+/// How urgent an alert is; also an SNS message attribute for subscription filters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Severity {
+    Medium,
+    High,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Medium => "MEDIUM",
+            Severity::High => "HIGH",
+        }
+    }
+}
+
+/// An identity the credential was trusted for.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExpectedIdentity {
+    pub identity: String,
+    pub first_seen: EventRef,
+}
+
+/// A credential-reuse finding.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Alert {
+    pub schema: String,
+    pub kind: String,
+    pub severity: Severity,
+    /// True for ctguard's own test traffic (`ctguard verify`): never a real incident.
+    pub synthetic: bool,
+    pub title: String,
+    pub account: Option<String>,
+    /// Regions involved: where trust was established, then where the offending call was made.
+    pub regions: Vec<String>,
+    pub access_key_id: String,
+    pub principal_arn: Option<String>,
+    pub role_arn: Option<String>,
+    pub instance_id: Option<String>,
+    /// The trust scope (`key` or `instance`).
+    pub scope: String,
+    pub expected: Vec<ExpectedIdentity>,
+    pub seen_identity: String,
+    pub offending: EventRef,
+    /// True when the offending call happened *before* the trusted one but arrived later.
+    pub out_of_order: bool,
+    pub reason: String,
+    pub detector_version: String,
+}
+
+/// Characters SNS accepts in a subject, and its length limit.
+const SUBJECT_MAX: usize = 100;
+
+impl Alert {
+    /// A one-line, SNS-safe subject (ASCII, no control characters, at most 100 characters).
+    pub fn subject(&self) -> String {
+        let prefix = if self.synthetic { "[ctguard SYNTHETIC] " } else { "[ctguard] " };
+        let raw = format!("{prefix}{}", self.title);
+        let mut s: String = raw
+            .chars()
+            .map(|c| if c.is_ascii() && !c.is_ascii_control() { c } else { '?' })
+            .collect();
+        if s.len() > SUBJECT_MAX {
+            s.truncate(SUBJECT_MAX - 3);
+            s.push_str("...");
+        }
+        s
+    }
+
+    /// The message body: pretty JSON of the alert.
+    pub fn body(&self) -> String {
+        serde_json::to_string_pretty(self).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+    }
+}
+
+/// Where alerts go.
+pub trait AlertSink: Send + Sync {
+    /// Publishes one alert; an error must be surfaced, never swallowed.
+    fn publish(&self, alert: &Alert) -> impl Future<Output = Result<(), SinkError>> + Send;
+}

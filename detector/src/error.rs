@@ -1,0 +1,49 @@
+//! Errors of the detector, split by whether retrying can help.
+
+/// A failure of the state store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Throttling, timeouts, 5xx: retry, and fail the invocation if it persists so that
+    /// Lambda's own retry and the on-failure destination keep the event.
+    #[error("state store unavailable: {0}")]
+    Transient(String),
+    /// Misconfiguration (missing table, access denied): retrying will not help, but the event
+    /// must still not be acknowledged.
+    #[error("state store rejected the request: {0}")]
+    Fatal(String),
+}
+
+/// A failure of the alert sink.
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    #[error("alert sink unavailable: {0}")]
+    Transient(String),
+    #[error("alert sink rejected the alert: {0}")]
+    Fatal(String),
+}
+
+/// Why processing an event failed as a whole.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Sink(#[from] SinkError),
+}
+
+impl Error {
+    /// Whether a retry of the same event may succeed.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Error::Store(StoreError::Transient(_)) | Error::Sink(SinkError::Transient(_)))
+    }
+
+    /// A short machine-readable kind for the Lambda error record.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::Store(StoreError::Transient(_)) => "StateStoreUnavailable",
+            Error::Store(StoreError::Fatal(_)) => "StateStoreRejected",
+            Error::Sink(SinkError::Transient(_)) => "AlertSinkUnavailable",
+            Error::Sink(SinkError::Fatal(_)) => "AlertSinkRejected",
+        }
+    }
+}

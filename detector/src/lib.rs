@@ -1,0 +1,30 @@
+//! ctguard's detector: catch a stolen AWS temporary credential the moment it is reused.
+//!
+//! The rules are plain, synchronous Rust with no AWS I/O ([`engine::classify`]); the
+//! [`engine::Detector`] drives them against two seams, [`state::StateStore`] and
+//! [`alert::AlertSink`]. The Lambda bootstrap (feature `lambda`) plugs in DynamoDB and SNS;
+//! `ctguard scan` plugs in [`memory::MemoryStore`] and [`memory::CollectingSink`] to replay
+//! historical logs read by [`reader`] with exactly the same decisions.
+
+pub mod alert;
+pub mod engine;
+pub mod error;
+pub mod event;
+pub mod identity;
+pub mod memory;
+pub mod policy;
+pub mod reader;
+pub mod state;
+pub mod time;
+
+pub use alert::{Alert, AlertSink, Severity};
+pub use engine::{classify, Decision, Detector, Observation, Scope, Signal, Skip, Stats};
+pub use error::{Error, SinkError, StoreError};
+pub use event::Record;
+pub use identity::NetworkIdentity;
+pub use memory::{CollectingSink, MemoryStore};
+pub use policy::Policy;
+pub use state::{Claim, EventRef, ScopeState, StateStore, Trusted};
+
+/// The detector's version, reported in every alert and compared by `ctguard status`.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
