@@ -1,1 +1,27 @@
-fn main() {}
+//! `ctguard`: parse, dispatch, map the outcome to an exit code. No logic lives here.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = ctguard_installer::cli::Cli::parse();
+    ctguard_installer::init_tracing();
+    match ctguard_installer::run(cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            if is_broken_pipe(&e) {
+                return ExitCode::from(ctguard_installer::exit::OK);
+            }
+            eprintln!("ctguard: error: {e:#}");
+            ExitCode::from(ctguard_installer::exit::USAGE)
+        }
+    }
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}

@@ -1,0 +1,99 @@
+//! AWS plumbing shared by the commands: one `SdkConfig` from the global options, and
+//! per-account configurations through `sts:AssumeRole`.
+//!
+//! Clients are cheap to derive from a config; configs are expensive to load, so each is built
+//! once per account and reused for every region.
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_smithy_http_client::tls;
+
+use crate::cli::GlobalArgs;
+
+/// The role ctguard assumes in member accounts: the one AWS Organizations creates in every
+/// account it creates. Override with `--assume-role-name` where an install uses another.
+pub const DEFAULT_MEMBER_ROLE: &str = "OrganizationAccountAccessRole";
+
+/// The HTTPS client: rustls on ring (no C toolchain or cmake needed to build it).
+pub fn http_client() -> aws_smithy_runtime_api::client::http::SharedHttpClient {
+    aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(tls::rustls_provider::CryptoMode::Ring))
+        .build_https()
+}
+
+/// Loads the base configuration: standard credential chain (env, profile, SSO, IMDS…),
+/// `--profile`, `--region`, and `--endpoint-url`/`AWS_ENDPOINT_URL` for emulators.
+pub async fn load(g: &GlobalArgs) -> SdkConfig {
+    let mut loader = aws_config::defaults(BehaviorVersion::latest()).http_client(http_client());
+    if let Some(p) = &g.profile {
+        loader = loader.profile_name(p);
+    }
+    if let Some(r) = &g.region {
+        loader = loader.region(Region::new(r.clone()));
+    }
+    if let Some(e) = &g.endpoint_url {
+        loader = loader.endpoint_url(e);
+    }
+    let cfg = loader.load().await;
+    if cfg.region().is_none() {
+        // A region is needed for the first calls (STS, Organizations); us-east-1 is where the
+        // global services live.
+        return cfg.into_builder().region(Region::new("us-east-1")).build();
+    }
+    cfg
+}
+
+/// The same configuration pointed at another region.
+pub fn in_region(cfg: &SdkConfig, region: &str) -> SdkConfig {
+    cfg.clone().into_builder().region(Region::new(region.to_string())).build()
+}
+
+/// A configuration acting in `account` through `role_name`, or `base` itself when `account`
+/// is the caller's own.
+pub async fn for_account(base: &SdkConfig, caller_account: &str, account: &str, role_name: &str) -> SdkConfig {
+    if account == caller_account {
+        return base.clone();
+    }
+    let arn = format!("arn:aws:iam::{account}:role/{role_name}");
+    let provider = aws_config::sts::AssumeRoleProvider::builder(arn)
+        .session_name("ctguard-installer")
+        .configure(base)
+        .build()
+        .await;
+    base.clone()
+        .into_builder()
+        .credentials_provider(aws_credential_types::provider::SharedCredentialsProvider::new(provider))
+        .build()
+}
+
+/// The caller's account id (`sts:GetCallerIdentity`).
+pub async fn caller_account(cfg: &SdkConfig) -> anyhow::Result<String> {
+    let out = aws_sdk_sts::Client::new(cfg)
+        .get_caller_identity()
+        .send()
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot identify the caller (are AWS credentials set?): {}", err_text(&e)))?;
+    out.account
+        .ok_or_else(|| anyhow::anyhow!("sts:GetCallerIdentity returned no account"))
+}
+
+/// A readable one-line description of an SDK error: code and message when the service sent them.
+pub fn err_text<E, R>(e: &aws_smithy_runtime_api::client::result::SdkError<E, R>) -> String
+where
+    E: aws_smithy_types::error::metadata::ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+    match e.code() {
+        Some(code) => format!("{code}: {}", e.message().unwrap_or("")),
+        None => {
+            let mut s = e.to_string();
+            let mut src = std::error::Error::source(e);
+            while let Some(x) = src {
+                s.push_str(": ");
+                s.push_str(&x.to_string());
+                src = x.source();
+            }
+            s
+        }
+    }
+}

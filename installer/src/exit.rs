@@ -1,0 +1,11 @@
+//! Named exit codes, one catalogue for every command.
+
+/// Everything is fine / every target passed.
+pub const OK: u8 = 0;
+/// The command ran and found something: alerts (`scan`), unhealthy targets (`status`), failed
+/// checks (`verify`), idle keys (`keys`).
+pub const FINDINGS: u8 = 1;
+/// Bad usage, bad input, or a set-up error before any target was touched.
+pub const USAGE: u8 = 2;
+/// Some targets failed; the others completed (see the results table).
+pub const PARTIAL: u8 = 3;
