@@ -35,7 +35,7 @@ fn main() {
         }
     };
     println!("cargo:rustc-env=CTGUARD_BUNDLED_ZIP={}", path.display());
-    for t in ["ctguard-artifacts.yaml", "ctguard-account.yaml", "ctguard-region.yaml"] {
+    for t in ["ctguard-artifacts.yaml", "ctguard-state.yaml", "ctguard-account.yaml", "ctguard-region.yaml"] {
         println!("cargo:rerun-if-changed={}", manifest.join("../templates").join(t).display());
     }
 }

@@ -14,15 +14,18 @@ What it does:
 3. Management account (moto's default, 123456789012):
    - ctguard-artifacts in us-east-1 (no org) and us-west-2 (with an OrgId),
      then uploads a Lambda zip under ctguard/<sha256>/ as the installer does;
+   - ctguard-state in us-east-1 (the table; its own stack so that
+     `uninstall --keep-state` can keep it);
    - ctguard-account in us-east-1 (own topic + email subscription);
    - ctguard-region in us-east-1 and us-west-2 (two regions, one account:
      the per-region role names must not collide);
    - an update of the us-west-2 stack with a new CodeKey (new build rolls
      out).
 4. Member account: creates an organization and a member account, assumes
-   OrganizationAccountAccessRole in it, and deploys ctguard-account (with the
-   central topic, so no topic of its own) and ctguard-region whose code comes
-   from the management account's bucket.
+   OrganizationAccountAccessRole in it, and deploys ctguard-state and
+   ctguard-region with the management account's topic as the central topic
+   (so no ctguard-account stack there), the code coming from the management
+   account's bucket. The region template takes no per-account parameter.
 5. Lists every stack's resources, asserts the resources exist with the
    expected settings (through the services' own APIs, not just through
    CloudFormation), deletes every stack and asserts the resources are gone.
@@ -237,6 +240,18 @@ def static_checks(chk: Checker) -> None:
                 f"detector role {stmt['Sid']}: no wildcard resource",
                 resource,
             )
+    # StackSets deploy one parameter set to every account: no parameter may
+    # be account specific (names derive from AWS::AccountId instead).
+    chk.eq(
+        sorted(region["Parameters"]),
+        sorted(
+            [
+                "DetectorVersion", "ArtifactsAccountId", "HomeRegion", "CodeKey",
+                "AlertTopicArn", "Policy", "LogRetentionDays", "DefaultTtlHours",
+            ]
+        ),
+        "region template parameters are the same org-wide",
+    )
     rule = region["Resources"]["DetectorRule"]["Properties"]
     chk.eq(rule["EventPattern"], EXPECTED_EVENT_PATTERN, "rule EventPattern (template)")
 
@@ -472,7 +487,7 @@ def lambda_zip(marker: str) -> bytes:
 def upload_code(aws: Aws, region: str, bucket: str, marker: str) -> tuple[str, str]:
     data = lambda_zip(marker)
     digest = hashlib.sha256(data).hexdigest()
-    key = f"ctguard/{digest}/ctguard-detector.zip"
+    key = f"ctguard/{digest}.zip"
     aws.client("s3", region).put_object(Bucket=bucket, Key=key, Body=data)
     return key, base64.b64encode(hashlib.sha256(data).digest()).decode()
 
@@ -520,13 +535,7 @@ def check_artifacts(chk: Checker, aws: Aws, region: str, outputs: dict[str, str]
     return bucket
 
 
-def check_account(
-    chk: Checker,
-    aws: Aws,
-    account: str,
-    outputs: dict[str, str],
-    central_topic: str | None,
-) -> None:
+def check_state(chk: Checker, aws: Aws, account: str, outputs: dict[str, str]) -> None:
     ddb = aws.client("dynamodb")
     table_arn = f"arn:aws:dynamodb:{HOME_REGION}:{account}:table/ctguard-state"
     chk.eq(outputs.get("StateTableName"), "ctguard-state", "StateTableName output")
@@ -559,13 +568,12 @@ def check_account(
         == "ENABLED",
     )
 
+
+
+def check_account(chk: Checker, aws: Aws, account: str, outputs: dict[str, str]) -> None:
     sns = aws.client("sns")
     own_topic = f"arn:aws:sns:{HOME_REGION}:{account}:ctguard-alerts"
     topics = [t["TopicArn"] for t in sns.list_topics()["Topics"]]
-    if central_topic:
-        chk.eq(outputs.get("AlertTopicArn"), central_topic, "AlertTopicArn output = central topic")
-        chk.ok(own_topic not in topics, "no own topic when a central topic is given", topics)
-        return
     chk.eq(outputs.get("AlertTopicArn"), own_topic, "AlertTopicArn output = own topic")
     chk.ok(own_topic in topics, "topic ctguard-alerts exists", topics)
     attrs = chk.attempt("get_topic_attributes", lambda: sns.get_topic_attributes(TopicArn=own_topic))
@@ -598,6 +606,8 @@ def check_region(
     params: dict[str, str],
     code_sha: str,
 ) -> None:
+    table_arn = f"arn:aws:dynamodb:{params['HomeRegion']}:{account}:table/ctguard-state"
+    topic_arn = params.get("AlertTopicArn") or f"arn:aws:sns:{params['HomeRegion']}:{account}:ctguard-alerts"
     fn_arn = f"arn:aws:lambda:{region}:{account}:function:ctguard-detector"
     rule_arn = f"arn:aws:events:{region}:{account}:rule/ctguard-detector"
     dlq_arn = f"arn:aws:sqs:{region}:{account}:ctguard-detector-dlq"
@@ -646,9 +656,9 @@ def check_region(
             {
                 "StateTable": (
                     ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"],
-                    params["StateTableArn"],
+                    table_arn,
                 ),
-                "Alerts": (["sns:Publish"], params["AlertTopicArn"]),
+                "Alerts": (["sns:Publish"], topic_arn),
                 "OwnLogGroup": (
                     ["logs:CreateLogStream", "logs:PutLogEvents"],
                     f"arn:aws:logs:{region}:{account}:log-group:{log_group}:*",
@@ -696,13 +706,12 @@ def check_region(
         }.items():
             chk.eq(conf.get(key), value, f"function {key}")
         chk.ok("ReservedConcurrentExecutions" not in fn.get("Concurrency", {}), "no reserved concurrency")
-        table_arn = params["StateTableArn"]
         chk.eq(
             conf.get("Environment", {}).get("Variables"),
             {
-                "CTGUARD_TABLE": table_arn.split("/")[1],
-                "CTGUARD_TABLE_REGION": table_arn.split(":")[3],
-                "CTGUARD_TOPIC_ARN": params["AlertTopicArn"],
+                "CTGUARD_TABLE": "ctguard-state",
+                "CTGUARD_TABLE_REGION": params["HomeRegion"],
+                "CTGUARD_TOPIC_ARN": topic_arn,
                 "CTGUARD_POLICY": params.get("Policy", "{}"),
                 "CTGUARD_DEFAULT_TTL_HOURS": params.get("DefaultTtlHours", "12"),
                 "CTGUARD_VERSION": VERSION,
@@ -789,6 +798,7 @@ def check_region_deleted(chk: Checker, aws: Aws, region: str) -> None:
 
 
 def check_account_deleted(chk: Checker, aws: Aws) -> None:
+    """Both account-level stacks (state and alerts) gone."""
     ddb = aws.client("dynamodb")
     chk.ok(
         gone(lambda: ddb.describe_table(TableName="ctguard-state"), "ResourceNotFoundException"),
@@ -833,14 +843,20 @@ def run(chk: Checker, endpoint: str) -> None:
         buckets[region] = check_artifacts(chk, mgmt, region, outputs, MGMT_ACCOUNT)
         codes[region] = upload_code(mgmt, region, buckets[region], "build-1")
 
-    section("management account: account stack (own topic)")
+    section("management account: state stack and account stack (own topic)")
+    state_out = create_stack(
+        chk, mgmt, HOME_REGION, "ctguard-state", "ctguard-state.yaml", {"DetectorVersion": VERSION}
+    )
+    if state_out is None:
+        return
+    check_state(chk, mgmt, MGMT_ACCOUNT, state_out)
     acct_out = create_stack(
         chk, mgmt, HOME_REGION, "ctguard-account", "ctguard-account.yaml",
         {"DetectorVersion": VERSION, "AlertEmail": ALERT_EMAIL},
     )
     if acct_out is None:
         return
-    check_account(chk, mgmt, MGMT_ACCOUNT, acct_out, central_topic=None)
+    check_account(chk, mgmt, MGMT_ACCOUNT, acct_out)
     central_topic = acct_out["AlertTopicArn"]
 
     section("management account: region stacks")
@@ -848,10 +864,9 @@ def run(chk: Checker, endpoint: str) -> None:
     for region in (HOME_REGION, OTHER_REGION):
         params = {
             "DetectorVersion": VERSION,
-            "CodeBucket": buckets[region],
+            "ArtifactsAccountId": MGMT_ACCOUNT,
+            "HomeRegion": HOME_REGION,
             "CodeKey": codes[region][0],
-            "StateTableArn": acct_out["StateTableArn"],
-            "AlertTopicArn": acct_out["AlertTopicArn"],
             "Policy": json.dumps({"allow": [{"role": "ci-deployer", "networks": ["10.0.0.0/8"]}]}),
             "LogRetentionDays": "30" if region == OTHER_REGION else "90",
             "DefaultTtlHours": "12",
@@ -888,25 +903,29 @@ def run(chk: Checker, endpoint: str) -> None:
         },
     )
     chk.eq(member.client("sts").get_caller_identity()["Account"], member_id, "assumed role is in the member account")
-    m_acct = create_stack(
-        chk, member, HOME_REGION, "ctguard-account", "ctguard-account.yaml",
-        {"DetectorVersion": VERSION, "AlertTopicArn": central_topic},
-        off=frozenset({"AlertTopic", "AlertTopicPolicy", "AlertEmailSubscription"}),
+    m_state = create_stack(
+        chk, member, HOME_REGION, "ctguard-state", "ctguard-state.yaml", {"DetectorVersion": VERSION}
     )
     m_params = None
-    if m_acct is not None:
-        check_account(chk, member, member_id, m_acct, central_topic=central_topic)
+    if m_state is not None:
+        check_state(chk, member, member_id, m_state)
         # Code comes from the management account's bucket (cross-account).
         m_params = {
             "DetectorVersion": VERSION,
-            "CodeBucket": buckets[HOME_REGION],
+            "ArtifactsAccountId": MGMT_ACCOUNT,
+            "HomeRegion": HOME_REGION,
             "CodeKey": codes[HOME_REGION][0],
-            "StateTableArn": m_acct["StateTableArn"],
-            "AlertTopicArn": m_acct["AlertTopicArn"],
+            "AlertTopicArn": central_topic,
         }
         m_out = create_stack(chk, member, HOME_REGION, "ctguard-region", "ctguard-region.yaml", m_params)
         if m_out is not None:
             check_region(chk, member, member_id, HOME_REGION, m_out, m_params, codes[HOME_REGION][1])
+            topics = [t["TopicArn"] for t in member.client("sns").list_topics()["Topics"]]
+            chk.ok(
+                not any(t.endswith(":ctguard-alerts") for t in topics),
+                "member account has no topic of its own (central topic)",
+                topics,
+            )
     mgmt_fn = chk.attempt(
         "management account's function still there",
         lambda: mgmt.client("lambda").get_function(FunctionName="ctguard-detector"),
@@ -922,12 +941,13 @@ def run(chk: Checker, endpoint: str) -> None:
     if m_params is not None:
         delete_stack(chk, member, HOME_REGION, "ctguard-region")
         check_region_deleted(chk, member, HOME_REGION)
-    delete_stack(chk, member, HOME_REGION, "ctguard-account")
+    delete_stack(chk, member, HOME_REGION, "ctguard-state")
     check_account_deleted(chk, member)
     for region in (HOME_REGION, OTHER_REGION):
         delete_stack(chk, mgmt, region, "ctguard-region")
         check_region_deleted(chk, mgmt, region)
     delete_stack(chk, mgmt, HOME_REGION, "ctguard-account")
+    delete_stack(chk, mgmt, HOME_REGION, "ctguard-state")
     check_account_deleted(chk, mgmt)
     for region in (HOME_REGION, OTHER_REGION):
         empty_bucket(mgmt, region, buckets[region])

@@ -15,9 +15,15 @@ pub struct Template {
 /// Every template, in deployment order.
 pub static TEMPLATES: &[Template] = &[
     Template { name: "ctguard-artifacts.yaml", body: include_str!("../../templates/ctguard-artifacts.yaml") },
+    Template { name: "ctguard-state.yaml", body: include_str!("../../templates/ctguard-state.yaml") },
     Template { name: "ctguard-account.yaml", body: include_str!("../../templates/ctguard-account.yaml") },
     Template { name: "ctguard-region.yaml", body: include_str!("../../templates/ctguard-region.yaml") },
 ];
+
+/// The body of the template `name` (e.g. `ctguard-region.yaml`).
+pub fn template(name: &str) -> Option<&'static str> {
+    TEMPLATES.iter().find(|t| t.name == name).map(|t| t.body)
+}
 
 /// Errors about the bundle.
 #[derive(Debug, thiserror::Error)]
@@ -69,7 +75,7 @@ mod tests {
 
     #[test]
     fn templates_are_embedded() {
-        assert_eq!(TEMPLATES.len(), 3);
+        assert_eq!(TEMPLATES.len(), 4);
         for t in TEMPLATES {
             assert!(t.body.contains("AWSTemplateFormatVersion"), "{}", t.name);
         }
