@@ -52,6 +52,9 @@ pub enum Skip {
     UntrustedSource,
 }
 
+/// The EventBridge detail-type of CloudTrail management events (re-exported for the bootstrap).
+pub const CLOUDTRAIL_DETAIL_TYPE_STR: &str = CLOUDTRAIL_DETAIL_TYPE;
+
 /// What makes a scope: one key, or one EC2 instance's rotating credentials.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Scope {
@@ -452,6 +455,14 @@ impl<S: StateStore, A: AlertSink> Detector<S, A> {
         if let Ok(mut c) = self.cache.lock() {
             c.insert(k);
         }
+    }
+
+    /// Counts a record skipped before it reached the rules (e.g. an envelope of another type).
+    pub fn note_skip(&self, skip: Skip) {
+        self.count(|s| {
+            s.events += 1;
+            s.skip(skip)
+        });
     }
 
     /// Processes one EventBridge event (JSON text). Malformed input is counted, not an error;

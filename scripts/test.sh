@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Runs every check and test: formatting, clippy, unit tests, scenario tests, and the end-to-end
+# tests against moto server and cargo-lambda's runtime emulator (which the tests start).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/ctguard-target}"
+bash scripts/setup.sh
+export PATH="$PWD/.venv/bin:$PATH"
+export CTGUARD_LAMBDA_ZIP="$CARGO_TARGET_DIR/lambda/bootstrap/bootstrap.zip"
+
+echo "==> cargo fmt --check" >&2
+cargo fmt --all -- --check
+echo "==> cargo clippy -D warnings" >&2
+cargo clippy --workspace --all-targets --features ctguard-detector/lambda -- -D warnings
+echo "==> templates: cfn-lint and moto deploy check" >&2
+cfn-lint templates/*.yaml
+python scripts/moto_check_templates.py
+echo "==> cargo test" >&2
+cargo test --workspace --features ctguard-detector/lambda --lib --bins --tests
