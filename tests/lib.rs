@@ -1,1 +1,291 @@
+//! Shared harness for the end-to-end tests: start moto server and cargo-lambda's runtime
+//! emulator on free loopback ports, find the project's binaries and tools, build SDK configs
+//! pointed at the emulator. Every helper fails loudly when something is missing: a test that
+//! needs the emulator never skips itself into green.
 
+use std::io::{BufRead, BufReader, Read};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+
+/// The workspace root.
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// A tool from the project's venv (`scripts/setup.sh` creates it); panics with the fix if absent.
+pub fn venv_tool(name: &str) -> PathBuf {
+    let p = workspace().join(".venv/bin").join(name);
+    assert!(p.is_file(), "{} is missing: run `bash scripts/setup.sh` first", p.display());
+    p
+}
+
+/// The shared data sets (`../shared/data` beside the clone).
+pub fn shared_data() -> PathBuf {
+    let p = workspace().join("../shared/data");
+    assert!(p.is_dir(), "{} is missing: the tests read the shared data sets from there", p.display());
+    p
+}
+
+/// The built `ctguard` binary (the test script builds it before running the tests).
+pub fn ctguard_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    // target/<profile>/deps/it-<hash> → target/<profile>/ctguard
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let p = dir.join("ctguard");
+    assert!(p.is_file(), "{} is missing: run `cargo build -p ctguard` first", p.display());
+    p
+}
+
+/// A `ctguard` command with a clean AWS environment pointed at `endpoint`.
+pub fn ctguard(endpoint: Option<&str>) -> Command {
+    let mut c = Command::new(ctguard_bin());
+    for v in ["AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL"] {
+        c.env_remove(v);
+    }
+    c.env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .stdin(Stdio::null());
+    if let Some(e) = endpoint {
+        c.env("AWS_ENDPOINT_URL", e);
+    }
+    c
+}
+
+/// A free TCP port on 127.0.0.1.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+fn wait_for_port(port: u16, child: &mut Child, what: &str, log: &Arc<Mutex<String>>) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("{what} exited with {status} before listening:\n{}", log.lock().map(|l| l.clone()).unwrap_or_default());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("{what} did not listen on 127.0.0.1:{port} within 60 s:\n{}", log.lock().map(|l| l.clone()).unwrap_or_default());
+}
+
+fn capture(child: &mut Child) -> Arc<Mutex<String>> {
+    let log = Arc::new(Mutex::new(String::new()));
+    for stream in [child.stdout.take().map(|s| Box::new(s) as Box<dyn Read + Send>), child.stderr.take().map(|s| Box::new(s) as Box<dyn Read + Send>)].into_iter().flatten() {
+        let log = Arc::clone(&log);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                if let Ok(mut l) = log.lock() {
+                    l.push_str(&line);
+                    l.push('\n');
+                }
+            }
+        });
+    }
+    log
+}
+
+/// A moto server on a free loopback port, killed on drop.
+pub struct Moto {
+    pub port: u16,
+    child: Child,
+    log: Arc<Mutex<String>>,
+}
+
+impl Moto {
+    /// Starts `moto_server` from the project's venv; panics (with its output) if it cannot.
+    pub fn start() -> Moto {
+        let port = free_port();
+        let mut child = Command::new(venv_tool("moto_server"))
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .env("MOTO_ALLOW_NONEXISTENT_REGION", "true")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start moto_server");
+        let log = capture(&mut child);
+        wait_for_port(port, &mut child, "moto_server", &log);
+        Moto { port, child, log }
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Everything the server printed so far (for failure messages).
+    pub fn log(&self) -> String {
+        self.log.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+
+    /// An SDK config for the emulator's default account.
+    pub fn config(&self, region: &str) -> SdkConfig {
+        sdk_config(&self.endpoint(), region, "testing", "testing", None)
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An SDK config with static credentials pointed at `endpoint`.
+pub fn sdk_config(endpoint: &str, region: &str, key: &str, secret: &str, token: Option<&str>) -> SdkConfig {
+    let creds = aws_credential_types::Credentials::new(key, secret, token.map(str::to_string), None, "ctguard-tests");
+    SdkConfig::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new(region.to_string()))
+        .endpoint_url(endpoint)
+        .credentials_provider(aws_credential_types::provider::SharedCredentialsProvider::new(creds))
+        .http_client(aws_smithy_http_client::Builder::new().build_http())
+        .build()
+}
+
+/// A process killed on drop, with its output captured.
+pub struct Proc {
+    child: Child,
+    log: Arc<Mutex<String>>,
+}
+
+impl Proc {
+    pub fn spawn(mut cmd: Command, what: &str, wait_port: Option<u16>) -> Proc {
+        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
+        let log = capture(&mut child);
+        if let Some(p) = wait_port {
+            wait_for_port(p, &mut child, what, &log);
+        }
+        Proc { child, log }
+    }
+    pub fn log(&self) -> String {
+        self.log.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The deployed function's name; cargo-lambda's emulator routes invocations by binary name, so
+/// the emulator project below declares a binary of that name.
+pub const FUNCTION_NAME: &str = "ctguard-detector";
+
+/// cargo-lambda's Runtime + Invoke API emulator (`cargo lambda watch --only-lambda-apis`) on a
+/// free loopback port, serving the function [`FUNCTION_NAME`]; killed on drop.
+pub struct LambdaEmulator {
+    pub port: u16,
+    _proc: Proc,
+    dir: PathBuf,
+}
+
+impl LambdaEmulator {
+    pub fn start() -> LambdaEmulator {
+        let port = free_port();
+        let dir = std::env::temp_dir().join(format!("ctguard-lambda-emu-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("emulator dir");
+        // The emulator validates function names against the binaries of the Cargo project it
+        // runs in; this manifest declares the deployed function's name.
+        std::fs::write(
+            dir.join("Cargo.toml"),
+            format!(
+                "[package]\nname = \"ctguard-lambda-emulator\"\nversion = \"0.0.0\"\nedition = \"2021\"\n\n[[bin]]\nname = \"{FUNCTION_NAME}\"\npath = \"main.rs\"\n\n[workspace]\n"
+            ),
+        )
+        .expect("emulator manifest");
+        std::fs::write(dir.join("main.rs"), "fn main() {}\n").expect("emulator main");
+        let mut cmd = Command::new(venv_tool("cargo-lambda"));
+        cmd.args(["lambda", "watch", "--only-lambda-apis", "-A", "127.0.0.1", "-P", &port.to_string()])
+            .current_dir(&dir);
+        let proc = Proc::spawn(cmd, "cargo lambda watch", Some(port));
+        LambdaEmulator { port, _proc: proc, dir }
+    }
+
+    /// The Invoke API endpoint (`AWS_ENDPOINT_URL_LAMBDA` for the SDK).
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// `AWS_LAMBDA_RUNTIME_API` for a function process served by this emulator.
+    pub fn runtime_api(&self) -> String {
+        format!("http://127.0.0.1:{}/.rt/{FUNCTION_NAME}", self.port)
+    }
+}
+
+impl Drop for LambdaEmulator {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The shipped `bootstrap`, extracted from the zip that `ctguard package` writes (the very
+/// bytes the installer deploys) into a fresh temporary directory.
+pub fn shipped_bootstrap() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("ctguard-shipped-{}-{}", std::process::id(), free_port()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let zip = dir.join("bootstrap.zip");
+    let out = ctguard(None).arg("package").arg("--out").arg(&zip).output().expect("run ctguard package");
+    assert!(out.status.success(), "ctguard package failed: {}", String::from_utf8_lossy(&out.stderr));
+    let st = Command::new(venv_tool("python"))
+        .args(["-m", "zipfile", "-e"])
+        .arg(&zip)
+        .arg(&dir)
+        .status()
+        .expect("python zipfile");
+    assert!(st.success(), "cannot extract {}", zip.display());
+    let bin = dir.join("bootstrap");
+    assert!(bin.is_file(), "the zip has no bootstrap at its root");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    }
+    bin
+}
+
+/// Starts the shipped bootstrap as the function process of `emu`, talking to AWS at `aws`
+/// with `env` (CTGUARD_* settings) and static credentials `creds` (key, secret, token).
+pub fn run_function(emu: &LambdaEmulator, aws: &str, creds: (&str, &str, Option<&str>), env: &[(&str, &str)]) -> Proc {
+    let mut cmd = Command::new(shipped_bootstrap());
+    cmd.env_clear()
+        .env("AWS_LAMBDA_RUNTIME_API", emu.runtime_api())
+        .env("AWS_LAMBDA_FUNCTION_NAME", FUNCTION_NAME)
+        .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_ENDPOINT_URL", aws)
+        .env("AWS_ACCESS_KEY_ID", creds.0)
+        .env("AWS_SECRET_ACCESS_KEY", creds.1)
+        .env("RUST_LOG", "info");
+    if let Some(t) = creds.2 {
+        cmd.env("AWS_SESSION_TOKEN", t);
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut p = Proc::spawn(cmd, "bootstrap", None);
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(p.is_running(), "the bootstrap exited at start:\n{}", p.log());
+    p
+}

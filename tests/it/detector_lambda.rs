@@ -1,0 +1,245 @@
+//! The shipped Lambda, end to end: the `bootstrap` inside the zip that `ctguard package` writes,
+//! run under cargo-lambda's Runtime API emulator, invoked with the standard Lambda Invoke API,
+//! talking to DynamoDB and SNS in moto server; the alert is read from an SQS queue subscribed
+//! to the topic.
+
+use std::time::{Duration, Instant};
+
+use aws_sdk_lambda::primitives::Blob;
+use ctguard_tests::*;
+use serde_json::{json, Value};
+
+const KEY: &str = "ASIAQWERTYQWERTYQWER";
+const ACCT: &str = "123456789012";
+
+struct Pipeline {
+    moto: Moto,
+    emu: LambdaEmulator,
+    _fun: Proc,
+    queue_url: String,
+}
+
+async fn pipeline(table_for_function: &str, with_subscription: bool) -> Pipeline {
+    let moto = Moto::start();
+    let cfg = moto.config("us-east-1");
+    let ddb = aws_sdk_dynamodb::Client::new(&cfg);
+    use aws_sdk_dynamodb::types::*;
+    ddb.create_table()
+        .table_name("ctguard-state")
+        .billing_mode(BillingMode::PayPerRequest)
+        .key_schema(KeySchemaElement::builder().attribute_name("pk").key_type(KeyType::Hash).build().expect("key"))
+        .attribute_definitions(
+            AttributeDefinition::builder().attribute_name("pk").attribute_type(ScalarAttributeType::S).build().expect("attr"),
+        )
+        .send()
+        .await
+        .expect("create table");
+    let sns = aws_sdk_sns::Client::new(&cfg);
+    let topic = sns.create_topic().name("ctguard-alerts").send().await.expect("topic").topic_arn.expect("arn");
+    let sqs = aws_sdk_sqs::Client::new(&cfg);
+    let queue_url = sqs.create_queue().queue_name("alerts-observer").send().await.expect("queue").queue_url.expect("url");
+    if with_subscription {
+        let qarn = format!("arn:aws:sqs:us-east-1:{ACCT}:alerts-observer");
+        sns.subscribe().topic_arn(&topic).protocol("sqs").endpoint(qarn).send().await.expect("subscribe");
+    }
+    let emu = LambdaEmulator::start();
+    let fun = run_function(
+        &emu,
+        &moto.endpoint(),
+        ("testing", "testing", None),
+        &[("CTGUARD_TABLE", table_for_function), ("CTGUARD_TOPIC_ARN", &topic), ("CTGUARD_VERSION", "e2e")],
+    );
+    Pipeline { moto, emu, _fun: fun, queue_url }
+}
+
+fn envelope(ip: &str, time: &str, id: &str) -> Value {
+    json!({
+        "version": "0", "id": format!("env-{id}"), "detail-type": "AWS API Call via CloudTrail",
+        "source": "aws.sts", "account": ACCT, "time": time, "region": "eu-west-1", "resources": [],
+        "detail": {
+            "eventVersion": "1.08", "eventID": id, "eventTime": time, "eventType": "AwsApiCall",
+            "eventSource": "sts.amazonaws.com", "eventName": "GetCallerIdentity", "awsRegion": "eu-west-1",
+            "sourceIPAddress": ip, "userAgent": "aws-cli/2.15.0", "recipientAccountId": ACCT, "readOnly": true,
+            "userIdentity": { "type": "AssumedRole", "accessKeyId": KEY, "accountId": ACCT,
+                "arn": format!("arn:aws:sts::{ACCT}:assumed-role/app/worker"),
+                "sessionContext": { "sessionIssuer": { "type": "Role", "arn": format!("arn:aws:iam::{ACCT}:role/app") },
+                    "attributes": { "creationDate": "2024-05-01T09:00:00Z" } } }
+        }
+    })
+}
+
+/// Invokes the function; returns (function error, response body). Real Lambda answers a failed
+/// invocation with HTTP 200 and `X-Amz-Function-Error`; cargo-lambda's emulator answers HTTP 500
+/// with the same `{errorType, errorMessage}` body. Both are read as a function error here.
+async fn invoke(p: &Pipeline, payload: &Value) -> (Option<String>, Value) {
+    let lambda_cfg = sdk_config(&p.emu.endpoint(), "us-east-1", "testing", "testing", None);
+    let res = aws_sdk_lambda::Client::new(&lambda_cfg)
+        .invoke()
+        .function_name(FUNCTION_NAME)
+        .payload(Blob::new(payload.to_string()))
+        .send()
+        .await;
+    let out = match res {
+        Ok(out) => out,
+        Err(e) => {
+            let raw = e.raw_response().map(|r| (r.status().as_u16(), r.body().bytes().map(<[u8]>::to_vec)));
+            match raw {
+                Some((500, Some(body))) => {
+                    let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                    return (Some("Unhandled (emulator: HTTP 500)".into()), v);
+                }
+                _ => panic!("Invoke API call failed: {e:?}"),
+            }
+        }
+    };
+    let body: Value = out
+        .payload
+        .as_ref()
+        .map(|b| serde_json::from_slice(b.as_ref()).unwrap_or(Value::Null))
+        .unwrap_or(Value::Null);
+    (out.function_error, body)
+}
+
+async fn alerts(p: &Pipeline, wait: Duration) -> Vec<Value> {
+    let sqs = aws_sdk_sqs::Client::new(&p.moto.config("us-east-1"));
+    let deadline = Instant::now() + wait;
+    let mut got = Vec::new();
+    loop {
+        let out = sqs
+            .receive_message()
+            .queue_url(&p.queue_url)
+            .max_number_of_messages(10)
+            .wait_time_seconds(1)
+            .send()
+            .await
+            .expect("receive");
+        for m in out.messages() {
+            got.push(serde_json::from_str::<Value>(m.body().unwrap_or("null")).expect("SNS envelope JSON"));
+        }
+        if Instant::now() > deadline {
+            return got;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn shipped_bootstrap_raises_one_alert_on_reuse_and_none_otherwise() {
+    let p = pipeline("ctguard-state", true).await;
+    // First use, then the same key from another address, then a batch mixing redeliveries,
+    // a malformed event and an event of another type: exactly one alert must come out.
+    let (err, body) = invoke(&p, &envelope("203.0.113.10", "2024-05-01T10:00:00Z", "e1")).await;
+    assert_eq!(err, None, "{body}");
+    assert_eq!(body["events"], 1);
+    let (err, body) = invoke(&p, &envelope("198.51.100.66", "2024-05-01T10:03:00Z", "e2")).await;
+    assert_eq!(err, None, "{body}");
+    assert_eq!(body["alerts"], 1, "{body}");
+    let batch = json!([
+        envelope("198.51.100.66", "2024-05-01T10:03:00Z", "e2"),
+        envelope("203.0.113.10", "2024-05-01T10:04:00Z", "e3"),
+        {"not": "an event"},
+        {"detail-type": "EC2 Instance State-change Notification", "source": "aws.ec2", "detail": {}},
+    ]);
+    let (err, body) = invoke(&p, &batch).await;
+    assert_eq!(err, None, "{body}");
+    assert_eq!(body["events"], 4);
+    assert_eq!(body["alerts"], 0, "redelivery must not alert again: {body}");
+    assert_eq!(body["skipped"], 2, "{body}");
+
+    let msgs = alerts(&p, Duration::from_secs(3)).await;
+    assert_eq!(msgs.len(), 1, "exactly one alert: {msgs:#?}");
+    let env = &msgs[0];
+    let subject = env["Subject"].as_str().expect("subject");
+    assert!(subject.starts_with("[ctguard] ") && subject.contains(KEY) && subject.contains("198.51.100.66"), "{subject}");
+    assert_eq!(env["MessageAttributes"]["severity"]["Value"], "HIGH");
+    assert_eq!(env["MessageAttributes"]["synthetic"]["Value"], "false");
+    let alert: Value = serde_json::from_str(env["Message"].as_str().expect("message")).expect("alert JSON");
+    assert_eq!(alert["schema"], "ctguard.alert/v1");
+    assert_eq!(alert["access_key_id"], KEY);
+    assert_eq!(alert["seen_identity"], "ip:198.51.100.66");
+    assert_eq!(alert["expected"][0]["identity"], "ip:203.0.113.10");
+    assert_eq!(alert["offending"]["event_id"], "e2");
+    assert_eq!(alert["account"], ACCT);
+    assert_eq!(alert["detector_version"], "e2e");
+    assert!(!env["Message"].as_str().unwrap_or("").to_lowercase().contains("sessiontoken"));
+
+    // The state: first identity recorded with a TTL (the credential's life), alert claim sent.
+    let ddb = aws_sdk_dynamodb::Client::new(&p.moto.config("us-east-1"));
+    use aws_sdk_dynamodb::types::AttributeValue;
+    let item = ddb
+        .get_item()
+        .table_name("ctguard-state")
+        .key("pk", AttributeValue::S(format!("K#{KEY}")))
+        .send()
+        .await
+        .expect("get")
+        .item
+        .expect("the key's state item exists");
+    let ids = item.get("ids").and_then(|v| v.as_m().ok()).expect("ids map");
+    assert!(ids.contains_key("ip:203.0.113.10"));
+    assert_eq!(ids.len(), 1);
+    let ttl: i64 = item.get("ttl").and_then(|v| v.as_n().ok()).and_then(|n| n.parse().ok()).expect("ttl");
+    // creationDate 09:00Z + 12 h = 2024-05-01T21:00:00Z.
+    assert_eq!(ttl, 1_714_597_200 + 1);
+    let claim = ddb
+        .get_item()
+        .table_name("ctguard-state")
+        .key("pk", AttributeValue::S(format!("A#{KEY}#ip:198.51.100.66")))
+        .send()
+        .await
+        .expect("get")
+        .item
+        .expect("alert claim");
+    assert_eq!(claim.get("sent").and_then(|v| v.as_bool().ok()), Some(&true));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_store_failure_fails_the_invocation_so_lambda_keeps_the_event() {
+    let p = pipeline("no-such-table", true).await;
+    let (err, body) = invoke(&p, &envelope("203.0.113.10", "2024-05-01T10:00:00Z", "e1")).await;
+    assert!(err.is_some(), "the invocation must fail, not acknowledge: {body}");
+    assert_eq!(body["errorType"], "StateStoreRejected", "{body}");
+    assert!(body["errorMessage"].as_str().unwrap_or("").contains("ResourceNotFound"), "{body}");
+    assert!(alerts(&p, Duration::from_secs(1)).await.is_empty());
+}
+
+#[test]
+fn shipped_bootstrap_needs_at_most_glibc_2_34() {
+    let bin = shipped_bootstrap();
+    let out = std::process::Command::new("readelf").arg("-V").arg(&bin).output().expect("readelf (binutils)");
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut versions: Vec<(u32, u32)> = text
+        .split("GLIBC_")
+        .skip(1)
+        .filter_map(|s| {
+            let v: String = s.chars().take_while(|c| c.is_ascii_digit() || *c == '.').collect();
+            let mut it = v.split('.').map(|x| x.parse::<u32>().ok());
+            Some((it.next()??, it.next().flatten().unwrap_or(0)))
+        })
+        .collect();
+    versions.sort();
+    let max = versions.last().copied().expect("the bootstrap links glibc symbols");
+    assert!(max <= (2, 34), "bootstrap needs GLIBC_{}.{}; provided.al2023 has 2.34", max.0, max.1);
+}
+
+#[test]
+fn package_writes_a_zip_with_bootstrap_at_its_root() {
+    let dir = std::env::temp_dir().join(format!("ctguard-pkg-{}", free_port()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let zip = dir.join("out.zip");
+    let out = ctguard(None).args(["package", "--out"]).arg(&zip).output().expect("run");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let list = std::process::Command::new(venv_tool("python"))
+        .args(["-m", "zipfile", "-l"])
+        .arg(&zip)
+        .output()
+        .expect("list");
+    let names = String::from_utf8_lossy(&list.stdout);
+    assert!(names.lines().any(|l| l.split_whitespace().next() == Some("bootstrap")), "{names}");
+    let size = std::fs::metadata(&zip).expect("zip").len();
+    assert!(size > 1_000_000, "suspiciously small zip: {size} bytes");
+    // Bad input: an unwritable destination is a clear error, exit 2.
+    let out = ctguard(None).args(["package", "--out", "/nonexistent-dir/x.zip"]).output().expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent-dir"));
+}
