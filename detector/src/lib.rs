@@ -6,10 +6,12 @@
 //! `ctguard scan` plugs in [`memory::MemoryStore`] and [`memory::CollectingSink`] to replay
 //! historical logs read by [`reader`] with exactly the same decisions.
 
+pub mod actiontrail;
 pub mod alert;
 pub mod engine;
 pub mod error;
 pub mod event;
+pub mod fuzzing;
 pub mod identity;
 pub mod memory;
 pub mod policy;
