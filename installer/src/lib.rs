@@ -1,11 +1,21 @@
 //! The `ctguard` binary's library: commands, AWS plumbing, output. `main.rs` only dispatches.
 
+pub mod autodeploy;
 pub mod aws;
 pub mod cli;
 pub mod commands;
+pub mod deploy;
 pub mod embedded;
 pub mod exit;
+pub mod inspect;
+pub mod org;
 pub mod output;
+pub mod plan;
+pub mod progress;
+pub mod session;
+pub mod stacks;
+pub mod targets;
+pub mod trail;
 
 use cli::{Cli, Command};
 

@@ -1,12 +1,275 @@
-//! `ctguard install` (being built; see the issue tracker).
+//! `ctguard install`: deploy the detector to the selected accounts × regions. Glue only: the
+//! session resolves targets, [`crate::deploy::install`] observes, plans and deploys,
+//! [`crate::autodeploy`] covers accounts that join later, and this file renders the results.
 
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+use anyhow::Context;
 use clap::Args;
+use serde::Serialize;
 
-use crate::cli::GlobalArgs;
+use crate::cli::{GlobalArgs, Output};
+use crate::deploy::{self, Outcome, PollOptions, RunOptions, RunReport};
+use crate::org::Selection;
+use crate::output::{self, Table};
+use crate::plan::InstallConfig;
+use crate::session::{self, TargetArgs};
+use crate::stacks::{Connector, TargetApi};
+use crate::targets::Target;
+use crate::{autodeploy, embedded, exit, progress};
 
 #[derive(Debug, Args)]
-pub struct InstallArgs {}
+pub struct InstallArgs {
+    #[command(flatten)]
+    pub targets: TargetArgs,
+    /// Show what would be created, changed or removed per target, and change nothing.
+    #[arg(long)]
+    pub plan: bool,
+    /// Install even where no CloudTrail trail logs management events (the detector is blind there).
+    #[arg(long)]
+    pub allow_missing_trail: bool,
+    /// Send alerts to this central SNS topic instead of one topic per account. Its policy must
+    /// let the organization publish (aws:PrincipalOrgID) and its KMS key (if any) must be a
+    /// customer managed key that allows the member accounts.
+    #[arg(long)]
+    pub alert_topic_arn: Option<String>,
+    /// Subscribe this email address to each account's own alert topic.
+    #[arg(long, conflicts_with = "alert_topic_arn")]
+    pub alert_email: Option<String>,
+    /// JSON allowlist policy file for the detector (CTGUARD_POLICY).
+    #[arg(long)]
+    pub policy: Option<PathBuf>,
+    /// Retention of the detector's log group, in days.
+    #[arg(long, default_value_t = 90)]
+    pub log_retention_days: u32,
+    /// How long a state record is kept when the session expiry is unknown, in hours.
+    #[arg(long, default_value_t = 12)]
+    pub default_ttl_hours: u32,
+    /// Deploy automatically to accounts that join later (StackSets auto-deployment). On by
+    /// default with --org; possible with --ou.
+    #[arg(long, overrides_with = "no_auto_deploy")]
+    pub auto_deploy: bool,
+    /// Do not create the auto-deployment StackSets.
+    #[arg(long)]
+    pub no_auto_deploy: bool,
+}
 
-pub async fn run(_args: &InstallArgs, _g: &GlobalArgs) -> anyhow::Result<u8> {
-    anyhow::bail!("`ctguard install` is not implemented yet")
+/// One line of `--json` output: a target's result, then a summary.
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum JsonLine<'a> {
+    Plan(&'a crate::plan::TargetPlan),
+    Result(&'a deploy::TargetResult),
+    Summary {
+        targets: usize,
+        failed: usize,
+        changes: usize,
+        stopped: Option<&'a str>,
+        api_calls: u64,
+        calls_per_target: f64,
+        elapsed_ms: u128,
+    },
+}
+
+pub async fn run(args: &InstallArgs, g: &GlobalArgs) -> anyhow::Result<u8> {
+    let zip = embedded::lambda_zip()?;
+    let policy = match &args.policy {
+        None => "{}".to_string(),
+        Some(p) => {
+            let text =
+                std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+            let v: serde_json::Value = serde_json::from_str(&text)
+                .with_context(|| format!("{} is not JSON", p.display()))?;
+            serde_json::to_string(&v)?
+        }
+    };
+    let s = session::open(g, &args.targets).await?;
+    let auto = match (args.auto_deploy, args.no_auto_deploy, &s.selection) {
+        (_, true, _) => false,
+        (true, _, Selection::Org | Selection::Ous(_)) => true,
+        (true, _, _) => {
+            anyhow::bail!("--auto-deploy needs --org or --ou (it targets organizational units)")
+        }
+        (false, _, sel) => matches!(sel, Selection::Org),
+    };
+    let cfg = InstallConfig {
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        code_hash: embedded::code_hash(zip),
+        artifacts_account: s.caller_account.clone(),
+        home_region: s.set.home_region.clone(),
+        org_id: s.org.as_ref().map(|o| o.id.clone()),
+        alert_topic_arn: args.alert_topic_arn.clone(),
+        alert_email: args.alert_email.clone(),
+        policy,
+        log_retention_days: args.log_retention_days,
+        default_ttl_hours: args.default_ttl_hours,
+    };
+    let opts = RunOptions {
+        concurrency: g.concurrency as usize,
+        plan_only: args.plan,
+        allow_missing_trail: args.allow_missing_trail,
+        poll: PollOptions::default(),
+    };
+    let mode = progress::resolve(std::io::stderr().is_terminal(), progress::is_ci());
+    let rep = progress::reporter(mode);
+    let mut report = deploy::install(&s.connector, &s.set, &cfg, zip, &opts, rep.as_ref()).await;
+
+    let mut auto_lines = Vec::new();
+    if auto && report.stopped.is_none() {
+        let org = s
+            .org
+            .as_ref()
+            .ok_or_else(|| anyhow::anyhow!("auto-deploy needs AWS Organizations"))?;
+        let ous = match &s.selection {
+            Selection::Ous(o) => o.clone(),
+            _ => vec![org.root_id.clone()],
+        };
+        let delegated = s.caller_account != org.management_account;
+        let reqs = autodeploy::plan(&cfg, &s.set, &ous, &s.set.accounts, delegated);
+        if args.plan {
+            for r in &reqs {
+                auto_lines.push(format!(
+                    "{}: StackSet (service-managed, auto-deploy on) → {} minus {} directly managed accounts, regions {}",
+                    r.name,
+                    r.ou_ids.join(","),
+                    r.exclude_accounts.len(),
+                    r.regions.join(",")
+                ));
+            }
+        } else {
+            let home = Target::new(s.caller_account.clone(), s.set.home_region.clone());
+            let api = s.connector.connect(&home).await?;
+            let mut r =
+                autodeploy::apply(api.cloudformation(), &reqs, &home, &opts.poll, rep.as_ref())
+                    .await;
+            r.calls = api.calls();
+            report.shared_calls += r.calls;
+            report.results.push(r);
+        }
+    } else if !auto && !args.plan {
+        auto_lines.push(
+            "new accounts: NOT covered automatically (no --auto-deploy); re-run `ctguard install` when accounts join".to_string(),
+        );
+    }
+    report.shared_calls += s.setup_calls.get();
+    drop(rep);
+    render(g.output(), &report, &auto_lines, args.plan)?;
+    Ok(exit_code(&report))
+}
+
+/// OK when every target succeeded; USAGE when a prerequisite stopped the run before any
+/// change; PARTIAL when some targets failed.
+pub fn exit_code(r: &RunReport) -> u8 {
+    if r.stopped.is_some() {
+        exit::USAGE
+    } else if r.failed() > 0 {
+        exit::PARTIAL
+    } else {
+        exit::OK
+    }
+}
+
+fn outcome_text(o: &Outcome) -> String {
+    match o {
+        Outcome::Ok => "ok".into(),
+        Outcome::Failed { reason } => format!("FAILED: {reason}"),
+        Outcome::Skipped { reason } => format!("skipped: {reason}"),
+    }
+}
+
+/// Per-target table (or plan table), then the summary.
+pub fn render(fmt: Output, r: &RunReport, notes: &[String], plan_only: bool) -> anyhow::Result<()> {
+    let targets = r.results.len().max(1);
+    let changes: usize = r.results.iter().map(|x| x.changes()).sum();
+    if fmt == Output::Json {
+        let mut lines: Vec<JsonLine> = Vec::new();
+        if plan_only {
+            lines.extend(r.plans.iter().map(JsonLine::Plan));
+        }
+        lines.extend(r.results.iter().map(JsonLine::Result));
+        lines.push(JsonLine::Summary {
+            targets: r.results.len(),
+            failed: r.failed(),
+            changes,
+            stopped: r.stopped.as_deref(),
+            api_calls: r.total_calls(),
+            calls_per_target: r.total_calls() as f64 / targets as f64,
+            elapsed_ms: r.elapsed_ms,
+        });
+        output::emit(fmt, &lines, &Table::default())?;
+        return Ok(());
+    }
+    let table = if plan_only {
+        let mut t = Table::new(["TARGET", "STACK/OBJECT", "ACTION"]);
+        for p in &r.plans {
+            for s in &p.steps {
+                t.row([p.target.to_string(), s.what.clone(), s.action.to_string()]);
+            }
+        }
+        t
+    } else {
+        let mut t = Table::new(["TARGET", "PHASE", "TRAIL", "CHANGES", "CALLS", "RESULT"]);
+        for x in &r.results {
+            let changed: Vec<String> = x
+                .steps
+                .iter()
+                .filter(|s| s.done)
+                .map(|s| format!("{} {}", s.what, s.action))
+                .collect();
+            t.row([
+                x.target.to_string(),
+                format!("{:?}", x.phase).to_lowercase(),
+                x.trail
+                    .as_ref()
+                    .map(|v| v.describe())
+                    .unwrap_or_else(|| "-".into()),
+                if changed.is_empty() {
+                    "none".into()
+                } else {
+                    changed.join("; ")
+                },
+                x.calls.to_string(),
+                outcome_text(&x.outcome),
+            ]);
+        }
+        t
+    };
+    output::emit::<()>(fmt, &[], &table)?;
+    if plan_only {
+        let trails: Vec<_> = r
+            .results
+            .iter()
+            .filter_map(|x| {
+                x.trail
+                    .as_ref()
+                    .filter(|t| !t.is_ok())
+                    .map(|t| format!("{}: {}", x.target, t.describe()))
+            })
+            .collect();
+        for t in trails {
+            eprintln!("trail {t}");
+        }
+    }
+    for n in notes {
+        eprintln!("{n}");
+    }
+    if let Some(s) = &r.stopped {
+        eprintln!("install stopped: {s}");
+    }
+    let verb = if plan_only { "planned" } else { "changed" };
+    let changes = if plan_only {
+        r.plans.iter().map(|p| p.changes()).sum()
+    } else {
+        changes
+    };
+    eprintln!(
+        "{} targets, {} failed, {changes} {verb}; {} AWS API calls ({:.1} per target) in {:.1} s",
+        r.results.len(),
+        r.failed(),
+        r.total_calls(),
+        r.total_calls() as f64 / targets as f64,
+        r.elapsed_ms as f64 / 1000.0
+    );
+    Ok(())
 }

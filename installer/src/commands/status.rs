@@ -1,12 +1,150 @@
-//! `ctguard status` (being built; see the issue tracker).
+//! `ctguard status`: per account × region, what is deployed and whether it is healthy
+//! (deployed vs bundled version, stack states, trail, rule state, DLQ depth), and how accounts
+//! joining later are covered. Exits [`exit::FINDINGS`] when anything is unhealthy.
+
+use std::collections::BTreeSet;
 
 use clap::Args;
+use serde::Serialize;
 
-use crate::cli::GlobalArgs;
+use crate::cli::{GlobalArgs, Output};
+use crate::inspect::{self, Bundled, CoveredBy, TargetStatus};
+use crate::output::{self, Table};
+use crate::plan::InstallConfig;
+use crate::session::{self, TargetArgs};
+use crate::stacks::{Connector, TargetApi};
+use crate::targets::Target;
+use crate::{autodeploy, embedded, exit};
 
 #[derive(Debug, Args)]
-pub struct StatusArgs {}
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub targets: TargetArgs,
+}
 
-pub async fn run(_args: &StatusArgs, _g: &GlobalArgs) -> anyhow::Result<u8> {
-    anyhow::bail!("`ctguard status` is not implemented yet")
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum JsonLine<'a> {
+    Target(&'a TargetStatus),
+    Summary {
+        targets: usize,
+        unhealthy: usize,
+        new_accounts_covered: bool,
+        auto_deploy_stack_sets: Vec<&'a String>,
+        api_calls: u64,
+    },
+}
+
+pub async fn run(args: &StatusArgs, g: &GlobalArgs) -> anyhow::Result<u8> {
+    let s = session::open(g, &args.targets).await?;
+    // What this binary would deploy (the version and the content-addressed code key).
+    let code_key = match embedded::lambda_zip() {
+        Ok(z) => InstallConfig::code_key_for(&embedded::code_hash(z)),
+        Err(_) => String::new(),
+    };
+    let bundled = Bundled {
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        code_key,
+    };
+    let home = Target::new(s.caller_account.clone(), s.set.home_region.clone());
+    let api = s.connector.connect(&home).await?;
+    let delegated = s
+        .org
+        .as_ref()
+        .is_some_and(|o| o.management_account != s.caller_account);
+    let coverage = autodeploy::coverage(api.cloudformation(), delegated).await;
+    let auto_accounts: BTreeSet<String> = coverage.accounts.clone();
+    let (statuses, calls) = inspect::inspect(
+        &s.connector,
+        &s.set,
+        &bundled,
+        &auto_accounts,
+        g.concurrency as usize,
+    )
+    .await;
+    let calls = calls + api.calls() + s.setup_calls.get() + s.connector.shared_calls();
+    let unhealthy = statuses.iter().filter(|x| !x.healthy()).count();
+    let covered = coverage.new_accounts_covered();
+
+    if g.output() == Output::Json {
+        let mut lines: Vec<JsonLine> = statuses.iter().map(JsonLine::Target).collect();
+        lines.push(JsonLine::Summary {
+            targets: statuses.len(),
+            unhealthy,
+            new_accounts_covered: covered,
+            auto_deploy_stack_sets: coverage.stack_sets.keys().collect(),
+            api_calls: calls,
+        });
+        output::emit(Output::Json, &lines, &Table::default())?;
+    } else {
+        let mut t = Table::new([
+            "TARGET", "COVERED", "VERSION", "STACKS", "TRAIL", "RULE", "DLQ", "HEALTH",
+        ]);
+        for x in &statuses {
+            let version = match (&x.deployed_version, x.code_current) {
+                (Some(v), Some(true)) => format!("{v} (current)"),
+                (Some(v), _) => format!("{v} (bundled {})", x.bundled_version),
+                (None, _) => "-".into(),
+            };
+            let stacks: Vec<String> = x
+                .stacks
+                .iter()
+                .map(|(n, st)| format!("{}={st}", n.trim_start_matches("ctguard-")))
+                .collect();
+            t.row([
+                x.target.to_string(),
+                match x.covered_by {
+                    CoveredBy::Direct => "direct".to_string(),
+                    CoveredBy::AutoDeploy => "auto-deploy".to_string(),
+                    CoveredBy::None => "NO".to_string(),
+                },
+                version,
+                if stacks.is_empty() {
+                    "-".into()
+                } else {
+                    stacks.join(" ")
+                },
+                x.trail
+                    .as_ref()
+                    .map(|v| v.describe())
+                    .unwrap_or_else(|| "?".into()),
+                x.health.rule_state.clone().unwrap_or_else(|| "-".into()),
+                x.health
+                    .dlq_depth
+                    .map(|d| d.to_string())
+                    .unwrap_or_else(|| "-".into()),
+                if x.healthy() {
+                    "healthy".into()
+                } else {
+                    format!("UNHEALTHY: {}", x.problems.join("; "))
+                },
+            ]);
+        }
+        output::emit::<()>(g.output(), &[], &t)?;
+        if covered {
+            eprintln!(
+                "new accounts: covered by StackSets auto-deployment ({})",
+                coverage
+                    .stack_sets
+                    .keys()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        } else {
+            eprintln!("new accounts: NOT covered automatically; run `ctguard install --org` (auto-deploy is on by default) or re-run install when accounts join");
+        }
+        if let Some(e) = &coverage.unreadable {
+            eprintln!("auto-deployment coverage could not be read: {e}");
+        }
+        eprintln!(
+            "{} targets, {unhealthy} unhealthy; {calls} AWS API calls",
+            statuses.len()
+        );
+    }
+    Ok(if unhealthy > 0 {
+        exit::FINDINGS
+    } else {
+        exit::OK
+    })
 }

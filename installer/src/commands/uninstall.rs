@@ -1,12 +1,147 @@
-//! `ctguard uninstall` (being built; see the issue tracker).
+//! `ctguard uninstall`: remove everything ctguard created in the selected accounts × regions
+//! (StackSets and their instances, regional and account stacks, the state table unless
+//! `--keep-state`, then the artifacts buckets with every object version), touching only what
+//! carries ctguard's ownership tag; then list what is left, which must be nothing.
+
+use std::io::{BufRead, IsTerminal, Write};
 
 use clap::Args;
 
 use crate::cli::GlobalArgs;
+use crate::commands::install::render;
+use crate::deploy::{self, PollOptions, RemoveOptions, RunOptions};
+use crate::org::Selection;
+use crate::session::{self, TargetArgs};
+use crate::stacks::{Connector, TargetApi};
+use crate::targets::Target;
+use crate::{autodeploy, exit, progress};
 
 #[derive(Debug, Args)]
-pub struct UninstallArgs {}
+pub struct UninstallArgs {
+    #[command(flatten)]
+    pub targets: TargetArgs,
+    /// Keep each account's state table (ctguard-state) and its data.
+    #[arg(long)]
+    pub keep_state: bool,
+    /// Do not ask for confirmation (required when stdin is not a terminal).
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    /// Show what would be removed, and remove nothing.
+    #[arg(long)]
+    pub plan: bool,
+    /// Also remove the artifacts buckets when only some accounts are selected (--accounts/--ou).
+    /// With --org or the current account alone they are removed by default.
+    #[arg(long, conflicts_with = "keep_artifacts")]
+    pub remove_artifacts: bool,
+    /// Keep the artifacts buckets.
+    #[arg(long)]
+    pub keep_artifacts: bool,
+}
 
-pub async fn run(_args: &UninstallArgs, _g: &GlobalArgs) -> anyhow::Result<u8> {
-    anyhow::bail!("`ctguard uninstall` is not implemented yet")
+fn confirm(what: &str) -> anyhow::Result<bool> {
+    let mut err = std::io::stderr().lock();
+    write!(err, "{what}\nType `yes` to continue: ")?;
+    err.flush()?;
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    Ok(line.trim() == "yes")
+}
+
+pub async fn run(args: &UninstallArgs, g: &GlobalArgs) -> anyhow::Result<u8> {
+    if !args.yes && !args.plan && !std::io::stdin().is_terminal() {
+        eprintln!("ctguard: refusing to uninstall without --yes (stdin is not a terminal, so nobody can confirm)");
+        return Ok(exit::USAGE);
+    }
+    let s = session::open(g, &args.targets).await?;
+    let remove_artifacts = !args.keep_artifacts
+        && (args.remove_artifacts || matches!(s.selection, Selection::Org | Selection::Current));
+    if !args.yes && !args.plan {
+        let what = format!(
+            "This removes ctguard from {} accounts × {} regions{}{}.",
+            s.set.accounts.len(),
+            s.set.regions.len(),
+            if args.keep_state {
+                " (keeping the state tables)"
+            } else {
+                ", state tables included"
+            },
+            if remove_artifacts {
+                ", and the artifacts buckets"
+            } else {
+                ""
+            }
+        );
+        if !confirm(&what)? {
+            eprintln!("nothing removed");
+            return Ok(exit::USAGE);
+        }
+    }
+    let opts = RunOptions {
+        concurrency: g.concurrency as usize,
+        plan_only: args.plan,
+        allow_missing_trail: true,
+        poll: PollOptions::default(),
+    };
+    let mode = progress::resolve(std::io::stderr().is_terminal(), progress::is_ci());
+    let rep = progress::reporter(mode);
+
+    // StackSets first: their instances are stacks in accounts we may not even select.
+    let mut auto_result = None;
+    let whole_org = matches!(s.selection, Selection::Org);
+    if let (Some(org), false, true) = (&s.org, args.plan, whole_org) {
+        let home = Target::new(s.caller_account.clone(), s.set.home_region.clone());
+        let api = s.connector.connect(&home).await?;
+        let delegated = s.caller_account != org.management_account;
+        let mut r = autodeploy::remove(
+            api.cloudformation(),
+            delegated,
+            &home,
+            &opts.poll,
+            rep.as_ref(),
+        )
+        .await;
+        r.calls = api.calls();
+        auto_result = Some(r);
+    }
+    let ropts = RemoveOptions {
+        keep_state: args.keep_state,
+        remove_artifacts,
+    };
+    let mut report = deploy::uninstall(
+        &s.connector,
+        &s.set,
+        &s.caller_account,
+        &ropts,
+        &opts,
+        rep.as_ref(),
+    )
+    .await;
+    if let Some(r) = auto_result {
+        report.shared_calls += r.calls;
+        report.results.insert(0, r);
+    }
+    report.shared_calls += s.setup_calls.get();
+    drop(rep);
+    let mut notes = Vec::new();
+    if !args.plan {
+        if report.leftovers.is_empty() {
+            notes.push(format!(
+                "left: nothing{}{}",
+                if args.keep_state { " (state tables kept on request)" } else { "" },
+                if remove_artifacts { "" } else { " (artifacts buckets kept: other accounts may still use them; --remove-artifacts)" }
+            ));
+        } else {
+            for (t, l) in &report.leftovers {
+                notes.push(format!("left in {t}: {}", l.join(", ")));
+            }
+        }
+    }
+    render(g.output(), &report, &notes, args.plan)?;
+    Ok(if report.failed() > 0 {
+        exit::PARTIAL
+    } else if !report.leftovers.is_empty() && !args.plan {
+        exit::FINDINGS
+    } else {
+        exit::OK
+    })
 }

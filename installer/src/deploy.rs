@@ -1,0 +1,1235 @@
+//! The engine of `install` and `uninstall`: observe every target, plan ([`crate::plan`]),
+//! then carry the plans out with bounded concurrency. It never prints: it emits
+//! [`DeployEvent`]s to a [`Reporter`] (progress bars, plain lines or a test recorder are
+//! consumers, see [`crate::progress`]) and returns a report the command renders.
+//!
+//! A failing target never stops the others: its error is recorded in its [`TargetResult`] and
+//! the rest carry on (ripgrep's "keep going, remember the error" rule). A re-run observes
+//! again and resumes where the last one stopped, since plans are computed from what exists.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use futures_util::stream::{self, StreamExt};
+use serde::Serialize;
+
+use crate::plan::{self, Action, InstallConfig, StackKind, StackState, Step, TargetPlan};
+use crate::stacks::{Connector, StackApi, TargetApi, UpdateOutcome};
+use crate::targets::{Target, TargetSet};
+use crate::trail::TrailVerdict;
+
+/// The phases of a run, in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// Reading what exists (stacks, trails, code object).
+    Observe,
+    /// Code buckets and the code object, installing account, every region.
+    Artifacts,
+    /// Account and regional stacks, every target.
+    Stacks,
+    /// StackSets for accounts joining later.
+    AutoDeploy,
+    /// Uninstall: checking that nothing is left.
+    Leftovers,
+}
+
+/// What the engine reports while it works.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum DeployEvent {
+    PhaseStarted {
+        phase: Phase,
+        targets: usize,
+    },
+    StepStarted {
+        target: Target,
+        what: String,
+        action: String,
+    },
+    /// A stack's status changed while it was being waited on.
+    StackStatus {
+        target: Target,
+        stack: String,
+        status: String,
+        reason: Option<String>,
+    },
+    TargetFinished {
+        target: Target,
+        phase: Phase,
+        ok: bool,
+        changes: usize,
+        message: Option<String>,
+    },
+    /// Something the user should read (e.g. targets without a trail, installing anyway).
+    Warning {
+        message: String,
+    },
+}
+
+/// A consumer of [`DeployEvent`]s.
+pub trait Reporter: Sync {
+    fn report(&self, event: &DeployEvent);
+}
+
+impl<F: Fn(&DeployEvent) + Sync> Reporter for F {
+    fn report(&self, event: &DeployEvent) {
+        self(event)
+    }
+}
+
+/// How stack operations are waited on: describe, and if still running, sleep with a doubling
+/// delay. The first describe comes at once (emulators finish synchronously).
+#[derive(Debug, Clone, Copy)]
+pub struct PollOptions {
+    pub first_delay: Duration,
+    pub max_delay: Duration,
+    pub timeout: Duration,
+}
+
+impl Default for PollOptions {
+    fn default() -> Self {
+        PollOptions {
+            first_delay: Duration::from_secs(2),
+            max_delay: Duration::from_secs(15),
+            timeout: Duration::from_secs(60 * 60),
+        }
+    }
+}
+
+/// A target's result.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum Outcome {
+    Ok,
+    Failed {
+        reason: String,
+    },
+    /// Not attempted (`reason` says why: stopped by a prerequisite, plan only, ...).
+    Skipped {
+        reason: String,
+    },
+}
+
+/// One step as carried out.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StepResult {
+    pub what: String,
+    pub action: String,
+    pub done: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TargetResult {
+    pub target: Target,
+    pub phase: Phase,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trail: Option<TrailVerdict>,
+    pub steps: Vec<StepResult>,
+    #[serde(flatten)]
+    pub outcome: Outcome,
+    /// AWS API calls made for this target (every phase).
+    pub calls: u64,
+}
+
+impl TargetResult {
+    pub fn changes(&self) -> usize {
+        self.steps.iter().filter(|s| s.done).count()
+    }
+    pub fn failed(&self) -> bool {
+        matches!(self.outcome, Outcome::Failed { .. })
+    }
+}
+
+/// What a run did (or, with `plan_only`, would do).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RunReport {
+    pub plans: Vec<TargetPlan>,
+    pub results: Vec<TargetResult>,
+    /// Why nothing was changed, when a prerequisite stopped the run.
+    pub stopped: Option<String>,
+    /// Resources still present after an uninstall (target → names).
+    pub leftovers: BTreeMap<String, Vec<String>>,
+    /// Calls made outside any target (AssumeRole, Organizations, StackSets).
+    pub shared_calls: u64,
+    pub elapsed_ms: u128,
+}
+
+impl RunReport {
+    pub fn failed(&self) -> usize {
+        self.results.iter().filter(|r| r.failed()).count()
+    }
+    pub fn total_calls(&self) -> u64 {
+        self.shared_calls + self.results.iter().map(|r| r.calls).sum::<u64>()
+    }
+}
+
+/// Options of a run.
+#[derive(Debug, Clone, Copy)]
+pub struct RunOptions {
+    pub concurrency: usize,
+    pub plan_only: bool,
+    pub allow_missing_trail: bool,
+    pub poll: PollOptions,
+}
+
+/// What was seen in one target.
+struct Observed<A> {
+    target: Target,
+    api: Result<A, String>,
+    stacks: BTreeMap<StackKind, StackState>,
+    trail: Option<TrailVerdict>,
+    code_present: bool,
+    error: Option<String>,
+}
+
+async fn observe<C: Connector>(
+    c: &C,
+    target: Target,
+    kinds: &[StackKind],
+    trail: bool,
+    code: Option<(&str, &str)>,
+) -> Observed<C::Api> {
+    let mut o = Observed {
+        target: target.clone(),
+        api: Err(String::new()),
+        stacks: BTreeMap::new(),
+        trail: None,
+        code_present: false,
+        error: None,
+    };
+    let api = match c.connect(&target).await {
+        Ok(a) => a,
+        Err(e) => {
+            o.api = Err(e.to_string());
+            o.error = Some(e.to_string());
+            return o;
+        }
+    };
+    for &k in kinds {
+        match api.describe(k.stack_name()).await {
+            Ok(Some(s)) => {
+                o.stacks.insert(k, s);
+            }
+            Ok(None) => {}
+            Err(e) => {
+                o.error = Some(e.to_string());
+                break;
+            }
+        }
+    }
+    if trail && o.error.is_none() {
+        match api.trail().await {
+            Ok(v) => o.trail = Some(v),
+            Err(e) => o.error = Some(format!("cannot check the trail: {e}")),
+        }
+    }
+    if let (Some((bucket, key)), None) = (code, &o.error) {
+        // A missing artifacts stack means a missing bucket: no need to ask.
+        if o.stacks.contains_key(&StackKind::Artifacts) {
+            match api.code_present(bucket, key).await {
+                Ok(p) => o.code_present = p,
+                Err(e) => o.error = Some(e.to_string()),
+            }
+        }
+    }
+    o.api = Ok(api);
+    o
+}
+
+async fn observe_all<C: Connector>(
+    c: &C,
+    items: Vec<(Target, Vec<StackKind>)>,
+    trail: bool,
+    code: Option<(&str, &str)>,
+    concurrency: usize,
+) -> Vec<Observed<C::Api>> {
+    let mut v: Vec<_> = stream::iter(items)
+        .map(|(t, kinds)| async move { observe(c, t, &kinds, trail, code).await })
+        .buffer_unordered(concurrency.max(1))
+        .collect()
+        .await;
+    v.sort_by(|a, b| a.target.cmp(&b.target));
+    v
+}
+
+/// Waits until the stack is no longer `*_IN_PROGRESS`, reporting every status change.
+/// Returns `None` when the stack is gone.
+async fn settle<A: TargetApi>(
+    api: &A,
+    name: &str,
+    poll: &PollOptions,
+    rep: &dyn Reporter,
+) -> Result<Option<StackState>, String> {
+    let start = Instant::now();
+    let mut delay = poll.first_delay;
+    let mut last = String::new();
+    loop {
+        let s = api.describe(name).await.map_err(|e| e.to_string())?;
+        let Some(s) = s else { return Ok(None) };
+        if s.status != last {
+            rep.report(&DeployEvent::StackStatus {
+                target: api.target().clone(),
+                stack: name.to_string(),
+                status: s.status.clone(),
+                reason: s.status_reason.clone(),
+            });
+            last = s.status.clone();
+        }
+        if !s.in_progress() {
+            return Ok(if s.status == "DELETE_COMPLETE" {
+                None
+            } else {
+                Some(s)
+            });
+        }
+        if start.elapsed() > poll.timeout {
+            return Err(format!(
+                "{name}: still {} after {} s",
+                s.status,
+                poll.timeout.as_secs()
+            ));
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(poll.max_delay);
+    }
+}
+
+fn failure(name: &str, s: Option<&StackState>, wanted: &str) -> String {
+    match s {
+        None => format!("{name}: stack disappeared (wanted {wanted})"),
+        Some(s) => format!(
+            "{name}: {} (wanted {wanted}){}",
+            s.status,
+            s.status_reason
+                .as_deref()
+                .map(|r| format!(": {r}"))
+                .unwrap_or_default()
+        ),
+    }
+}
+
+/// Carries out one stack or object action.
+async fn run_action<A: TargetApi>(
+    api: &A,
+    step: &Step,
+    action: &Action,
+    code: &'static [u8],
+    poll: &PollOptions,
+    rep: &dyn Reporter,
+) -> Result<(), String> {
+    let name = step.what.as_str();
+    let spec = || {
+        step.spec
+            .as_ref()
+            .ok_or_else(|| format!("{name}: no spec to deploy"))
+    };
+    match action {
+        Action::NoChange | Action::LeaveForeign => Ok(()),
+        Action::Blocked { reason } => Err(format!("{name}: {reason}")),
+        Action::Create => {
+            api.create(spec()?).await.map_err(|e| e.to_string())?;
+            let s = settle(api, name, poll, rep).await?;
+            match &s {
+                Some(st) if st.status == "CREATE_COMPLETE" => Ok(()),
+                _ => Err(failure(name, s.as_ref(), "CREATE_COMPLETE")),
+            }
+        }
+        Action::Update { .. } => match api.update(spec()?).await.map_err(|e| e.to_string())? {
+            UpdateOutcome::NoChanges => Ok(()),
+            UpdateOutcome::Started => {
+                let s = settle(api, name, poll, rep).await?;
+                match &s {
+                    Some(st) if st.status == "UPDATE_COMPLETE" => Ok(()),
+                    _ => Err(failure(name, s.as_ref(), "UPDATE_COMPLETE")),
+                }
+            }
+        },
+        Action::Recreate { .. } => {
+            Box::pin(run_action(api, step, &Action::Delete, code, poll, rep)).await?;
+            Box::pin(run_action(api, step, &Action::Create, code, poll, rep)).await
+        }
+        Action::Delete => {
+            api.delete(name).await.map_err(|e| e.to_string())?;
+            match settle(api, name, poll, rep).await? {
+                None => Ok(()),
+                Some(s) => Err(failure(name, Some(&s), "DELETE_COMPLETE")),
+            }
+        }
+        Action::Wait { .. } => {
+            let now = settle(api, name, poll, rep).await?;
+            let next = plan::plan_stack(step.spec.as_ref(), now.as_ref());
+            if matches!(next, Action::Wait { .. }) {
+                return Err(format!("{name}: still busy"));
+            }
+            if next.changes() {
+                rep.report(&DeployEvent::StepStarted {
+                    target: api.target().clone(),
+                    what: step.what.clone(),
+                    action: next.to_string(),
+                });
+            }
+            Box::pin(run_action(api, step, &next, code, poll, rep)).await
+        }
+        Action::UploadCode { bucket, key } => api
+            .upload_code(bucket, key, code)
+            .await
+            .map_err(|e| e.to_string()),
+        Action::EmptyBucket { bucket } => api
+            .empty_bucket(bucket)
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string()),
+    }
+}
+
+/// Carries out a target's plan in order; the first failing step ends the target.
+pub async fn execute<A: TargetApi>(
+    api: &A,
+    plan: &TargetPlan,
+    phase: Phase,
+    code: &'static [u8],
+    poll: &PollOptions,
+    rep: &dyn Reporter,
+) -> (Vec<StepResult>, Outcome) {
+    let mut steps = Vec::new();
+    for step in &plan.steps {
+        if step.action.changes() {
+            rep.report(&DeployEvent::StepStarted {
+                target: plan.target.clone(),
+                what: step.what.clone(),
+                action: step.action.to_string(),
+            });
+        }
+        let r = run_action(api, step, &step.action, code, poll, rep).await;
+        steps.push(StepResult {
+            what: step.what.clone(),
+            action: step.action.to_string(),
+            done: r.is_ok() && step.action.changes(),
+        });
+        if let Err(reason) = r {
+            finish(rep, &plan.target, phase, &steps, Some(reason.clone()));
+            return (steps, Outcome::Failed { reason });
+        }
+    }
+    finish(rep, &plan.target, phase, &steps, None);
+    (steps, Outcome::Ok)
+}
+
+fn finish(
+    rep: &dyn Reporter,
+    target: &Target,
+    phase: Phase,
+    steps: &[StepResult],
+    error: Option<String>,
+) {
+    rep.report(&DeployEvent::TargetFinished {
+        target: target.clone(),
+        phase,
+        ok: error.is_none(),
+        changes: steps.iter().filter(|s| s.done).count(),
+        message: error,
+    });
+}
+
+fn skipped(
+    plan: &TargetPlan,
+    phase: Phase,
+    trail: Option<TrailVerdict>,
+    calls: u64,
+    reason: &str,
+) -> TargetResult {
+    TargetResult {
+        target: plan.target.clone(),
+        phase,
+        trail,
+        steps: plan
+            .steps
+            .iter()
+            .map(|s| StepResult {
+                what: s.what.clone(),
+                action: s.action.to_string(),
+                done: false,
+            })
+            .collect(),
+        outcome: Outcome::Skipped {
+            reason: reason.to_string(),
+        },
+        calls,
+    }
+}
+
+/// `install`: artifacts in every region of the installing account, then the account and
+/// regional stacks of every target. `code` is the Lambda zip to upload where missing.
+pub async fn install<C: Connector>(
+    c: &C,
+    set: &TargetSet,
+    cfg: &InstallConfig,
+    code: &'static [u8],
+    opts: &RunOptions,
+    rep: &dyn Reporter,
+) -> RunReport {
+    let start = Instant::now();
+    let mut report = RunReport::default();
+    for w in &set.warnings {
+        rep.report(&DeployEvent::Warning { message: w.clone() });
+    }
+
+    // 1. Observe.
+    let targets = set.targets();
+    rep.report(&DeployEvent::PhaseStarted {
+        phase: Phase::Observe,
+        targets: targets.len() + set.regions.len(),
+    });
+    let key = cfg.code_key();
+    let art_items: Vec<_> = set
+        .regions
+        .iter()
+        .map(|r| {
+            (
+                Target::new(cfg.artifacts_account.clone(), r.clone()),
+                vec![StackKind::Artifacts],
+            )
+        })
+        .collect();
+    let mut art_obs = Vec::new();
+    for (t, kinds) in art_items {
+        // Each region has its own bucket name; observe them concurrently below.
+        art_obs.push((t, kinds));
+    }
+    let art_obs = stream::iter(art_obs)
+        .map(|(t, kinds)| {
+            let bucket = cfg.bucket(&t.region);
+            let key = key.clone();
+            async move { observe(c, t, &kinds, false, Some((&bucket, &key))).await }
+        })
+        .buffer_unordered(opts.concurrency.max(1))
+        .collect::<Vec<_>>()
+        .await;
+    let items: Vec<_> = targets
+        .iter()
+        .map(|t| (t.clone(), cfg.for_target(set.is_home(t)).0))
+        .collect();
+    let obs = observe_all(c, items, true, None, opts.concurrency).await;
+
+    // 2. Plan.
+    let mut art_plans = Vec::new();
+    for o in &art_obs {
+        art_plans.push(plan::plan_artifacts(
+            cfg,
+            &o.target.region,
+            o.stacks.get(&StackKind::Artifacts),
+            o.code_present,
+        ));
+    }
+    art_plans.sort_by(|a, b| a.target.cmp(&b.target));
+    let plans: Vec<TargetPlan> = obs
+        .iter()
+        .map(|o| {
+            let (kinds, desired) = cfg.for_target(set.is_home(&o.target));
+            plan::plan_target(&o.target, &kinds, &desired, &o.stacks)
+        })
+        .collect();
+    report.plans = art_plans.iter().chain(plans.iter()).cloned().collect();
+
+    let calls_of = |o: &Observed<C::Api>| o.api.as_ref().map(|a| a.calls()).unwrap_or(0);
+    if opts.plan_only {
+        for (p, o) in art_plans.iter().zip(&art_obs).chain(plans.iter().zip(&obs)) {
+            let mut r = skipped(p, Phase::Stacks, o.trail.clone(), calls_of(o), "plan only");
+            if let Some(e) = &o.error {
+                r.outcome = Outcome::Failed { reason: e.clone() };
+            }
+            report.results.push(r);
+        }
+        report.shared_calls = c.shared_calls();
+        report.elapsed_ms = start.elapsed().as_millis();
+        return report;
+    }
+
+    // 3. Prerequisites: unreadable targets and missing trails.
+    let blind: Vec<_> = obs
+        .iter()
+        .filter(|o| o.trail.as_ref().is_some_and(|t| !t.is_ok()))
+        .collect();
+    if !blind.is_empty() {
+        let msg = format!(
+            "{} of {} targets have no CloudTrail trail logging management events (read and write); the detector would be blind there",
+            blind.len(),
+            obs.len()
+        );
+        if !opts.allow_missing_trail {
+            for (p, o) in plans.iter().zip(&obs) {
+                let mut r = skipped(
+                    p,
+                    Phase::Stacks,
+                    o.trail.clone(),
+                    calls_of(o),
+                    "install stopped: missing trails (see --allow-missing-trail)",
+                );
+                if let Some(TrailVerdict::Missing { reason }) = &o.trail {
+                    r.outcome = Outcome::Failed {
+                        reason: format!("no usable trail: {reason}"),
+                    };
+                }
+                report.results.push(r);
+            }
+            report.stopped = Some(format!("{msg}; nothing was changed. Create a trail (an organization trail covers every account) or pass --allow-missing-trail"));
+            report.shared_calls = c.shared_calls();
+            report.elapsed_ms = start.elapsed().as_millis();
+            return report;
+        }
+        rep.report(&DeployEvent::Warning {
+            message: format!("{msg}; installing anyway (--allow-missing-trail)"),
+        });
+    }
+
+    // 4. Artifacts, every region, before any function needs its code.
+    rep.report(&DeployEvent::PhaseStarted {
+        phase: Phase::Artifacts,
+        targets: art_plans.len(),
+    });
+    let art_results: Vec<TargetResult> = stream::iter(art_plans.iter().zip(&art_obs))
+        .map(|(p, o)| run_one(o, p, Phase::Artifacts, code, opts, rep))
+        .buffer_unordered(opts.concurrency.max(1))
+        .collect()
+        .await;
+    let bad_regions: BTreeMap<String, String> = art_results
+        .iter()
+        .filter_map(|r| match &r.outcome {
+            Outcome::Failed { reason } => Some((r.target.region.clone(), reason.clone())),
+            _ => None,
+        })
+        .collect();
+
+    // 5. Account and regional stacks, every target.
+    rep.report(&DeployEvent::PhaseStarted {
+        phase: Phase::Stacks,
+        targets: plans.len(),
+    });
+    let results: Vec<TargetResult> = stream::iter(plans.iter().zip(&obs))
+        .map(|(p, o)| {
+            let bad = bad_regions.get(&p.target.region).cloned();
+            async move {
+                if let Some(why) = bad {
+                    let mut r = skipped(p, Phase::Stacks, o.trail.clone(), calls_of(o), "");
+                    r.outcome = Outcome::Failed {
+                        reason: format!("code bucket of {} failed: {why}", p.target.region),
+                    };
+                    finish(rep, &p.target, Phase::Stacks, &[], Some(why));
+                    return r;
+                }
+                run_one(o, p, Phase::Stacks, code, opts, rep).await
+            }
+        })
+        .buffer_unordered(opts.concurrency.max(1))
+        .collect()
+        .await;
+    report.results = art_results.into_iter().chain(results).collect();
+    report
+        .results
+        .sort_by(|a, b| (a.phase, &a.target).cmp(&(b.phase, &b.target)));
+    report.shared_calls = c.shared_calls();
+    report.elapsed_ms = start.elapsed().as_millis();
+    report
+}
+
+async fn run_one<A: TargetApi>(
+    o: &Observed<A>,
+    p: &TargetPlan,
+    phase: Phase,
+    code: &'static [u8],
+    opts: &RunOptions,
+    rep: &dyn Reporter,
+) -> TargetResult {
+    let api = match (&o.api, &o.error) {
+        (Ok(api), None) => api,
+        (_, err) => {
+            let reason = err.clone().unwrap_or_else(|| "cannot connect".into());
+            finish(rep, &p.target, phase, &[], Some(reason.clone()));
+            let mut r = skipped(
+                p,
+                phase,
+                o.trail.clone(),
+                o.api.as_ref().map(|a| a.calls()).unwrap_or(0),
+                "",
+            );
+            r.outcome = Outcome::Failed { reason };
+            return r;
+        }
+    };
+    let (steps, outcome) = execute(api, p, phase, code, &opts.poll, rep).await;
+    TargetResult {
+        target: p.target.clone(),
+        phase,
+        trail: o.trail.clone(),
+        steps,
+        outcome,
+        calls: api.calls(),
+    }
+}
+
+/// Options of an uninstall.
+#[derive(Debug, Clone, Copy)]
+pub struct RemoveOptions {
+    pub keep_state: bool,
+    /// Also remove the artifacts buckets (only when the whole installation goes).
+    pub remove_artifacts: bool,
+}
+
+/// The stacks a target holds: state, account and region at home, region elsewhere.
+pub fn kinds_for(home: bool, keep_state: bool) -> Vec<StackKind> {
+    match (home, keep_state) {
+        (false, _) => vec![StackKind::Region],
+        (true, false) => vec![StackKind::State, StackKind::Account, StackKind::Region],
+        (true, true) => vec![StackKind::Account, StackKind::Region],
+    }
+}
+
+/// `uninstall`: the regional and account stacks of every target, then (when asked) the
+/// artifacts of the installing account, then a check of what is left.
+pub async fn uninstall<C: Connector>(
+    c: &C,
+    set: &TargetSet,
+    artifacts_account: &str,
+    ropts: &RemoveOptions,
+    opts: &RunOptions,
+    rep: &dyn Reporter,
+) -> RunReport {
+    let start = Instant::now();
+    let mut report = RunReport::default();
+    let targets = set.targets();
+    rep.report(&DeployEvent::PhaseStarted {
+        phase: Phase::Observe,
+        targets: targets.len(),
+    });
+    let items: Vec<_> = targets
+        .iter()
+        .map(|t| (t.clone(), kinds_for(set.is_home(t), ropts.keep_state)))
+        .collect();
+    let obs = observe_all(c, items, false, None, opts.concurrency).await;
+    let plans: Vec<TargetPlan> = obs
+        .iter()
+        .map(|o| {
+            plan::plan_removal(
+                &o.target,
+                &kinds_for(set.is_home(&o.target), ropts.keep_state),
+                &o.stacks,
+            )
+        })
+        .collect();
+    let art_obs = if ropts.remove_artifacts {
+        let items: Vec<_> = set
+            .regions
+            .iter()
+            .map(|r| {
+                (
+                    Target::new(artifacts_account, r.clone()),
+                    vec![StackKind::Artifacts],
+                )
+            })
+            .collect();
+        observe_all(c, items, false, None, opts.concurrency).await
+    } else {
+        Vec::new()
+    };
+    let art_plans: Vec<TargetPlan> = art_obs
+        .iter()
+        .map(|o| {
+            plan::plan_artifacts_removal(
+                artifacts_account,
+                &o.target.region,
+                o.stacks.get(&StackKind::Artifacts),
+            )
+        })
+        .collect();
+    report.plans = plans.iter().chain(art_plans.iter()).cloned().collect();
+    if opts.plan_only {
+        for (p, o) in plans.iter().zip(&obs).chain(art_plans.iter().zip(&art_obs)) {
+            let calls = o.api.as_ref().map(|a| a.calls()).unwrap_or(0);
+            let mut r = skipped(p, Phase::Stacks, None, calls, "plan only");
+            if let Some(e) = &o.error {
+                r.outcome = Outcome::Failed { reason: e.clone() };
+            }
+            report.results.push(r);
+        }
+        report.shared_calls = c.shared_calls();
+        report.elapsed_ms = start.elapsed().as_millis();
+        return report;
+    }
+
+    rep.report(&DeployEvent::PhaseStarted {
+        phase: Phase::Stacks,
+        targets: plans.len(),
+    });
+    let results: Vec<TargetResult> = stream::iter(plans.iter().zip(&obs))
+        .map(|(p, o)| run_one(o, p, Phase::Stacks, &[], opts, rep))
+        .buffer_unordered(opts.concurrency.max(1))
+        .collect()
+        .await;
+    let any_failed = results.iter().any(TargetResult::failed);
+    report.results = results;
+
+    if !art_plans.is_empty() {
+        rep.report(&DeployEvent::PhaseStarted {
+            phase: Phase::Artifacts,
+            targets: art_plans.len(),
+        });
+        for (p, o) in art_plans.iter().zip(&art_obs) {
+            let r = if any_failed {
+                skipped(
+                    p,
+                    Phase::Artifacts,
+                    None,
+                    0,
+                    "kept: some targets still have their stacks (re-run uninstall)",
+                )
+            } else {
+                run_one(o, p, Phase::Artifacts, &[], opts, rep).await
+            };
+            report.results.push(r);
+        }
+    }
+
+    // What is left, everywhere we looked.
+    rep.report(&DeployEvent::PhaseStarted {
+        phase: Phase::Leftovers,
+        targets: obs.len(),
+    });
+    let removed_artifacts = ropts.remove_artifacts && !any_failed;
+    let left: Vec<(Target, Result<Vec<String>, String>)> = stream::iter(&obs)
+        .map(|o| async move {
+            let Ok(api) = &o.api else {
+                return (o.target.clone(), Err("not reachable".to_string()));
+            };
+            let bucket = (removed_artifacts && o.target.account == artifacts_account)
+                .then(|| plan::artifacts_bucket(artifacts_account, &o.target.region));
+            let l = api
+                .leftovers(set.is_home(&o.target), bucket.as_deref())
+                .await
+                .map_err(|e| e.to_string());
+            (o.target.clone(), l)
+        })
+        .buffer_unordered(opts.concurrency.max(1))
+        .collect()
+        .await;
+    for (t, l) in left {
+        let mut l = l.unwrap_or_else(|e| vec![format!("could not check: {e}")]);
+        if ropts.keep_state && set.is_home(&t) {
+            // Kept on purpose: not a leftover.
+            l.retain(|x| !x.contains("ctguard-state"));
+        }
+        if !l.is_empty() {
+            report.leftovers.insert(t.to_string(), l);
+        }
+    }
+    // Calls of the leftover check, added to each target's count.
+    for r in report.results.iter_mut() {
+        if let Some(o) = obs.iter().find(|o| o.target == r.target) {
+            if let Ok(api) = &o.api {
+                r.calls = api.calls();
+            }
+        }
+    }
+    report
+        .results
+        .sort_by(|a, b| (a.phase, &a.target).cmp(&(b.phase, &b.target)));
+    report.shared_calls = c.shared_calls();
+    report.elapsed_ms = start.elapsed().as_millis();
+    report
+}
+
+/// What is deployed in one target (for `status`, and for `verify` to find the resources).
+#[derive(Debug, Clone, Serialize)]
+pub struct Installed {
+    pub target: Target,
+    /// ctguard stacks present here, by kind (outputs included).
+    pub stacks: BTreeMap<StackKind, StackState>,
+    /// Set when the target could not be read.
+    pub error: Option<String>,
+}
+
+impl Installed {
+    /// Regional stack outputs (FunctionArn, RuleArn, DlqUrl, ...), when deployed.
+    pub fn region_outputs(&self) -> Option<&BTreeMap<String, String>> {
+        self.stacks.get(&StackKind::Region).map(|s| &s.outputs)
+    }
+}
+
+/// Reads the ctguard stacks of every target (no change made). Targets whose regional stack is
+/// missing are returned too, with fewer stacks, so callers can tell "not installed".
+pub async fn discover<C: Connector>(c: &C, set: &TargetSet, concurrency: usize) -> Vec<Installed> {
+    let items: Vec<_> = set
+        .targets()
+        .into_iter()
+        .map(|t| {
+            let kinds = if set.is_home(&t) {
+                vec![StackKind::State, StackKind::Account, StackKind::Region]
+            } else {
+                vec![StackKind::Region]
+            };
+            (t, kinds)
+        })
+        .collect();
+    observe_all(c, items, false, None, concurrency)
+        .await
+        .into_iter()
+        .map(|o| Installed {
+            target: o.target,
+            stacks: o.stacks,
+            error: o.error,
+        })
+        .collect()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::stacks::FakeCloud;
+    use crate::targets::expand;
+
+    fn set(accounts: &[&str], regions: &[&str]) -> TargetSet {
+        let a: Vec<String> = accounts.iter().map(|s| s.to_string()).collect();
+        let r: Vec<String> = regions.iter().map(|s| s.to_string()).collect();
+        expand(&a, &r, "us-east-1", false).unwrap()
+    }
+
+    fn cfg() -> InstallConfig {
+        InstallConfig {
+            version: "0.1.0".into(),
+            code_hash: "ab".repeat(32),
+            artifacts_account: "111111111111".into(),
+            home_region: "us-east-1".into(),
+            org_id: None,
+            alert_topic_arn: None,
+            alert_email: None,
+            policy: "{}".into(),
+            log_retention_days: 90,
+            default_ttl_hours: 12,
+        }
+    }
+
+    fn opts() -> RunOptions {
+        RunOptions {
+            concurrency: 4,
+            plan_only: false,
+            allow_missing_trail: false,
+            poll: PollOptions {
+                first_delay: Duration::ZERO,
+                max_delay: Duration::ZERO,
+                timeout: Duration::from_secs(5),
+            },
+        }
+    }
+
+    #[derive(Default)]
+    struct Recorder(Mutex<Vec<DeployEvent>>);
+    impl Reporter for Recorder {
+        fn report(&self, e: &DeployEvent) {
+            self.0.lock().unwrap().push(e.clone());
+        }
+    }
+
+    static ZIP: &[u8] = b"zip";
+
+    fn stack_count(cloud: &FakeCloud) -> usize {
+        cloud.with(|w| w.stacks.len())
+    }
+
+    #[tokio::test]
+    async fn install_creates_everything_then_second_run_changes_nothing() {
+        let cloud = FakeCloud::default();
+        cloud.with(|w| w.in_progress_polls = 2);
+        let s = set(
+            &["111111111111", "222222222222"],
+            &["us-east-1", "eu-west-1"],
+        );
+        let rec = Recorder::default();
+        let r = install(&cloud, &s, &cfg(), ZIP, &opts(), &rec).await;
+        assert_eq!(r.failed(), 0, "{:#?}", r.results);
+        // 2 artifacts + per account (state, account, region@home, region@eu) = 2 + 2*4.
+        assert_eq!(stack_count(&cloud), 10);
+        assert_eq!(
+            cloud.with(|w| w.objects.len()),
+            2,
+            "code uploaded to both regional buckets"
+        );
+        let events = rec.0.lock().unwrap().clone();
+        assert!(events.iter().any(|e| matches!(e, DeployEvent::StackStatus { status, .. } if status == "CREATE_IN_PROGRESS")));
+        assert!(events.iter().any(
+            |e| matches!(e, DeployEvent::StackStatus { status, .. } if status == "CREATE_COMPLETE")
+        ));
+
+        cloud.with(|w| w.calls.clear());
+        let r2 = install(&cloud, &s, &cfg(), ZIP, &opts(), &Recorder::default()).await;
+        assert_eq!(r2.failed(), 0);
+        assert!(
+            r2.results.iter().all(|r| r.changes() == 0),
+            "{:#?}",
+            r2.results
+        );
+        let writes: Vec<String> = cloud.with(|w| {
+            w.calls
+                .iter()
+                .filter(|c| !c.contains("Describe") && !c.contains("HeadObject"))
+                .cloned()
+                .collect()
+        });
+        assert!(writes.is_empty(), "second run wrote: {writes:?}");
+    }
+
+    #[tokio::test]
+    async fn new_build_updates_only_region_stacks_and_uploads_once_per_region() {
+        let cloud = FakeCloud::default();
+        let s = set(&["111111111111"], &["us-east-1", "eu-west-1"]);
+        install(&cloud, &s, &cfg(), ZIP, &opts(), &Recorder::default()).await;
+        cloud.with(|w| w.calls.clear());
+        let mut c2 = cfg();
+        c2.code_hash = "cd".repeat(32);
+        let r = install(&cloud, &s, &c2, ZIP, &opts(), &Recorder::default()).await;
+        assert_eq!(r.failed(), 0);
+        let mut writes: Vec<String> = cloud.with(|w| {
+            w.calls
+                .iter()
+                .filter(|c| c.contains("Update") || c.contains("Create") || c.contains("Put"))
+                .cloned()
+                .collect()
+        });
+        writes.sort();
+        assert_eq!(
+            writes,
+            vec![
+                "111111111111/eu-west-1 PutObject ctguard/cdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcd.zip",
+                "111111111111/eu-west-1 UpdateStack ctguard-region",
+                "111111111111/us-east-1 PutObject ctguard/cdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcd.zip",
+                "111111111111/us-east-1 UpdateStack ctguard-region",
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn one_failing_target_leaves_the_others_installed_and_a_rerun_resumes() {
+        let cloud = FakeCloud::default();
+        let s = set(
+            &["111111111111", "222222222222", "333333333333"],
+            &["us-east-1"],
+        );
+        let bad = Target::new("222222222222", "us-east-1");
+        cloud.with(|w| {
+            w.fail.insert(
+                (bad.clone(), "ctguard-state".into()),
+                "Table already exists".into(),
+            )
+        });
+        let r = install(&cloud, &s, &cfg(), ZIP, &opts(), &Recorder::default()).await;
+        assert_eq!(r.failed(), 1);
+        let failed = r.results.iter().find(|r| r.failed()).unwrap();
+        assert_eq!(failed.target, bad);
+        assert!(
+            matches!(&failed.outcome, Outcome::Failed { reason } if reason.contains("ROLLBACK_COMPLETE") && reason.contains("Table already exists")),
+            "{failed:?}"
+        );
+        // The others are complete.
+        for a in ["111111111111", "333333333333"] {
+            let t = Target::new(a, "us-east-1");
+            assert!(cloud.with(|w| w
+                .stacks
+                .get(&(t.clone(), "ctguard-region".into()))
+                .is_some_and(|s| s.status == "CREATE_COMPLETE")));
+        }
+        // Re-run: the ROLLBACK_COMPLETE stack is deleted and created again; the rest untouched.
+        cloud.with(|w| w.calls.clear());
+        let r = install(&cloud, &s, &cfg(), ZIP, &opts(), &Recorder::default()).await;
+        assert_eq!(r.failed(), 0, "{:#?}", r.results);
+        let writes: Vec<String> = cloud.with(|w| {
+            w.calls
+                .iter()
+                .filter(|c| !c.contains("Describe") && !c.contains("Head"))
+                .cloned()
+                .collect()
+        });
+        assert_eq!(
+            writes,
+            vec![
+                "222222222222/us-east-1 DeleteStack ctguard-state",
+                "222222222222/us-east-1 CreateStack ctguard-state",
+                "222222222222/us-east-1 CreateStack ctguard-account",
+                "222222222222/us-east-1 CreateStack ctguard-region",
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn missing_trail_stops_before_any_change_unless_allowed() {
+        let cloud = FakeCloud::default();
+        let s = set(&["111111111111", "222222222222"], &["us-east-1"]);
+        cloud.with(|w| {
+            w.trails.insert(
+                Target::new("222222222222", "us-east-1"),
+                TrailVerdict::Missing {
+                    reason: "no trail".into(),
+                },
+            )
+        });
+        let r = install(&cloud, &s, &cfg(), ZIP, &opts(), &Recorder::default()).await;
+        assert!(
+            r.stopped
+                .as_deref()
+                .is_some_and(|m| m.contains("--allow-missing-trail")),
+            "{:?}",
+            r.stopped
+        );
+        assert_eq!(stack_count(&cloud), 0);
+        assert_eq!(r.failed(), 1);
+        let mut o = opts();
+        o.allow_missing_trail = true;
+        let rec = Recorder::default();
+        let r = install(&cloud, &s, &cfg(), ZIP, &o, &rec).await;
+        assert!(r.stopped.is_none());
+        assert_eq!(r.failed(), 0);
+        assert!(rec.0.lock().unwrap().iter().any(|e| matches!(e, DeployEvent::Warning { message } if message.contains("installing anyway"))));
+    }
+
+    #[tokio::test]
+    async fn plan_only_changes_nothing_and_lists_every_step() {
+        let cloud = FakeCloud::default();
+        let s = set(&["111111111111"], &["us-east-1", "eu-west-1"]);
+        let mut o = opts();
+        o.plan_only = true;
+        let r = install(&cloud, &s, &cfg(), ZIP, &o, &Recorder::default()).await;
+        assert_eq!(stack_count(&cloud), 0);
+        let steps: Vec<String> = r
+            .plans
+            .iter()
+            .flat_map(|p| {
+                p.steps
+                    .iter()
+                    .map(move |st| format!("{} {} {}", p.target, st.what, st.action))
+            })
+            .collect();
+        assert_eq!(steps.len(), 2 * 2 + 3 + 1, "{steps:#?}");
+        assert!(steps.contains(&"111111111111/us-east-1 ctguard-state create".to_string()));
+        assert!(steps.iter().any(|s| s.starts_with(
+            "111111111111/eu-west-1 s3://ctguard-artifacts-111111111111-eu-west-1/ctguard/"
+        ) && s.contains("upload")));
+    }
+
+    #[tokio::test]
+    async fn unreachable_account_fails_alone() {
+        let cloud = FakeCloud::default();
+        cloud.with(|w| {
+            w.unreachable
+                .insert("222222222222".into(), "AccessDenied".into())
+        });
+        let s = set(&["111111111111", "222222222222"], &["us-east-1"]);
+        let r = install(&cloud, &s, &cfg(), ZIP, &opts(), &Recorder::default()).await;
+        assert_eq!(r.failed(), 1);
+        assert!(r.results.iter().any(|r| r.target.account == "222222222222" && matches!(&r.outcome, Outcome::Failed { reason } if reason.contains("AccessDenied"))));
+        assert!(cloud.with(|w| w.stacks.contains_key(&(
+            Target::new("111111111111", "us-east-1"),
+            "ctguard-region".into()
+        ))));
+    }
+
+    #[tokio::test]
+    async fn uninstall_removes_everything_keeps_state_on_request_and_is_idempotent() {
+        let cloud = FakeCloud::default();
+        cloud.with(|w| w.in_progress_polls = 1);
+        let s = set(
+            &["111111111111", "222222222222"],
+            &["us-east-1", "eu-west-1"],
+        );
+        install(&cloud, &s, &cfg(), ZIP, &opts(), &Recorder::default()).await;
+        // A foreign stack with our name is never touched.
+        let foreign = Target::new("222222222222", "us-east-1");
+        cloud.with(|w| {
+            w.stacks.insert(
+                (foreign.clone(), "ctguard-account".into()),
+                StackState {
+                    name: "ctguard-account".into(),
+                    status: "CREATE_COMPLETE".into(),
+                    ..Default::default()
+                },
+            )
+        });
+        let keep = RemoveOptions {
+            keep_state: true,
+            remove_artifacts: true,
+        };
+        let r = uninstall(
+            &cloud,
+            &s,
+            "111111111111",
+            &keep,
+            &opts(),
+            &Recorder::default(),
+        )
+        .await;
+        assert_eq!(r.failed(), 0, "{:#?}", r.results);
+        let left: Vec<(Target, String)> = cloud.with(|w| w.stacks.keys().cloned().collect());
+        let mut names: Vec<String> = left.iter().map(|(t, n)| format!("{t} {n}")).collect();
+        names.sort();
+        assert_eq!(
+            names,
+            vec![
+                "111111111111/us-east-1 ctguard-state",
+                "222222222222/us-east-1 ctguard-account",
+                "222222222222/us-east-1 ctguard-state"
+            ]
+        );
+        // The kept state is not a leftover; the foreign stack is listed (never deleted).
+        assert_eq!(
+            r.leftovers,
+            BTreeMap::from([(
+                "222222222222/us-east-1".to_string(),
+                vec!["stack ctguard-account (CREATE_COMPLETE)".to_string()]
+            )])
+        );
+        assert_eq!(cloud.with(|w| w.objects.len()), 0, "artifacts emptied");
+
+        let all = RemoveOptions {
+            keep_state: false,
+            remove_artifacts: true,
+        };
+        let r = uninstall(
+            &cloud,
+            &s,
+            "111111111111",
+            &all,
+            &opts(),
+            &Recorder::default(),
+        )
+        .await;
+        assert_eq!(r.failed(), 0);
+        let r = uninstall(
+            &cloud,
+            &s,
+            "111111111111",
+            &all,
+            &opts(),
+            &Recorder::default(),
+        )
+        .await;
+        assert_eq!(r.failed(), 0);
+        assert!(r.results.iter().all(|x| x.changes() == 0), "idempotent");
+        // Only the foreign stack is left, reported as left.
+        assert_eq!(stack_count(&cloud), 1);
+        assert_eq!(
+            r.leftovers.keys().collect::<Vec<_>>(),
+            vec!["222222222222/us-east-1"]
+        );
+    }
+
+    #[tokio::test]
+    async fn discover_lists_installed_stacks_with_outputs() {
+        let cloud = FakeCloud::default();
+        let s = set(&["111111111111"], &["us-east-1", "eu-west-1"]);
+        install(&cloud, &s, &cfg(), ZIP, &opts(), &Recorder::default()).await;
+        let found = discover(&cloud, &s, 4).await;
+        assert_eq!(found.len(), 2);
+        assert_eq!(found[0].stacks.len() + found[1].stacks.len(), 4);
+        assert!(found.iter().all(|i| i.region_outputs().is_some()));
+    }
+}

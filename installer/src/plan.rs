@@ -1,0 +1,861 @@
+//! Planning, separated from doing: observed stack state + desired stack specs → actions.
+//! Nothing here calls AWS; `ctguard install --plan` prints what this module returns, and
+//! [`crate::deploy`] executes it.
+//!
+//! Idempotency rests on the `ctguard:spec` stack tag: the SHA-256 of the template body and the
+//! sorted parameters. A stack whose tag matches the desired spec and whose status is a settled
+//! success needs no call at all, so a second `install` with nothing new makes no change (and
+//! only one DescribeStacks per stack).
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::embedded;
+use crate::targets::Target;
+
+/// Tag on every stack (and, through the templates, every resource) that ctguard created.
+pub const OWNER_TAG: &str = "ctguard:owner";
+pub const OWNER_VALUE: &str = "ctguard";
+/// The detector version a stack was deployed with.
+pub const VERSION_TAG: &str = "ctguard:version";
+/// Hash of template body + parameters the stack was deployed with (see [`spec_hash`]).
+pub const SPEC_TAG: &str = "ctguard:spec";
+
+/// The four stack kinds. Names are fixed so every command (and `verify`) finds them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StackKind {
+    /// Installing account, every region: the code bucket.
+    Artifacts,
+    /// Every account, home region: the state table.
+    State,
+    /// Every account, home region: the alert topic (absent with a central topic).
+    Account,
+    /// Every account × region: rule, function, role, DLQ, log group.
+    Region,
+}
+
+impl StackKind {
+    pub const ALL: [StackKind; 4] = [
+        StackKind::Artifacts,
+        StackKind::State,
+        StackKind::Account,
+        StackKind::Region,
+    ];
+
+    pub fn stack_name(self) -> &'static str {
+        match self {
+            StackKind::Artifacts => "ctguard-artifacts",
+            StackKind::State => "ctguard-state",
+            StackKind::Account => "ctguard-account",
+            StackKind::Region => "ctguard-region",
+        }
+    }
+
+    pub fn template_name(self) -> &'static str {
+        match self {
+            StackKind::Artifacts => "ctguard-artifacts.yaml",
+            StackKind::State => "ctguard-state.yaml",
+            StackKind::Account => "ctguard-account.yaml",
+            StackKind::Region => "ctguard-region.yaml",
+        }
+    }
+
+    /// The bundled template body.
+    pub fn template_body(self) -> &'static str {
+        embedded::template(self.template_name()).unwrap_or("")
+    }
+
+    pub fn from_stack_name(name: &str) -> Option<StackKind> {
+        StackKind::ALL.into_iter().find(|k| k.stack_name() == name)
+    }
+}
+
+impl fmt::Display for StackKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.stack_name())
+    }
+}
+
+/// What a stack should look like.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StackSpec {
+    pub kind: StackKind,
+    #[serde(skip)]
+    pub template_body: &'static str,
+    pub parameters: BTreeMap<String, String>,
+    /// Stack tags: owner, version and spec hash.
+    pub tags: BTreeMap<String, String>,
+    pub spec_hash: String,
+}
+
+impl StackSpec {
+    pub fn new(
+        kind: StackKind,
+        template_body: &'static str,
+        parameters: BTreeMap<String, String>,
+        version: &str,
+    ) -> Self {
+        let spec_hash = spec_hash(template_body, &parameters);
+        let tags = BTreeMap::from([
+            (OWNER_TAG.to_string(), OWNER_VALUE.to_string()),
+            (VERSION_TAG.to_string(), version.to_string()),
+            (SPEC_TAG.to_string(), spec_hash.clone()),
+        ]);
+        StackSpec {
+            kind,
+            template_body,
+            parameters,
+            tags,
+            spec_hash,
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        self.kind.stack_name()
+    }
+}
+
+/// SHA-256 (hex) of the template body and the parameters in key order. Every piece is
+/// length-prefixed, so no two different inputs encode alike (a value holding "\nB=" cannot
+/// pass for another parameter).
+pub fn spec_hash(body: &str, parameters: &BTreeMap<String, String>) -> String {
+    let mut h = Sha256::new();
+    let mut put = |s: &str| {
+        h.update((s.len() as u64).to_le_bytes());
+        h.update(s.as_bytes());
+    };
+    put(body);
+    for (k, v) in parameters {
+        put(k);
+        put(v);
+    }
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A stack as DescribeStacks reports it (ctguard types only: the seam never leaks SDK types).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct StackState {
+    pub name: String,
+    pub status: String,
+    pub status_reason: Option<String>,
+    pub tags: BTreeMap<String, String>,
+    pub parameters: BTreeMap<String, String>,
+    pub outputs: BTreeMap<String, String>,
+}
+
+impl StackState {
+    /// Created by ctguard (carries the ownership tag).
+    pub fn owned(&self) -> bool {
+        self.tags.get(OWNER_TAG).map(String::as_str) == Some(OWNER_VALUE)
+    }
+    pub fn spec(&self) -> Option<&str> {
+        self.tags.get(SPEC_TAG).map(String::as_str)
+    }
+    pub fn version(&self) -> Option<&str> {
+        self.tags.get(VERSION_TAG).map(String::as_str)
+    }
+    /// An operation is running; nothing may be started on the stack until it settles.
+    pub fn in_progress(&self) -> bool {
+        self.status.ends_with("_IN_PROGRESS")
+    }
+    /// A settled success: CREATE/UPDATE/IMPORT_COMPLETE, but not the *ROLLBACK_COMPLETE states.
+    pub fn healthy(&self) -> bool {
+        self.status.ends_with("_COMPLETE")
+            && !self.status.contains("ROLLBACK")
+            && self.status != "DELETE_COMPLETE"
+    }
+}
+
+/// What to do with one stack (or the code object).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum Action {
+    /// Nothing to do: the stack matches the spec (or is absent and not wanted).
+    NoChange,
+    Create,
+    /// Update; `changed` names the parameters that differ (empty: template or tags differ).
+    Update {
+        changed: Vec<String>,
+    },
+    /// A failed creation left a stack that can only be deleted: delete, then create.
+    Recreate {
+        status: String,
+    },
+    Delete,
+    /// An operation is running on the stack: wait for it to settle, then plan again.
+    Wait {
+        status: String,
+    },
+    /// Cannot proceed without a person (foreign stack with our name, UPDATE_ROLLBACK_FAILED, ...).
+    Blocked {
+        reason: String,
+    },
+    /// A stack with our name that ctguard did not create: never touched.
+    LeaveForeign,
+    /// Upload the Lambda zip (it is not in the bucket yet).
+    UploadCode {
+        bucket: String,
+        key: String,
+    },
+    /// Delete every object version from the bucket (before its stack is deleted).
+    EmptyBucket {
+        bucket: String,
+    },
+}
+
+impl Action {
+    /// True when carrying it out changes something in AWS.
+    pub fn changes(&self) -> bool {
+        !matches!(
+            self,
+            Action::NoChange | Action::LeaveForeign | Action::Blocked { .. }
+        )
+    }
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Action::NoChange => f.write_str("no change"),
+            Action::Create => f.write_str("create"),
+            Action::Update { changed } if changed.is_empty() => f.write_str("update (template)"),
+            Action::Update { changed } => write!(f, "update ({})", changed.join(", ")),
+            Action::Recreate { status } => write!(f, "recreate (was {status})"),
+            Action::Delete => f.write_str("delete"),
+            Action::Wait { status } => write!(f, "wait ({status}), then re-plan"),
+            Action::Blocked { reason } => write!(f, "blocked: {reason}"),
+            Action::LeaveForeign => f.write_str("left alone (not created by ctguard)"),
+            Action::UploadCode { bucket, key } => write!(f, "upload s3://{bucket}/{key}"),
+            Action::EmptyBucket { bucket } => write!(f, "empty s3://{bucket}"),
+        }
+    }
+}
+
+/// One step of a target's plan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Step {
+    /// Stack name, or `s3://bucket/key` for code uploads.
+    pub what: String,
+    pub kind: Option<StackKind>,
+    #[serde(flatten)]
+    pub action: Action,
+    #[serde(skip)]
+    pub spec: Option<StackSpec>,
+}
+
+/// Everything to do in one account × region, in order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TargetPlan {
+    pub target: Target,
+    pub steps: Vec<Step>,
+}
+
+impl TargetPlan {
+    pub fn changes(&self) -> usize {
+        self.steps.iter().filter(|s| s.action.changes()).count()
+    }
+    pub fn blocked(&self) -> Vec<&Step> {
+        self.steps
+            .iter()
+            .filter(|s| matches!(s.action, Action::Blocked { .. }))
+            .collect()
+    }
+}
+
+/// Decides what to do with one stack.
+pub fn plan_stack(desired: Option<&StackSpec>, observed: Option<&StackState>) -> Action {
+    let Some(obs) = observed else {
+        return if desired.is_some() {
+            Action::Create
+        } else {
+            Action::NoChange
+        };
+    };
+    if !obs.owned() {
+        return match desired {
+            Some(_) => Action::Blocked {
+                reason: format!(
+                    "a stack named {} exists but was not created by ctguard (no {OWNER_TAG} tag); rename or delete it",
+                    obs.name
+                ),
+            },
+            None => Action::LeaveForeign,
+        };
+    }
+    if obs.in_progress() {
+        return Action::Wait {
+            status: obs.status.clone(),
+        };
+    }
+    let Some(want) = desired else {
+        return Action::Delete;
+    };
+    match obs.status.as_str() {
+        // Creation failed: such a stack cannot be updated, only deleted.
+        "ROLLBACK_COMPLETE" | "ROLLBACK_FAILED" | "CREATE_FAILED" | "DELETE_FAILED" => {
+            return Action::Recreate { status: obs.status.clone() }
+        }
+        "UPDATE_ROLLBACK_FAILED" => {
+            return Action::Blocked {
+                reason: "UPDATE_ROLLBACK_FAILED: fix the cause, then run `aws cloudformation continue-update-rollback`".into(),
+            }
+        }
+        _ => {}
+    }
+    if obs.healthy() && obs.spec() == Some(want.spec_hash.as_str()) {
+        return Action::NoChange;
+    }
+    let mut changed: Vec<String> = want
+        .parameters
+        .iter()
+        .filter(|(k, v)| obs.parameters.get(*k) != Some(*v))
+        .map(|(k, _)| k.clone())
+        .collect();
+    changed.extend(
+        obs.parameters
+            .keys()
+            .filter(|k| !want.parameters.contains_key(*k))
+            .cloned(),
+    );
+    Action::Update { changed }
+}
+
+/// Plans the stacks of one target: `kinds` are the stacks this target is responsible for, in
+/// deployment order; `desired` holds the specs of those that should exist.
+pub fn plan_target(
+    target: &Target,
+    kinds: &[StackKind],
+    desired: &[StackSpec],
+    observed: &BTreeMap<StackKind, StackState>,
+) -> TargetPlan {
+    let steps = kinds
+        .iter()
+        .map(|&k| {
+            let want = desired.iter().find(|s| s.kind == k);
+            Step {
+                what: k.stack_name().to_string(),
+                kind: Some(k),
+                action: plan_stack(want, observed.get(&k)),
+                spec: want.cloned(),
+            }
+        })
+        .collect();
+    TargetPlan {
+        target: target.clone(),
+        steps,
+    }
+}
+
+/// Plans removal: the same kinds in reverse deployment order, nothing desired.
+pub fn plan_removal(
+    target: &Target,
+    kinds: &[StackKind],
+    observed: &BTreeMap<StackKind, StackState>,
+) -> TargetPlan {
+    let steps = kinds
+        .iter()
+        .rev()
+        .map(|&k| Step {
+            what: k.stack_name().to_string(),
+            kind: Some(k),
+            action: plan_stack(None, observed.get(&k)),
+            spec: None,
+        })
+        .collect();
+    TargetPlan {
+        target: target.clone(),
+        steps,
+    }
+}
+
+/// Everything an install deploys, the same for every account (see the templates: no
+/// parameter is account specific, which is what lets StackSets reuse them).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct InstallConfig {
+    pub version: String,
+    /// SHA-256 of the bundled Lambda zip.
+    pub code_hash: String,
+    pub artifacts_account: String,
+    pub home_region: String,
+    pub org_id: Option<String>,
+    pub alert_topic_arn: Option<String>,
+    pub alert_email: Option<String>,
+    pub policy: String,
+    pub log_retention_days: u32,
+    pub default_ttl_hours: u32,
+}
+
+impl InstallConfig {
+    /// The S3 key of the code: content-addressed, so a new build rolls out and an unchanged
+    /// one is a no-op.
+    pub fn code_key(&self) -> String {
+        Self::code_key_for(&self.code_hash)
+    }
+
+    /// The S3 key of a build with this content hash.
+    pub fn code_key_for(code_hash: &str) -> String {
+        format!("ctguard/{code_hash}.zip")
+    }
+
+    pub fn bucket(&self, region: &str) -> String {
+        artifacts_bucket(&self.artifacts_account, region)
+    }
+
+    pub fn artifacts_spec(&self) -> StackSpec {
+        let p = BTreeMap::from([
+            ("OrgId".to_string(), self.org_id.clone().unwrap_or_default()),
+            ("DetectorVersion".to_string(), self.version.clone()),
+        ]);
+        StackSpec::new(
+            StackKind::Artifacts,
+            StackKind::Artifacts.template_body(),
+            p,
+            &self.version,
+        )
+    }
+
+    pub fn state_spec(&self) -> StackSpec {
+        let p = BTreeMap::from([("DetectorVersion".to_string(), self.version.clone())]);
+        StackSpec::new(
+            StackKind::State,
+            StackKind::State.template_body(),
+            p,
+            &self.version,
+        )
+    }
+
+    /// `None` when alerts go to a central topic (nothing to deploy then).
+    pub fn account_spec(&self) -> Option<StackSpec> {
+        if self.alert_topic_arn.is_some() {
+            return None;
+        }
+        let p = BTreeMap::from([
+            ("DetectorVersion".to_string(), self.version.clone()),
+            (
+                "AlertEmail".to_string(),
+                self.alert_email.clone().unwrap_or_default(),
+            ),
+        ]);
+        Some(StackSpec::new(
+            StackKind::Account,
+            StackKind::Account.template_body(),
+            p,
+            &self.version,
+        ))
+    }
+
+    pub fn region_spec(&self) -> StackSpec {
+        let p = BTreeMap::from([
+            ("DetectorVersion".to_string(), self.version.clone()),
+            (
+                "ArtifactsAccountId".to_string(),
+                self.artifacts_account.clone(),
+            ),
+            ("HomeRegion".to_string(), self.home_region.clone()),
+            ("CodeKey".to_string(), self.code_key()),
+            (
+                "AlertTopicArn".to_string(),
+                self.alert_topic_arn.clone().unwrap_or_default(),
+            ),
+            ("Policy".to_string(), self.policy.clone()),
+            (
+                "LogRetentionDays".to_string(),
+                self.log_retention_days.to_string(),
+            ),
+            (
+                "DefaultTtlHours".to_string(),
+                self.default_ttl_hours.to_string(),
+            ),
+        ]);
+        StackSpec::new(
+            StackKind::Region,
+            StackKind::Region.template_body(),
+            p,
+            &self.version,
+        )
+    }
+
+    /// The stacks a target is responsible for (deployment order) and those it should have.
+    pub fn for_target(&self, home: bool) -> (Vec<StackKind>, Vec<StackSpec>) {
+        if !home {
+            return (vec![StackKind::Region], vec![self.region_spec()]);
+        }
+        let mut desired = vec![self.state_spec()];
+        desired.extend(self.account_spec());
+        desired.push(self.region_spec());
+        (
+            vec![StackKind::State, StackKind::Account, StackKind::Region],
+            desired,
+        )
+    }
+}
+
+/// The code bucket of `region` in the installing account.
+pub fn artifacts_bucket(account: &str, region: &str) -> String {
+    format!("ctguard-artifacts-{account}-{region}")
+}
+
+/// The artifacts plan of one region of the installing account: the stack, then the code.
+pub fn plan_artifacts(
+    cfg: &InstallConfig,
+    region: &str,
+    observed: Option<&StackState>,
+    code_present: bool,
+) -> TargetPlan {
+    let spec = cfg.artifacts_spec();
+    let stack = Step {
+        what: StackKind::Artifacts.stack_name().to_string(),
+        kind: Some(StackKind::Artifacts),
+        action: plan_stack(Some(&spec), observed),
+        spec: Some(spec),
+    };
+    let bucket = cfg.bucket(region);
+    let key = cfg.code_key();
+    let upload = Step {
+        what: format!("s3://{bucket}/{key}"),
+        kind: None,
+        action: if code_present {
+            Action::NoChange
+        } else {
+            Action::UploadCode { bucket, key }
+        },
+        spec: None,
+    };
+    TargetPlan {
+        target: Target::new(cfg.artifacts_account.clone(), region),
+        steps: vec![stack, upload],
+    }
+}
+
+/// The uninstall plan of one region's artifacts: empty the bucket, then delete the stack.
+pub fn plan_artifacts_removal(
+    account: &str,
+    region: &str,
+    observed: Option<&StackState>,
+) -> TargetPlan {
+    let mut steps = Vec::new();
+    let action = plan_stack(None, observed);
+    if action == Action::Delete {
+        let bucket = artifacts_bucket(account, region);
+        steps.push(Step {
+            what: format!("s3://{bucket}"),
+            kind: None,
+            action: Action::EmptyBucket { bucket },
+            spec: None,
+        });
+    }
+    steps.push(Step {
+        what: StackKind::Artifacts.stack_name().to_string(),
+        kind: Some(StackKind::Artifacts),
+        action,
+        spec: None,
+    });
+    TargetPlan {
+        target: Target::new(account, region),
+        steps,
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn cfg() -> InstallConfig {
+        InstallConfig {
+            version: "0.1.0".into(),
+            code_hash: "ab".repeat(32),
+            artifacts_account: "123456789012".into(),
+            home_region: "us-east-1".into(),
+            org_id: Some("o-abcdefghij".into()),
+            alert_topic_arn: None,
+            alert_email: None,
+            policy: "{}".into(),
+            log_retention_days: 90,
+            default_ttl_hours: 12,
+        }
+    }
+
+    fn deployed(spec: &StackSpec, status: &str) -> StackState {
+        StackState {
+            name: spec.name().into(),
+            status: status.into(),
+            tags: spec.tags.clone(),
+            parameters: spec.parameters.clone(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn spec_hash_covers_body_and_every_parameter() {
+        let p = BTreeMap::from([("A".to_string(), "1".to_string())]);
+        let h = spec_hash("body", &p);
+        assert_eq!(h.len(), 64);
+        assert_eq!(h, spec_hash("body", &p.clone()));
+        assert_ne!(h, spec_hash("body2", &p));
+        assert_ne!(
+            h,
+            spec_hash(
+                "body",
+                &BTreeMap::from([("A".to_string(), "2".to_string())])
+            )
+        );
+        // "A=1\nB=" must differ from "A=1\nB" shifting into the value.
+        let p2 = BTreeMap::from([("A".to_string(), "1\nB=".to_string())]);
+        let p3 = BTreeMap::from([
+            ("A".to_string(), "1".to_string()),
+            ("B".to_string(), "".to_string()),
+        ]);
+        assert_ne!(spec_hash("b", &p2), spec_hash("b", &p3));
+    }
+
+    #[test]
+    fn absent_stack_is_created_and_matching_one_is_left_alone() {
+        let spec = cfg().region_spec();
+        assert_eq!(plan_stack(Some(&spec), None), Action::Create);
+        for ok in ["CREATE_COMPLETE", "UPDATE_COMPLETE"] {
+            assert_eq!(
+                plan_stack(Some(&spec), Some(&deployed(&spec, ok))),
+                Action::NoChange,
+                "{ok}"
+            );
+        }
+        assert_eq!(plan_stack(None, None), Action::NoChange);
+    }
+
+    #[test]
+    fn new_build_updates_only_the_code_key() {
+        let old = cfg().region_spec();
+        let mut c = cfg();
+        c.code_hash = "cd".repeat(32);
+        let new = c.region_spec();
+        assert_ne!(old.spec_hash, new.spec_hash);
+        assert_eq!(
+            plan_stack(Some(&new), Some(&deployed(&old, "CREATE_COMPLETE"))),
+            Action::Update {
+                changed: vec!["CodeKey".into()]
+            }
+        );
+        assert_eq!(
+            new.parameters["CodeKey"],
+            format!("ctguard/{}.zip", "cd".repeat(32))
+        );
+    }
+
+    #[test]
+    fn rolled_back_update_is_retried_even_if_the_tag_matches() {
+        let spec = cfg().region_spec();
+        let a = plan_stack(
+            Some(&spec),
+            Some(&deployed(&spec, "UPDATE_ROLLBACK_COMPLETE")),
+        );
+        assert_eq!(a, Action::Update { changed: vec![] });
+    }
+
+    #[test]
+    fn failed_creation_is_recreated_and_running_operations_are_waited_for() {
+        let spec = cfg().state_spec();
+        assert_eq!(
+            plan_stack(Some(&spec), Some(&deployed(&spec, "ROLLBACK_COMPLETE"))),
+            Action::Recreate {
+                status: "ROLLBACK_COMPLETE".into()
+            }
+        );
+        assert_eq!(
+            plan_stack(Some(&spec), Some(&deployed(&spec, "UPDATE_IN_PROGRESS"))),
+            Action::Wait {
+                status: "UPDATE_IN_PROGRESS".into()
+            }
+        );
+        assert_eq!(
+            plan_stack(None, Some(&deployed(&spec, "DELETE_IN_PROGRESS"))),
+            Action::Wait {
+                status: "DELETE_IN_PROGRESS".into()
+            }
+        );
+        assert!(matches!(
+            plan_stack(
+                Some(&spec),
+                Some(&deployed(&spec, "UPDATE_ROLLBACK_FAILED"))
+            ),
+            Action::Blocked { .. }
+        ));
+    }
+
+    #[test]
+    fn foreign_stacks_are_never_touched() {
+        let spec = cfg().region_spec();
+        let foreign = StackState {
+            name: "ctguard-region".into(),
+            status: "CREATE_COMPLETE".into(),
+            ..Default::default()
+        };
+        let a = plan_stack(Some(&spec), Some(&foreign));
+        assert!(
+            matches!(&a, Action::Blocked { reason } if reason.contains("not created by ctguard")),
+            "{a:?}"
+        );
+        assert_eq!(plan_stack(None, Some(&foreign)), Action::LeaveForeign);
+        assert!(!Action::LeaveForeign.changes());
+    }
+
+    #[test]
+    fn home_target_gets_state_account_and_region_stacks_others_only_region() {
+        let c = cfg();
+        let (kinds, desired) = c.for_target(true);
+        assert_eq!(
+            kinds,
+            vec![StackKind::State, StackKind::Account, StackKind::Region]
+        );
+        assert_eq!(desired.iter().map(|s| s.kind).collect::<Vec<_>>(), kinds);
+        let (kinds, desired) = c.for_target(false);
+        assert_eq!(kinds, vec![StackKind::Region]);
+        assert_eq!(desired.len(), 1);
+    }
+
+    #[test]
+    fn central_topic_drops_the_account_stack_and_removes_an_old_one() {
+        let mut c = cfg();
+        let own = c.account_spec().unwrap();
+        c.alert_topic_arn = Some("arn:aws:sns:us-east-1:123456789012:central".into());
+        let (kinds, desired) = c.for_target(true);
+        assert!(desired.iter().all(|s| s.kind != StackKind::Account));
+        let observed = BTreeMap::from([(StackKind::Account, deployed(&own, "CREATE_COMPLETE"))]);
+        let plan = plan_target(
+            &Target::new("111111111111", "us-east-1"),
+            &kinds,
+            &desired,
+            &observed,
+        );
+        let actions: Vec<_> = plan
+            .steps
+            .iter()
+            .map(|s| (s.what.as_str(), s.action.clone()))
+            .collect();
+        assert_eq!(
+            actions,
+            vec![
+                ("ctguard-state", Action::Create),
+                ("ctguard-account", Action::Delete),
+                ("ctguard-region", Action::Create)
+            ]
+        );
+        assert_eq!(plan.changes(), 3);
+        assert_eq!(
+            c.region_spec().parameters["AlertTopicArn"],
+            "arn:aws:sns:us-east-1:123456789012:central"
+        );
+    }
+
+    #[test]
+    fn region_parameters_are_the_same_for_every_account() {
+        // What lets a StackSet deploy them unchanged: nothing in them names a member account.
+        let p = cfg().region_spec().parameters;
+        let template = StackKind::Region.template_body();
+        for k in p.keys() {
+            assert!(
+                template.contains(&format!("\n  {k}:\n")),
+                "template declares parameter {k}"
+            );
+        }
+        assert_eq!(p["ArtifactsAccountId"], "123456789012");
+        assert_eq!(p.len(), 8);
+    }
+
+    #[test]
+    fn every_parameter_passed_exists_in_its_template() {
+        let c = cfg();
+        let mut specs = vec![c.artifacts_spec(), c.state_spec(), c.region_spec()];
+        specs.extend(c.account_spec());
+        for s in specs {
+            let body = s.kind.template_body();
+            assert!(!body.is_empty(), "{} embedded", s.kind);
+            for k in s.parameters.keys() {
+                assert!(
+                    body.contains(&format!("\n  {k}:\n")),
+                    "{} declares {k}",
+                    s.kind.template_name()
+                );
+            }
+            assert_eq!(s.tags[OWNER_TAG], OWNER_VALUE);
+            assert_eq!(s.tags[SPEC_TAG], s.spec_hash);
+        }
+    }
+
+    #[test]
+    fn artifacts_upload_only_when_the_object_is_missing() {
+        let c = cfg();
+        let p = plan_artifacts(&c, "eu-west-1", None, false);
+        assert_eq!(p.target, Target::new("123456789012", "eu-west-1"));
+        assert_eq!(p.steps[0].action, Action::Create);
+        assert_eq!(
+            p.steps[1].action,
+            Action::UploadCode {
+                bucket: "ctguard-artifacts-123456789012-eu-west-1".into(),
+                key: c.code_key()
+            }
+        );
+        let spec = c.artifacts_spec();
+        let p = plan_artifacts(
+            &c,
+            "eu-west-1",
+            Some(&deployed(&spec, "CREATE_COMPLETE")),
+            true,
+        );
+        assert_eq!(p.changes(), 0);
+    }
+
+    #[test]
+    fn removal_runs_in_reverse_order_and_empties_buckets_first() {
+        let c = cfg();
+        let observed: BTreeMap<_, _> = [c.state_spec(), c.account_spec().unwrap(), c.region_spec()]
+            .iter()
+            .map(|s| (s.kind, deployed(s, "CREATE_COMPLETE")))
+            .collect();
+        let t = Target::new("111111111111", "us-east-1");
+        let p = plan_removal(
+            &t,
+            &[StackKind::State, StackKind::Account, StackKind::Region],
+            &observed,
+        );
+        let whats: Vec<_> = p
+            .steps
+            .iter()
+            .map(|s| (s.what.as_str(), s.action.clone()))
+            .collect();
+        assert_eq!(
+            whats,
+            vec![
+                ("ctguard-region", Action::Delete),
+                ("ctguard-account", Action::Delete),
+                ("ctguard-state", Action::Delete)
+            ]
+        );
+        // Already gone: nothing to do (idempotent uninstall).
+        assert_eq!(
+            plan_removal(&t, &[StackKind::Region], &BTreeMap::new()).changes(),
+            0
+        );
+
+        let a = plan_artifacts_removal(
+            "123456789012",
+            "us-east-1",
+            Some(&deployed(&c.artifacts_spec(), "CREATE_COMPLETE")),
+        );
+        assert_eq!(
+            a.steps[0].action,
+            Action::EmptyBucket {
+                bucket: "ctguard-artifacts-123456789012-us-east-1".into()
+            }
+        );
+        assert_eq!(a.steps[1].action, Action::Delete);
+        assert_eq!(
+            plan_artifacts_removal("123456789012", "us-east-1", None).changes(),
+            0
+        );
+    }
+}

@@ -1,0 +1,961 @@
+//! The AWS seam of install/status/uninstall. [`StackApi`] is CloudFormation in one account ×
+//! region; [`TargetApi`] adds the few other calls a target needs (trail check, code object,
+//! bucket emptying, health, leftovers). Both take and return ctguard types only, so
+//! [`FakeStacks`] needs no SDK builders and doubles as an in-memory backend for command tests.
+//!
+//! [`CfnStacks`] is the real implementation; [`AwsConnector`] builds one per target, assuming
+//! `--role-name` in member accounts (once per account, cached) and counting every HTTP attempt
+//! per target with an SDK interceptor ([`CallCounter`]) so the benchmark can report calls per
+//! target.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use aws_config::SdkConfig;
+use aws_credential_types::provider::{future, ProvideCredentials, SharedCredentialsProvider};
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextRef;
+use aws_smithy_runtime_api::client::interceptors::Intercept;
+use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_types::config_bag::ConfigBag;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+use serde::Serialize;
+
+use crate::aws::{err_text, in_region};
+use crate::plan::{StackKind, StackSpec, StackState};
+use crate::targets::Target;
+use crate::trail::{
+    self, AdvancedSelector, BasicSelector, FieldSelector, Selectors, TrailInfo, TrailVerdict,
+};
+
+/// Fixed names of the regional resources (the templates set them; `verify` relies on them).
+pub const FUNCTION_NAME: &str = "ctguard-detector";
+pub const RULE_NAME: &str = "ctguard-detector";
+pub const DLQ_NAME: &str = "ctguard-detector-dlq";
+pub const TABLE_NAME: &str = "ctguard-state";
+pub const TOPIC_NAME: &str = "ctguard-alerts";
+
+/// A failed AWS call: the service's error code (when it sent one) and a readable message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct ApiError {
+    pub code: Option<String>,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(message: impl Into<String>) -> Self {
+        ApiError {
+            code: None,
+            message: message.into(),
+        }
+    }
+    fn from_sdk<E, R>(op: &str, e: &SdkError<E, R>) -> Self
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+        R: std::fmt::Debug,
+    {
+        ApiError {
+            code: e.code().map(str::to_string),
+            message: format!("{op}: {}", err_text(e)),
+        }
+    }
+}
+
+/// The outcome of UpdateStack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpdateOutcome {
+    Started,
+    /// "No updates are to be performed": success, nothing to wait for.
+    NoChanges,
+}
+
+/// CloudFormation in one account × region.
+pub trait StackApi {
+    /// `None` when no stack of that name exists (CloudFormation's "does not exist").
+    fn describe(
+        &self,
+        name: &str,
+    ) -> impl Future<Output = Result<Option<StackState>, ApiError>> + Send;
+    fn create(&self, spec: &StackSpec) -> impl Future<Output = Result<(), ApiError>> + Send;
+    fn update(
+        &self,
+        spec: &StackSpec,
+    ) -> impl Future<Output = Result<UpdateOutcome, ApiError>> + Send;
+    fn delete(&self, name: &str) -> impl Future<Output = Result<(), ApiError>> + Send;
+}
+
+/// What `status` reads about a deployed region besides its stacks.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Health {
+    /// The EventBridge rule's state (`ENABLED_WITH_ALL_CLOUDTRAIL_MANAGEMENT_EVENTS` expected).
+    pub rule_state: Option<String>,
+    /// Messages waiting in the DLQ: events the detector failed to process.
+    pub dlq_depth: Option<u64>,
+    /// Whatever could not be read, and why.
+    pub unreadable: Vec<String>,
+}
+
+/// Everything else a target needs.
+pub trait TargetApi: StackApi {
+    fn target(&self) -> &Target;
+    /// Trails visible in this region, judged by [`trail::assess`].
+    fn trail(&self) -> impl Future<Output = Result<TrailVerdict, ApiError>> + Send;
+    fn code_present(
+        &self,
+        bucket: &str,
+        key: &str,
+    ) -> impl Future<Output = Result<bool, ApiError>> + Send;
+    fn upload_code(
+        &self,
+        bucket: &str,
+        key: &str,
+        body: &'static [u8],
+    ) -> impl Future<Output = Result<(), ApiError>> + Send;
+    /// Deletes every object version and delete marker; returns how many were removed.
+    fn empty_bucket(&self, bucket: &str) -> impl Future<Output = Result<usize, ApiError>> + Send;
+    fn health(&self, dlq_url: Option<&str>) -> impl Future<Output = Health> + Send;
+    /// ctguard-named resources still present here (home: include the account-level ones;
+    /// bucket: the artifacts bucket to look for). Used at the end of uninstall.
+    fn leftovers(
+        &self,
+        home: bool,
+        bucket: Option<&str>,
+    ) -> impl Future<Output = Result<Vec<String>, ApiError>> + Send;
+    /// AWS API calls (HTTP attempts) made through this handle so far.
+    fn calls(&self) -> u64;
+}
+
+/// Builds the API handle of a target.
+pub trait Connector: Sync {
+    type Api: TargetApi + Send + Sync;
+    fn connect(&self, target: &Target) -> impl Future<Output = Result<Self::Api, ApiError>> + Send;
+    /// Calls made outside any target (AssumeRole, Organizations, ...).
+    fn shared_calls(&self) -> u64 {
+        0
+    }
+}
+
+// ------------------------------------------------------------------------------------------
+// Counting
+
+/// Counts every HTTP attempt (retries included) of the clients it is attached to.
+#[derive(Debug, Clone, Default)]
+pub struct CallCounter(Arc<AtomicU64>);
+
+impl CallCounter {
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+    fn add(&self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+impl Intercept for CallCounter {
+    fn name(&self) -> &'static str {
+        "ctguard-call-counter"
+    }
+    fn read_before_attempt(
+        &self,
+        _context: &BeforeTransmitInterceptorContextRef<'_>,
+        _runtime_components: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        self.add();
+        Ok(())
+    }
+}
+
+/// Credentials provider that counts how often it really fetches (AssumeRole calls: the
+/// identity cache in front of it only asks when credentials are missing or expiring).
+#[derive(Debug)]
+struct CountingProvider {
+    inner: aws_config::sts::AssumeRoleProvider,
+    counter: CallCounter,
+}
+
+impl ProvideCredentials for CountingProvider {
+    fn provide_credentials<'a>(&'a self) -> future::ProvideCredentials<'a>
+    where
+        Self: 'a,
+    {
+        self.counter.add();
+        self.inner.provide_credentials()
+    }
+}
+
+// ------------------------------------------------------------------------------------------
+// AWS
+
+/// Connects to targets with the caller's credentials (own account) or by assuming
+/// `role_name` (member accounts).
+pub struct AwsConnector {
+    base: SdkConfig,
+    caller_account: String,
+    role_name: String,
+    accounts: tokio::sync::Mutex<HashMap<String, SdkConfig>>,
+    shared: CallCounter,
+}
+
+impl AwsConnector {
+    pub fn new(base: SdkConfig, caller_account: String, role_name: String) -> Self {
+        AwsConnector {
+            base,
+            caller_account,
+            role_name,
+            accounts: Default::default(),
+            shared: CallCounter::default(),
+        }
+    }
+
+    pub fn caller_account(&self) -> &str {
+        &self.caller_account
+    }
+
+    pub fn base(&self) -> &SdkConfig {
+        &self.base
+    }
+
+    /// The account's configuration (assume-role provider built once per account).
+    pub async fn account_config(&self, account: &str) -> SdkConfig {
+        if account == self.caller_account {
+            return self.base.clone();
+        }
+        let mut cache = self.accounts.lock().await;
+        if let Some(c) = cache.get(account) {
+            return c.clone();
+        }
+        let arn = format!("arn:aws:iam::{account}:role/{}", self.role_name);
+        let inner = aws_config::sts::AssumeRoleProvider::builder(arn)
+            .session_name("ctguard-installer")
+            .configure(&self.base)
+            .build()
+            .await;
+        let provider = CountingProvider {
+            inner,
+            counter: self.shared.clone(),
+        };
+        let cfg = self
+            .base
+            .clone()
+            .into_builder()
+            .credentials_provider(SharedCredentialsProvider::new(provider))
+            .build();
+        cache.insert(account.to_string(), cfg.clone());
+        cfg
+    }
+}
+
+impl Connector for AwsConnector {
+    type Api = CfnStacks;
+
+    async fn connect(&self, target: &Target) -> Result<CfnStacks, ApiError> {
+        let cfg = in_region(&self.account_config(&target.account).await, &target.region);
+        Ok(CfnStacks::new(target.clone(), cfg))
+    }
+
+    fn shared_calls(&self) -> u64 {
+        self.shared.get()
+    }
+}
+
+/// CloudFormation (plus S3, CloudTrail, EventBridge, SQS...) in one account × region.
+pub struct CfnStacks {
+    target: Target,
+    cfg: SdkConfig,
+    counter: CallCounter,
+    cfn: aws_sdk_cloudformation::Client,
+}
+
+macro_rules! counted_client {
+    ($krate:ident, $cfg:expr, $counter:expr) => {
+        $krate::Client::from_conf(
+            $krate::config::Builder::from($cfg)
+                .interceptor($counter.clone())
+                .build(),
+        )
+    };
+}
+
+impl CfnStacks {
+    pub fn new(target: Target, cfg: SdkConfig) -> Self {
+        let counter = CallCounter::default();
+        let cfn = counted_client!(aws_sdk_cloudformation, &cfg, counter);
+        CfnStacks {
+            target,
+            cfg,
+            counter,
+            cfn,
+        }
+    }
+
+    /// This target's configuration (the account's credentials, the target's region).
+    pub fn config(&self) -> &SdkConfig {
+        &self.cfg
+    }
+
+    /// A CloudFormation client of this target, with call counting (StackSets live here too).
+    pub fn cloudformation(&self) -> &aws_sdk_cloudformation::Client {
+        &self.cfn
+    }
+
+    fn s3(&self) -> aws_sdk_s3::Client {
+        counted_client!(aws_sdk_s3, &self.cfg, self.counter)
+    }
+
+    fn cloudtrail(&self, region: &str) -> aws_sdk_cloudtrail::Client {
+        counted_client!(
+            aws_sdk_cloudtrail,
+            &in_region(&self.cfg, region),
+            self.counter
+        )
+    }
+
+    fn params(spec: &StackSpec) -> Vec<aws_sdk_cloudformation::types::Parameter> {
+        spec.parameters
+            .iter()
+            .map(|(k, v)| {
+                aws_sdk_cloudformation::types::Parameter::builder()
+                    .parameter_key(k)
+                    .parameter_value(v)
+                    .build()
+            })
+            .collect()
+    }
+
+    fn tags(spec: &StackSpec) -> Vec<aws_sdk_cloudformation::types::Tag> {
+        spec.tags
+            .iter()
+            .map(|(k, v)| {
+                aws_sdk_cloudformation::types::Tag::builder()
+                    .key(k)
+                    .value(v)
+                    .build()
+            })
+            .collect()
+    }
+
+    async fn trail_info(&self, t: &aws_sdk_cloudtrail::types::Trail) -> TrailInfo {
+        let arn = t.trail_arn().unwrap_or_default().to_string();
+        let home = t.home_region().unwrap_or(&self.target.region).to_string();
+        let mut info = TrailInfo {
+            name: t.name().unwrap_or_default().to_string(),
+            arn: arn.clone(),
+            home_region: home.clone(),
+            multi_region: t.is_multi_region_trail().unwrap_or(false),
+            organization: t.is_organization_trail().unwrap_or(false),
+            logging: None,
+            selectors: Selectors::Default,
+        };
+        // Status and selectors are only served by the trail's home region.
+        let ct = self.cloudtrail(&home);
+        if let Ok(s) = ct.get_trail_status().name(&arn).send().await {
+            info.logging = s.is_logging();
+        }
+        if let Ok(sel) = ct.get_event_selectors().trail_name(&arn).send().await {
+            if !sel.advanced_event_selectors().is_empty() {
+                info.selectors = Selectors::Advanced(
+                    sel.advanced_event_selectors()
+                        .iter()
+                        .map(|a| AdvancedSelector {
+                            fields: a
+                                .field_selectors()
+                                .iter()
+                                .map(|f| FieldSelector {
+                                    field: f.field().to_string(),
+                                    equals: f.equals().to_vec(),
+                                    not_equals: f.not_equals().to_vec(),
+                                })
+                                .collect(),
+                        })
+                        .collect(),
+                );
+            } else if !sel.event_selectors().is_empty() {
+                info.selectors = Selectors::Basic(
+                    sel.event_selectors()
+                        .iter()
+                        .map(|e| BasicSelector {
+                            read_write: e
+                                .read_write_type()
+                                .map(|r| r.as_str().to_string())
+                                .unwrap_or_else(|| "All".into()),
+                            include_management: e.include_management_events().unwrap_or(true),
+                        })
+                        .collect(),
+                );
+            }
+        }
+        info
+    }
+}
+
+impl StackApi for CfnStacks {
+    async fn describe(&self, name: &str) -> Result<Option<StackState>, ApiError> {
+        let out = match self.cfn.describe_stacks().stack_name(name).send().await {
+            Ok(o) => o,
+            // A missing stack is data, not failure (unmodelled ValidationError "does not exist").
+            Err(e)
+                if e.code() == Some("ValidationError")
+                    && e.message().is_some_and(|m| m.contains("does not exist")) =>
+            {
+                return Ok(None)
+            }
+            Err(e) => return Err(ApiError::from_sdk("DescribeStacks", &e)),
+        };
+        let Some(s) = out.stacks().first() else {
+            return Ok(None);
+        };
+        Ok(Some(StackState {
+            name: s.stack_name().unwrap_or(name).to_string(),
+            status: s
+                .stack_status()
+                .map(|x| x.as_str().to_string())
+                .unwrap_or_default(),
+            status_reason: s.stack_status_reason().map(str::to_string),
+            tags: s
+                .tags()
+                .iter()
+                .map(|t| {
+                    (
+                        t.key().unwrap_or_default().into(),
+                        t.value().unwrap_or_default().into(),
+                    )
+                })
+                .collect(),
+            parameters: s
+                .parameters()
+                .iter()
+                .map(|p| {
+                    (
+                        p.parameter_key().unwrap_or_default().into(),
+                        p.parameter_value().unwrap_or_default().into(),
+                    )
+                })
+                .collect(),
+            outputs: s
+                .outputs()
+                .iter()
+                .map(|o| {
+                    (
+                        o.output_key().unwrap_or_default().into(),
+                        o.output_value().unwrap_or_default().into(),
+                    )
+                })
+                .collect(),
+        }))
+    }
+
+    async fn create(&self, spec: &StackSpec) -> Result<(), ApiError> {
+        self.cfn
+            .create_stack()
+            .stack_name(spec.name())
+            .template_body(spec.template_body)
+            .set_parameters(Some(Self::params(spec)))
+            .capabilities(aws_sdk_cloudformation::types::Capability::CapabilityNamedIam)
+            .set_tags(Some(Self::tags(spec)))
+            .send()
+            .await
+            .map_err(|e| ApiError::from_sdk("CreateStack", &e))?;
+        Ok(())
+    }
+
+    async fn update(&self, spec: &StackSpec) -> Result<UpdateOutcome, ApiError> {
+        match self
+            .cfn
+            .update_stack()
+            .stack_name(spec.name())
+            .template_body(spec.template_body)
+            .set_parameters(Some(Self::params(spec)))
+            .capabilities(aws_sdk_cloudformation::types::Capability::CapabilityNamedIam)
+            .set_tags(Some(Self::tags(spec)))
+            .send()
+            .await
+        {
+            Ok(_) => Ok(UpdateOutcome::Started),
+            Err(e)
+                if e.message()
+                    .is_some_and(|m| m.contains("No updates are to be performed")) =>
+            {
+                Ok(UpdateOutcome::NoChanges)
+            }
+            Err(e) => Err(ApiError::from_sdk("UpdateStack", &e)),
+        }
+    }
+
+    async fn delete(&self, name: &str) -> Result<(), ApiError> {
+        self.cfn
+            .delete_stack()
+            .stack_name(name)
+            .send()
+            .await
+            .map_err(|e| ApiError::from_sdk("DeleteStack", &e))?;
+        Ok(())
+    }
+}
+
+impl TargetApi for CfnStacks {
+    fn target(&self) -> &Target {
+        &self.target
+    }
+
+    async fn trail(&self) -> Result<TrailVerdict, ApiError> {
+        let out = self
+            .cloudtrail(&self.target.region)
+            .describe_trails()
+            .include_shadow_trails(true)
+            .send()
+            .await
+            .map_err(|e| ApiError::from_sdk("DescribeTrails", &e))?;
+        let mut trails: Vec<_> = out.trail_list().to_vec();
+        trails.sort_by_key(|t| {
+            (
+                !t.is_organization_trail().unwrap_or(false),
+                !t.is_multi_region_trail().unwrap_or(false),
+            )
+        });
+        // Examine one trail at a time and stop at the first good one: O(1) calls per target.
+        let mut seen = Vec::new();
+        for t in &trails {
+            let info = self.trail_info(t).await;
+            if trail::problem(&info).is_none() {
+                return Ok(TrailVerdict::Ok { name: info.name });
+            }
+            seen.push(info);
+        }
+        Ok(trail::assess(&seen))
+    }
+
+    async fn code_present(&self, bucket: &str, key: &str) -> Result<bool, ApiError> {
+        match self.s3().head_object().bucket(bucket).key(key).send().await {
+            Ok(_) => Ok(true),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => Ok(false),
+            Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 404) => Ok(false),
+            Err(e) => Err(ApiError::from_sdk("HeadObject", &e)),
+        }
+    }
+
+    async fn upload_code(
+        &self,
+        bucket: &str,
+        key: &str,
+        body: &'static [u8],
+    ) -> Result<(), ApiError> {
+        self.s3()
+            .put_object()
+            .bucket(bucket)
+            .key(key)
+            .body(aws_sdk_s3::primitives::ByteStream::from_static(body))
+            .content_type("application/zip")
+            .send()
+            .await
+            .map_err(|e| ApiError::from_sdk("PutObject", &e))?;
+        Ok(())
+    }
+
+    async fn empty_bucket(&self, bucket: &str) -> Result<usize, ApiError> {
+        use aws_sdk_s3::types::{Delete, ObjectIdentifier};
+        let s3 = self.s3();
+        let mut removed = 0;
+        loop {
+            let page = match s3.list_object_versions().bucket(bucket).send().await {
+                Ok(p) => p,
+                Err(e) if e.code() == Some("NoSuchBucket") => return Ok(removed),
+                Err(e) => return Err(ApiError::from_sdk("ListObjectVersions", &e)),
+            };
+            let mut ids = Vec::new();
+            for (k, v) in page
+                .versions()
+                .iter()
+                .map(|v| (v.key(), v.version_id()))
+                .chain(
+                    page.delete_markers()
+                        .iter()
+                        .map(|m| (m.key(), m.version_id())),
+                )
+            {
+                let Some(k) = k else { continue };
+                let id = ObjectIdentifier::builder()
+                    .key(k)
+                    .set_version_id(v.map(str::to_string))
+                    .build()
+                    .map_err(|e| ApiError::new(e.to_string()))?;
+                ids.push(id);
+            }
+            if ids.is_empty() {
+                return Ok(removed);
+            }
+            // Listing again from the start after each batch: deleted versions are gone, so no
+            // markers are needed and at most 1000 keys are handled per round.
+            for chunk in ids.chunks(1000) {
+                let del = Delete::builder()
+                    .set_objects(Some(chunk.to_vec()))
+                    .quiet(true)
+                    .build()
+                    .map_err(|e| ApiError::new(e.to_string()))?;
+                s3.delete_objects()
+                    .bucket(bucket)
+                    .delete(del)
+                    .send()
+                    .await
+                    .map_err(|e| ApiError::from_sdk("DeleteObjects", &e))?;
+                removed += chunk.len();
+            }
+        }
+    }
+
+    async fn health(&self, dlq_url: Option<&str>) -> Health {
+        let mut h = Health::default();
+        let events = counted_client!(aws_sdk_eventbridge, &self.cfg, self.counter);
+        match events.describe_rule().name(RULE_NAME).send().await {
+            Ok(r) => h.rule_state = r.state().map(|s| s.as_str().to_string()),
+            Err(e) => h.unreadable.push(format!("rule: {}", err_text(&e))),
+        }
+        if let Some(url) = dlq_url {
+            use aws_sdk_sqs::types::QueueAttributeName as A;
+            let sqs = counted_client!(aws_sdk_sqs, &self.cfg, self.counter);
+            match sqs
+                .get_queue_attributes()
+                .queue_url(url)
+                .attribute_names(A::ApproximateNumberOfMessages)
+                .send()
+                .await
+            {
+                Ok(o) => {
+                    h.dlq_depth = o
+                        .attributes()
+                        .and_then(|a| a.get(&A::ApproximateNumberOfMessages))
+                        .and_then(|v| v.parse().ok())
+                }
+                Err(e) => h.unreadable.push(format!("DLQ: {}", err_text(&e))),
+            }
+        }
+        h
+    }
+
+    async fn leftovers(&self, home: bool, bucket: Option<&str>) -> Result<Vec<String>, ApiError> {
+        let mut left = Vec::new();
+        for k in StackKind::ALL {
+            if let Some(s) = self.describe(k.stack_name()).await? {
+                left.push(format!("stack {} ({})", s.name, s.status));
+            }
+        }
+        let lambda = counted_client!(aws_sdk_lambda, &self.cfg, self.counter);
+        if lambda
+            .get_function()
+            .function_name(FUNCTION_NAME)
+            .send()
+            .await
+            .is_ok()
+        {
+            left.push(format!("lambda function {FUNCTION_NAME}"));
+        }
+        let events = counted_client!(aws_sdk_eventbridge, &self.cfg, self.counter);
+        if events.describe_rule().name(RULE_NAME).send().await.is_ok() {
+            left.push(format!("eventbridge rule {RULE_NAME}"));
+        }
+        let sqs = counted_client!(aws_sdk_sqs, &self.cfg, self.counter);
+        if sqs
+            .get_queue_url()
+            .queue_name(DLQ_NAME)
+            .send()
+            .await
+            .is_ok()
+        {
+            left.push(format!("sqs queue {DLQ_NAME}"));
+        }
+        let iam = counted_client!(aws_sdk_iam, &self.cfg, self.counter);
+        let role = format!("ctguard-detector-{}", self.target.region);
+        if iam.get_role().role_name(&role).send().await.is_ok() {
+            left.push(format!("iam role {role}"));
+        }
+        if home {
+            let ddb = counted_client!(aws_sdk_dynamodb, &self.cfg, self.counter);
+            if ddb
+                .describe_table()
+                .table_name(TABLE_NAME)
+                .send()
+                .await
+                .is_ok()
+            {
+                left.push(format!("dynamodb table {TABLE_NAME}"));
+            }
+            let sns = counted_client!(aws_sdk_sns, &self.cfg, self.counter);
+            let arn = format!(
+                "arn:aws:sns:{}:{}:{TOPIC_NAME}",
+                self.target.region, self.target.account
+            );
+            if sns
+                .get_topic_attributes()
+                .topic_arn(&arn)
+                .send()
+                .await
+                .is_ok()
+            {
+                left.push(format!("sns topic {TOPIC_NAME}"));
+            }
+        }
+        if let Some(b) = bucket {
+            if self.s3().head_bucket().bucket(b).send().await.is_ok() {
+                left.push(format!("s3 bucket {b}"));
+            }
+        }
+        Ok(left)
+    }
+
+    fn calls(&self) -> u64 {
+        self.counter.get()
+    }
+}
+
+// ------------------------------------------------------------------------------------------
+// Fake
+
+/// In-memory world shared by every [`FakeStacks`] handle: stacks per target, trails, objects,
+/// scripted failures and a log of the calls made.
+#[derive(Debug, Default)]
+pub struct FakeWorld {
+    pub stacks: HashMap<(Target, String), StackState>,
+    /// Trail verdict per target; targets not listed have a good trail.
+    pub trails: HashMap<Target, TrailVerdict>,
+    pub objects: HashSet<(String, String)>,
+    /// (target, stack) whose next create or update fails (ROLLBACK with this reason).
+    pub fail: HashMap<(Target, String), String>,
+    /// Targets whose connect fails (e.g. the role cannot be assumed).
+    pub unreachable: HashMap<String, String>,
+    /// How many describes an operation stays *_IN_PROGRESS (0: settled at once).
+    pub in_progress_polls: usize,
+    pending: HashMap<(Target, String), (usize, StackState)>,
+    pub calls: Vec<String>,
+}
+
+/// A [`Connector`] over a shared [`FakeWorld`].
+#[derive(Debug, Clone, Default)]
+pub struct FakeCloud(pub Arc<Mutex<FakeWorld>>);
+
+impl FakeCloud {
+    pub fn with<R>(&self, f: impl FnOnce(&mut FakeWorld) -> R) -> R {
+        let mut w = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut w)
+    }
+}
+
+impl Connector for FakeCloud {
+    type Api = FakeStacks;
+    async fn connect(&self, target: &Target) -> Result<FakeStacks, ApiError> {
+        if let Some(why) = self.with(|w| w.unreachable.get(&target.account).cloned()) {
+            return Err(ApiError::new(format!(
+                "AssumeRole into {}: {why}",
+                target.account
+            )));
+        }
+        Ok(FakeStacks {
+            target: target.clone(),
+            cloud: self.clone(),
+            counter: CallCounter::default(),
+        })
+    }
+}
+
+/// One target's view of a [`FakeCloud`].
+#[derive(Debug, Clone)]
+pub struct FakeStacks {
+    target: Target,
+    cloud: FakeCloud,
+    counter: CallCounter,
+}
+
+impl FakeStacks {
+    fn call(&self, op: &str, what: &str) {
+        self.counter.add();
+        let line = format!("{} {op} {what}", self.target);
+        self.cloud.with(|w| w.calls.push(line));
+    }
+
+    fn start(&self, name: &str, final_state: StackState, in_progress: &str) {
+        let key = (self.target.clone(), name.to_string());
+        self.cloud.with(|w| {
+            let mut shown = final_state.clone();
+            shown.status = in_progress.to_string();
+            if w.in_progress_polls == 0 {
+                w.stacks.insert(key, final_state);
+            } else {
+                w.stacks.insert(key.clone(), shown);
+                w.pending.insert(key, (w.in_progress_polls, final_state));
+            }
+        });
+    }
+
+    fn state_for(&self, spec: &StackSpec, status: &str) -> StackState {
+        StackState {
+            name: spec.name().to_string(),
+            status: status.to_string(),
+            status_reason: None,
+            tags: spec.tags.clone(),
+            parameters: spec.parameters.clone(),
+            outputs: BTreeMap::new(),
+        }
+    }
+}
+
+impl StackApi for FakeStacks {
+    async fn describe(&self, name: &str) -> Result<Option<StackState>, ApiError> {
+        self.call("DescribeStacks", name);
+        let key = (self.target.clone(), name.to_string());
+        Ok(self.cloud.with(|w| {
+            if let Some((left, fin)) = w.pending.get_mut(&key) {
+                if *left <= 1 {
+                    let fin = fin.clone();
+                    w.pending.remove(&key);
+                    if fin.status == "DELETE_COMPLETE" {
+                        w.stacks.remove(&key);
+                    } else {
+                        w.stacks.insert(key.clone(), fin);
+                    }
+                } else {
+                    *left -= 1;
+                }
+            }
+            w.stacks.get(&key).cloned()
+        }))
+    }
+
+    async fn create(&self, spec: &StackSpec) -> Result<(), ApiError> {
+        self.call("CreateStack", spec.name());
+        let key = (self.target.clone(), spec.name().to_string());
+        if self.cloud.with(|w| w.stacks.contains_key(&key)) {
+            return Err(ApiError {
+                code: Some("AlreadyExistsException".into()),
+                message: format!("Stack [{}] already exists", spec.name()),
+            });
+        }
+        let fail = self.cloud.with(|w| w.fail.remove(&key));
+        let mut fin = self.state_for(
+            spec,
+            if fail.is_some() {
+                "ROLLBACK_COMPLETE"
+            } else {
+                "CREATE_COMPLETE"
+            },
+        );
+        fin.status_reason = fail;
+        self.start(spec.name(), fin, "CREATE_IN_PROGRESS");
+        Ok(())
+    }
+
+    async fn update(&self, spec: &StackSpec) -> Result<UpdateOutcome, ApiError> {
+        self.call("UpdateStack", spec.name());
+        let key = (self.target.clone(), spec.name().to_string());
+        let Some(cur) = self.cloud.with(|w| w.stacks.get(&key).cloned()) else {
+            return Err(ApiError {
+                code: Some("ValidationError".into()),
+                message: format!("Stack with id {} does not exist", spec.name()),
+            });
+        };
+        if cur.tags == spec.tags && cur.parameters == spec.parameters {
+            return Ok(UpdateOutcome::NoChanges);
+        }
+        let fin = match self.cloud.with(|w| w.fail.remove(&key)) {
+            Some(reason) => StackState {
+                status: "UPDATE_ROLLBACK_COMPLETE".into(),
+                status_reason: Some(reason),
+                ..cur
+            },
+            None => self.state_for(spec, "UPDATE_COMPLETE"),
+        };
+        self.start(spec.name(), fin, "UPDATE_IN_PROGRESS");
+        Ok(UpdateOutcome::Started)
+    }
+
+    async fn delete(&self, name: &str) -> Result<(), ApiError> {
+        self.call("DeleteStack", name);
+        let key = (self.target.clone(), name.to_string());
+        let Some(cur) = self.cloud.with(|w| w.stacks.get(&key).cloned()) else {
+            return Ok(());
+        };
+        let fin = StackState {
+            status: "DELETE_COMPLETE".into(),
+            ..cur
+        };
+        let immediate = self.cloud.with(|w| w.in_progress_polls == 0);
+        if immediate {
+            self.cloud.with(|w| w.stacks.remove(&key));
+        } else {
+            self.start(name, fin, "DELETE_IN_PROGRESS");
+        }
+        Ok(())
+    }
+}
+
+impl TargetApi for FakeStacks {
+    fn target(&self) -> &Target {
+        &self.target
+    }
+    async fn trail(&self) -> Result<TrailVerdict, ApiError> {
+        self.call("DescribeTrails", "");
+        Ok(self
+            .cloud
+            .with(|w| w.trails.get(&self.target).cloned())
+            .unwrap_or(TrailVerdict::Ok {
+                name: "fake-trail".into(),
+            }))
+    }
+    async fn code_present(&self, bucket: &str, key: &str) -> Result<bool, ApiError> {
+        self.call("HeadObject", key);
+        Ok(self
+            .cloud
+            .with(|w| w.objects.contains(&(bucket.to_string(), key.to_string()))))
+    }
+    async fn upload_code(
+        &self,
+        bucket: &str,
+        key: &str,
+        _body: &'static [u8],
+    ) -> Result<(), ApiError> {
+        self.call("PutObject", key);
+        self.cloud
+            .with(|w| w.objects.insert((bucket.to_string(), key.to_string())));
+        Ok(())
+    }
+    async fn empty_bucket(&self, bucket: &str) -> Result<usize, ApiError> {
+        self.call("DeleteObjects", bucket);
+        Ok(self.cloud.with(|w| {
+            let before = w.objects.len();
+            w.objects.retain(|(b, _)| b != bucket);
+            before - w.objects.len()
+        }))
+    }
+    async fn health(&self, _dlq_url: Option<&str>) -> Health {
+        self.call("DescribeRule", RULE_NAME);
+        let deployed = self.cloud.with(|w| {
+            w.stacks
+                .contains_key(&(self.target.clone(), "ctguard-region".to_string()))
+        });
+        Health {
+            rule_state: deployed
+                .then(|| "ENABLED_WITH_ALL_CLOUDTRAIL_MANAGEMENT_EVENTS".to_string()),
+            dlq_depth: deployed.then_some(0),
+            unreadable: vec![],
+        }
+    }
+    async fn leftovers(&self, _home: bool, bucket: Option<&str>) -> Result<Vec<String>, ApiError> {
+        let mut left = Vec::new();
+        for k in StackKind::ALL {
+            if let Some(s) = self.describe(k.stack_name()).await? {
+                left.push(format!("stack {} ({})", s.name, s.status));
+            }
+        }
+        if let Some(b) = bucket {
+            if self.cloud.with(|w| w.objects.iter().any(|(ob, _)| ob == b)) {
+                left.push(format!("s3 objects in {b}"));
+            }
+        }
+        Ok(left)
+    }
+    fn calls(&self) -> u64 {
+        self.counter.get()
+    }
+}
