@@ -16,6 +16,7 @@ pub mod session;
 pub mod stacks;
 pub mod targets;
 pub mod trail;
+pub mod verify;
 
 use cli::{Cli, Command};
 

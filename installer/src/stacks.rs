@@ -53,10 +53,9 @@ impl ApiError {
             message: message.into(),
         }
     }
-    fn from_sdk<E, R>(op: &str, e: &SdkError<E, R>) -> Self
+    fn from_sdk<E>(op: &str, e: &SdkError<E, aws_smithy_runtime_api::client::orchestrator::HttpResponse>) -> Self
     where
         E: ProvideErrorMetadata + std::error::Error + 'static,
-        R: std::fmt::Debug,
     {
         ApiError {
             code: e.code().map(str::to_string),

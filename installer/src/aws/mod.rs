@@ -77,23 +77,33 @@ pub async fn caller_account(cfg: &SdkConfig) -> anyhow::Result<String> {
 }
 
 /// A readable one-line description of an SDK error: code and message when the service sent them.
-pub fn err_text<E, R>(e: &aws_smithy_runtime_api::client::result::SdkError<E, R>) -> String
+pub fn err_text<E>(
+    e: &aws_smithy_runtime_api::client::result::SdkError<E, aws_smithy_runtime_api::client::orchestrator::HttpResponse>,
+) -> String
 where
     E: aws_smithy_types::error::metadata::ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
 {
     use aws_smithy_types::error::metadata::ProvideErrorMetadata;
-    match e.code() {
-        Some(code) => format!("{code}: {}", e.message().unwrap_or("")),
-        None => {
-            let mut s = e.to_string();
-            let mut src = std::error::Error::source(e);
-            while let Some(x) = src {
-                s.push_str(": ");
-                s.push_str(&x.to_string());
-                src = x.source();
-            }
-            s
-        }
+    if let Some(code) = e.code() {
+        return format!("{code}: {}", e.message().unwrap_or(""));
     }
+    // No error code: the service answered something the SDK could not read (an emulator's
+    // HTML error page, a proxy). Say what status came back rather than a parser message.
+    if let aws_smithy_runtime_api::client::result::SdkError::ServiceError(se) = e {
+        let raw = se.raw();
+        let status = raw.status().as_u16();
+        let body = raw.body().bytes().map(|b| String::from_utf8_lossy(b).chars().take(160).collect::<String>());
+        return format!(
+            "HTTP {status} with no AWS error code{}",
+            body.filter(|b| !b.trim().is_empty()).map(|b| format!(": {}", b.split_whitespace().collect::<Vec<_>>().join(" "))).unwrap_or_default()
+        );
+    }
+    let mut s = e.to_string();
+    let mut src = std::error::Error::source(e);
+    while let Some(x) = src {
+        s.push_str(": ");
+        s.push_str(&x.to_string());
+        src = x.source();
+    }
+    s
 }

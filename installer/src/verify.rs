@@ -1,0 +1,804 @@
+//! `ctguard verify`: prove, per installed account × region, that a reused credential raises an
+//! alert — end to end, on the real pipeline.
+//!
+//! Per target: a synthetic temporary key that can never be a real one (it carries `0`, outside
+//! the base32 alphabet of real keys), three synthetic "AWS API Call via CloudTrail" events — a
+//! first use from 192.0.2.x, a control from the same address, a reuse from 198.51.100.x (both
+//! RFC 5737 documentation ranges) — sent through EventBridge `PutEvents` (source
+//! `ctguard.verify`, which the installed rule matches) or the Lambda Invoke API; the outcome is
+//! observed on a temporary SQS queue subscribed to the alert topic with a filter on the
+//! `synthetic` attribute. Static checks run beside it. Everything created is removed at the
+//! end, on failure and on Ctrl-C too.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aws_config::SdkConfig;
+use serde::Serialize;
+use serde_json::{json, Value};
+use tokio::sync::Mutex;
+
+use crate::aws::{err_text, in_region};
+use crate::stacks::{AwsConnector, Connector, TargetApi};
+use crate::targets::Target;
+
+/// The deterministic names the installer gives the regional resources.
+pub const FUNCTION_NAME: &str = "ctguard-detector";
+pub const RULE_NAME: &str = "ctguard-detector";
+/// The EventBridge source of verify's events (real AWS sources start with `aws.`, which
+/// `PutEvents` refuses; the installed rule matches this one too).
+pub const VERIFY_SOURCE: &str = "ctguard.verify";
+/// The rule state that delivers read-only management events.
+pub const EXPECTED_RULE_STATE: &str = "ENABLED_WITH_ALL_CLOUDTRAIL_MANAGEMENT_EVENTS";
+
+/// How events reach the detector.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Via {
+    /// EventBridge PutEvents on the default bus: rule → Lambda → DynamoDB → SNS.
+    Eventbridge,
+    /// The Lambda Invoke API (for environments where EventBridge cannot reach Lambda).
+    Invoke,
+}
+
+/// One named check and its result.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Check {
+    pub name: &'static str,
+    /// `Some(true)` passed, `Some(false)` failed, `None` could not be checked (said why).
+    pub ok: Option<bool>,
+    pub detail: String,
+}
+
+impl Check {
+    fn pass(name: &'static str, detail: impl Into<String>) -> Check {
+        Check { name, ok: Some(true), detail: detail.into() }
+    }
+    fn fail(name: &'static str, detail: impl Into<String>) -> Check {
+        Check { name, ok: Some(false), detail: detail.into() }
+    }
+    fn unknown(name: &'static str, detail: impl Into<String>) -> Check {
+        Check { name, ok: None, detail: detail.into() }
+    }
+}
+
+/// The verdict for one target.
+#[derive(Debug, Clone, Serialize)]
+pub struct Outcome {
+    pub account: String,
+    pub region: String,
+    pub pass: bool,
+    /// Send of the reuse event → alert received.
+    pub latency_ms: Option<u64>,
+    pub reason: String,
+    pub checks: Vec<Check>,
+}
+
+impl Outcome {
+    /// Passes only when no check failed and the end-to-end check passed.
+    fn from_checks(t: &Target, checks: Vec<Check>, latency_ms: Option<u64>) -> Outcome {
+        let failed: Vec<String> =
+            checks.iter().filter(|c| c.ok == Some(false)).map(|c| format!("{}: {}", c.name, c.detail)).collect();
+        let e2e_ok = checks.iter().any(|c| c.name == "alert" && c.ok == Some(true));
+        let pass = failed.is_empty() && e2e_ok;
+        let reason = if pass {
+            "a synthetic credential reuse raised exactly one alert".to_string()
+        } else if failed.is_empty() {
+            "the end-to-end check did not complete".to_string()
+        } else {
+            failed.join("; ")
+        };
+        Outcome { account: t.account.clone(), region: t.region.clone(), pass, latency_ms, reason, checks }
+    }
+}
+
+/// What verify needs to know about the deployed function.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FunctionFacts {
+    pub table: Option<String>,
+    pub table_region: Option<String>,
+    pub topic_arn: Option<String>,
+    pub version: Option<String>,
+    pub code_sha256: Option<String>,
+}
+
+/// The static side, judged without AWS: returns the checks.
+pub fn static_checks(
+    rule_state: Option<&str>,
+    pattern: Option<&Value>,
+    api_pattern_answer: Option<bool>,
+    func: Option<&FunctionFacts>,
+    bundled_sha256_b64: &str,
+    bundled_version: &str,
+    ttl_status: Option<&str>,
+) -> Vec<Check> {
+    let mut out = Vec::new();
+    out.push(match rule_state {
+        Some(EXPECTED_RULE_STATE) => Check::pass("rule state", EXPECTED_RULE_STATE),
+        Some("ENABLED") => Check::fail(
+            "rule state",
+            "ENABLED: a rule in plain ENABLED state never receives read-only management events (sts:GetCallerIdentity, List*, Describe*), which is what credential thieves run first; expected ENABLED_WITH_ALL_CLOUDTRAIL_MANAGEMENT_EVENTS",
+        ),
+        Some(s) => Check::fail("rule state", format!("{s}; expected {EXPECTED_RULE_STATE}")),
+        None => Check::fail("rule state", format!("no rule {RULE_NAME}")),
+    });
+    let sample = sample_read_only_event();
+    out.push(match pattern {
+        None => Check::fail("event pattern", "the rule has no event pattern"),
+        Some(p) => {
+            let local = pattern_matches(p, &sample);
+            let negative = pattern_matches(p, &sample_long_term_key_event());
+            match (local, negative, api_pattern_answer) {
+                (true, false, Some(true)) => {
+                    Check::pass("event pattern", "matches a real-shaped sts:GetCallerIdentity by an ASIA key (EventBridge TestEventPattern agrees)")
+                }
+                (true, false, None) => Check::pass(
+                    "event pattern",
+                    "matches a real-shaped sts:GetCallerIdentity by an ASIA key (TestEventPattern gave no usable answer; checked locally)",
+                ),
+                (true, false, Some(false)) => {
+                    Check::fail("event pattern", "EventBridge TestEventPattern says the pattern does not match a real-shaped read-only event")
+                }
+                (false, _, _) => Check::fail("event pattern", "does not match a real-shaped sts:GetCallerIdentity by an ASIA key"),
+                (true, true, _) => Check::fail("event pattern", "also matches long-term (AKIA) keys: it does not filter early"),
+            }
+        }
+    });
+    out.push(match func {
+        None => Check::fail("function", format!("no function {FUNCTION_NAME}")),
+        Some(f) => {
+            let code = f.code_sha256.as_deref();
+            match (code == Some(bundled_sha256_b64), f.version.as_deref()) {
+                (true, _) => Check::pass("function", format!("runs the bundled build (CodeSha256 {bundled_sha256_b64})")),
+                (false, v) => Check::fail(
+                    "function",
+                    format!(
+                        "runs another build (CodeSha256 {}, version {}) than this ctguard's (CodeSha256 {bundled_sha256_b64}, version {bundled_version}): run `ctguard install`",
+                        code.unwrap_or("?"),
+                        v.unwrap_or("?")
+                    ),
+                ),
+            }
+        }
+    });
+    out.push(match ttl_status {
+        Some("ENABLED") => Check::pass("state table TTL", "enabled"),
+        Some(s) => Check::fail("state table TTL", format!("{s}: state would never expire")),
+        None => Check::fail("state table TTL", "the state table could not be read"),
+    });
+    out
+}
+
+/// A real-shaped read-only call by a temporary key: what the rule must deliver.
+pub fn sample_read_only_event() -> Value {
+    json!({
+        "version": "0", "id": "6f1c7f8a-0000-4000-8000-000000000000", "detail-type": "AWS API Call via CloudTrail",
+        "source": "aws.sts", "account": "111122223333", "time": "2024-05-01T10:00:00Z", "region": "us-east-1",
+        "resources": [],
+        "detail": {
+            "eventVersion": "1.08", "eventSource": "sts.amazonaws.com", "eventName": "GetCallerIdentity",
+            "eventType": "AwsApiCall", "readOnly": true, "managementEvent": true, "eventCategory": "Management",
+            "awsRegion": "us-east-1", "sourceIPAddress": "198.51.100.7", "userAgent": "aws-cli/2.15.0",
+            "eventTime": "2024-05-01T10:00:00Z", "recipientAccountId": "111122223333",
+            "userIdentity": { "type": "AssumedRole", "accessKeyId": "ASIAEXAMPLEEXAMPLE22",
+                "arn": "arn:aws:sts::111122223333:assumed-role/web/i-0123456789abcdef0", "accountId": "111122223333" }
+        }
+    })
+}
+
+fn sample_long_term_key_event() -> Value {
+    let mut v = sample_read_only_event();
+    v["detail"]["userIdentity"] = json!({"type": "IAMUser", "accessKeyId": "AKIAEXAMPLEEXAMPLE22", "accountId": "111122223333"});
+    v["detail"]["eventName"] = json!("GetCallerIdentity");
+    v
+}
+
+/// Evaluates an EventBridge event pattern against an event, for the operators the templates
+/// use: exact values, `prefix`, `suffix`, `anything-but` (value, list, prefix, suffix),
+/// `exists`, and `$or`. Unknown operators never match (so a check cannot pass by accident).
+pub fn pattern_matches(pattern: &Value, event: &Value) -> bool {
+    let Some(obj) = pattern.as_object() else { return false };
+    obj.iter().all(|(k, p)| {
+        if k == "$or" {
+            return p.as_array().is_some_and(|alts| alts.iter().any(|a| pattern_matches(a, event)));
+        }
+        let field = event.get(k);
+        match p {
+            Value::Object(_) => field.is_some_and(|f| f.is_object() && pattern_matches(p, f)),
+            Value::Array(allowed) => match field {
+                Some(Value::Array(vals)) => vals.iter().any(|v| allowed.iter().any(|a| leaf_matches(a, Some(v)))),
+                other => allowed.iter().any(|a| leaf_matches(a, other)),
+            },
+            _ => false,
+        }
+    })
+}
+
+fn leaf_matches(rule: &Value, value: Option<&Value>) -> bool {
+    match rule {
+        Value::Object(op) => {
+            let s = value.and_then(Value::as_str);
+            if let Some(pre) = op.get("prefix").and_then(Value::as_str) {
+                return s.is_some_and(|s| s.starts_with(pre));
+            }
+            if let Some(suf) = op.get("suffix").and_then(Value::as_str) {
+                return s.is_some_and(|s| s.ends_with(suf));
+            }
+            if let Some(e) = op.get("exists").and_then(Value::as_bool) {
+                return value.is_some() == e;
+            }
+            if let Some(ab) = op.get("anything-but") {
+                let Some(v) = value else { return false };
+                return match ab {
+                    Value::Array(list) => !list.contains(v),
+                    Value::Object(inner) => {
+                        if let Some(pre) = inner.get("prefix").and_then(Value::as_str) {
+                            !s.is_some_and(|s| s.starts_with(pre))
+                        } else if let Some(suf) = inner.get("suffix").and_then(Value::as_str) {
+                            !s.is_some_and(|s| s.ends_with(suf))
+                        } else {
+                            false
+                        }
+                    }
+                    other => other != v,
+                };
+            }
+            false
+        }
+        literal => value == Some(literal),
+    }
+}
+
+/// A synthetic temporary key: `ASIA0CTGV` + 11 base32 characters. The `0` is outside the
+/// alphabet of real keys (`A–Z`, `2–7`), so it can never collide with a real credential, and
+/// the detector flags its alerts `synthetic`.
+pub fn synthetic_key(seed: u64) -> String {
+    const B32: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+    let mut x = seed | 1;
+    let mut k = String::from("ASIA0CTGV");
+    for _ in 0..11 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        k.push(B32[(x % 32) as usize] as char);
+    }
+    k
+}
+
+/// The three synthetic events: (first use, control, reuse), as EventBridge envelopes.
+pub fn synthetic_events(key: &str, account: &str, region: &str, now_ms: i64, seed: u64) -> [Value; 3] {
+    let first_ip = format!("192.0.2.{}", 10 + seed % 200);
+    let reuse_ip = format!("198.51.100.{}", 10 + seed % 200);
+    let ev = |ip: &str, offset_ms: i64, n: u32| {
+        let t = ctguard_detector::time::format_rfc3339(now_ms + offset_ms);
+        json!({
+            "version": "0", "id": format!("ctguard-verify-{seed:016x}-{n}"), "detail-type": ctguard_detector::event::CLOUDTRAIL_DETAIL_TYPE,
+            "source": VERIFY_SOURCE, "account": account, "time": t, "region": region, "resources": [],
+            "detail": {
+                "eventVersion": "1.08", "eventID": format!("ctguard-verify-{seed:016x}-{n}"), "eventTime": t,
+                "eventType": "AwsApiCall", "eventSource": "sts.amazonaws.com", "eventName": "GetCallerIdentity",
+                "awsRegion": region, "sourceIPAddress": ip, "userAgent": format!("ctguard-verify/{}", ctguard_detector::VERSION),
+                "recipientAccountId": account, "readOnly": true, "managementEvent": true, "eventCategory": "Management",
+                "userIdentity": {
+                    "type": "AssumedRole", "accessKeyId": key, "accountId": account,
+                    "principalId": "AROACTGUARDVERIFY:synthetic",
+                    "arn": format!("arn:aws:sts::{account}:assumed-role/ctguard-verify/synthetic"),
+                    "sessionContext": {
+                        "sessionIssuer": { "type": "Role", "arn": format!("arn:aws:iam::{account}:role/ctguard-verify") },
+                        "attributes": { "creationDate": t, "mfaAuthenticated": "false" }
+                    }
+                }
+            }
+        })
+    };
+    [ev(&first_ip, -2000, 1), ev(&first_ip, -1000, 2), ev(&reuse_ip, 0, 3)]
+}
+
+/// Something verify created, to be removed whatever happens.
+#[derive(Debug, Clone)]
+pub enum Created {
+    Queue { cfg: SdkConfig, url: String },
+    Subscription { cfg: SdkConfig, arn: String },
+    StateItem { cfg: SdkConfig, table: String, pk: String },
+}
+
+/// Everything created so far, shared with the Ctrl-C handler.
+#[derive(Clone, Default)]
+pub struct Cleanup(Arc<Mutex<Vec<Created>>>);
+
+impl Cleanup {
+    async fn add(&self, c: Created) {
+        self.0.lock().await.push(c);
+    }
+
+    /// Removes everything registered (latest first); returns what could not be removed.
+    pub async fn run(&self) -> Vec<String> {
+        let items: Vec<Created> = std::mem::take(&mut *self.0.lock().await);
+        let mut left = Vec::new();
+        for c in items.into_iter().rev() {
+            let r = match &c {
+                Created::Subscription { cfg, arn } => aws_sdk_sns::Client::new(cfg)
+                    .unsubscribe()
+                    .subscription_arn(arn)
+                    .send()
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| format!("subscription {arn}: {}", err_text(&e))),
+                Created::Queue { cfg, url } => aws_sdk_sqs::Client::new(cfg)
+                    .delete_queue()
+                    .queue_url(url)
+                    .send()
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| format!("queue {url}: {}", err_text(&e))),
+                Created::StateItem { cfg, table, pk } => aws_sdk_dynamodb::Client::new(cfg)
+                    .delete_item()
+                    .table_name(table)
+                    .key("pk", aws_sdk_dynamodb::types::AttributeValue::S(pk.clone()))
+                    .send()
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| format!("state item {pk}: {}", err_text(&e))),
+            };
+            if let Err(e) = r {
+                left.push(e);
+            }
+        }
+        left
+    }
+}
+
+/// Options of one verification.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub via: Via,
+    pub timeout: Duration,
+    /// Send Invoke calls here instead of the Lambda endpoint (a local runtime emulator).
+    pub invoke_endpoint: Option<String>,
+    pub bundled_sha256_b64: String,
+    pub bundled_version: String,
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Verifies one installed target; never returns early without cleaning up.
+pub async fn verify_target(conn: &AwsConnector, t: &Target, opts: &Options, cleanup: &Cleanup, seed: u64) -> Outcome {
+    let cfg = in_region(&conn.account_config(&t.account).await, &t.region);
+    let mut checks = Vec::new();
+
+    // --- static side ----------------------------------------------------------------------
+    let lambda = aws_sdk_lambda::Client::new(&cfg);
+    let func = match lambda.get_function_configuration().function_name(FUNCTION_NAME).send().await {
+        Ok(c) => {
+            let vars = c.environment().and_then(|e| e.variables()).cloned().unwrap_or_default();
+            Some(FunctionFacts {
+                table: vars.get("CTGUARD_TABLE").cloned(),
+                table_region: vars.get("CTGUARD_TABLE_REGION").cloned(),
+                topic_arn: vars.get("CTGUARD_TOPIC_ARN").cloned(),
+                version: vars.get("CTGUARD_VERSION").cloned(),
+                code_sha256: c.code_sha256().map(str::to_string),
+            })
+        }
+        Err(e) => {
+            checks.push(Check::fail("function", format!("cannot read {FUNCTION_NAME}: {}", err_text(&e))));
+            None
+        }
+    };
+    let events = aws_sdk_eventbridge::Client::new(&cfg);
+    let (rule_state, pattern) = match events.describe_rule().name(RULE_NAME).send().await {
+        Ok(r) => (
+            r.state().map(|s| s.as_str().to_string()),
+            r.event_pattern().and_then(|p| serde_json::from_str::<Value>(p).ok()),
+        ),
+        Err(e) => {
+            checks.push(Check::fail("rule", format!("cannot read rule {RULE_NAME}: {}", err_text(&e))));
+            (None, None)
+        }
+    };
+    // TestEventPattern answers a bare boolean; an emulator that does not implement it answers
+    // `false` for everything, so a negative control tells "no" from "no answer".
+    let api_answer = match &pattern {
+        Some(p) => {
+            let ask = |ev: Value| {
+                let events = events.clone();
+                let p = p.to_string();
+                async move { events.test_event_pattern().event_pattern(p).event(ev.to_string()).send().await.map(|o| o.result) }
+            };
+            match (ask(sample_read_only_event()).await, ask(sample_long_term_key_event()).await) {
+                (Ok(true), Ok(false)) => Some(true),
+                (Ok(false), Ok(true)) => Some(false),
+                _ => None,
+            }
+        }
+        None => None,
+    };
+    let table_cfg = func
+        .as_ref()
+        .and_then(|f| f.table_region.as_deref())
+        .map(|r| in_region(&cfg, r))
+        .unwrap_or_else(|| cfg.clone());
+    let ttl_status = match func.as_ref().and_then(|f| f.table.as_deref()) {
+        Some(table) => aws_sdk_dynamodb::Client::new(&table_cfg)
+            .describe_time_to_live()
+            .table_name(table)
+            .send()
+            .await
+            .ok()
+            .and_then(|o| o.time_to_live_description().and_then(|d| d.time_to_live_status()).map(|s| s.as_str().to_string())),
+        None => None,
+    };
+    checks.extend(static_checks(
+        rule_state.as_deref(),
+        pattern.as_ref(),
+        api_answer,
+        func.as_ref(),
+        &opts.bundled_sha256_b64,
+        &opts.bundled_version,
+        ttl_status.as_deref(),
+    ));
+    match conn.connect(t).await {
+        Ok(api) => match api.trail().await {
+            Ok(v) if v.is_ok() => checks.push(Check::pass("trail", v.describe())),
+            Ok(v) => checks.push(Check::fail("trail", v.describe())),
+            Err(e) => checks.push(Check::unknown("trail", format!("cannot read trails: {e}"))),
+        },
+        Err(e) => checks.push(Check::unknown("trail", format!("cannot connect: {e}"))),
+    }
+
+    // --- end to end -----------------------------------------------------------------------
+    let latency = match func.as_ref() {
+        Some(f) => match end_to_end(conn, t, &cfg, f, opts, cleanup, seed).await {
+            Ok((c, lat)) => {
+                checks.extend(c);
+                lat
+            }
+            Err(e) => {
+                checks.push(Check::fail("alert", e));
+                None
+            }
+        },
+        None => {
+            checks.push(Check::fail("alert", "no function to send events to"));
+            None
+        }
+    };
+    Outcome::from_checks(t, checks, latency)
+}
+
+async fn end_to_end(
+    conn: &AwsConnector,
+    t: &Target,
+    cfg: &SdkConfig,
+    f: &FunctionFacts,
+    opts: &Options,
+    cleanup: &Cleanup,
+    seed: u64,
+) -> Result<(Vec<Check>, Option<u64>), String> {
+    let topic = f.topic_arn.clone().ok_or("the function has no CTGUARD_TOPIC_ARN")?;
+    let table = f.table.clone().ok_or("the function has no CTGUARD_TABLE")?;
+    let parts: Vec<&str> = topic.split(':').collect();
+    let (topic_region, topic_account) = match parts.as_slice() {
+        [_, _, "sns", r, a, _] => (r.to_string(), a.to_string()),
+        _ => return Err(format!("`{topic}` is not an SNS topic ARN")),
+    };
+    // The observer queue lives with the topic (its account and region).
+    let obs_cfg = in_region(&conn.account_config(&topic_account).await, &topic_region);
+    let sqs = aws_sdk_sqs::Client::new(&obs_cfg);
+    let qname = format!("ctguard-verify-{seed:016x}");
+    let queue_arn = format!("arn:aws:sqs:{topic_region}:{topic_account}:{qname}");
+    let policy = json!({
+        "Version": "2012-10-17",
+        "Statement": [{ "Sid": "FromAlertTopic", "Effect": "Allow", "Principal": {"Service": "sns.amazonaws.com"},
+            "Action": "sqs:SendMessage", "Resource": queue_arn, "Condition": {"ArnEquals": {"aws:SourceArn": topic}} }]
+    });
+    let url = sqs
+        .create_queue()
+        .queue_name(&qname)
+        .attributes(aws_sdk_sqs::types::QueueAttributeName::Policy, policy.to_string())
+        .attributes(aws_sdk_sqs::types::QueueAttributeName::MessageRetentionPeriod, "600")
+        .tags("ctguard:owner", "ctguard")
+        .send()
+        .await
+        .map_err(|e| format!("cannot create the observer queue: {}", err_text(&e)))?
+        .queue_url
+        .ok_or("CreateQueue returned no URL")?;
+    cleanup.add(Created::Queue { cfg: obs_cfg.clone(), url: url.clone() }).await;
+    let sub = aws_sdk_sns::Client::new(&obs_cfg)
+        .subscribe()
+        .topic_arn(&topic)
+        .protocol("sqs")
+        .endpoint(&queue_arn)
+        .attributes("FilterPolicy", json!({"synthetic": ["true"]}).to_string())
+        .return_subscription_arn(true)
+        .send()
+        .await
+        .map_err(|e| format!("the alert topic {topic} accepts no subscription: {}", err_text(&e)))?
+        .subscription_arn
+        .ok_or("Subscribe returned no ARN")?;
+    cleanup.add(Created::Subscription { cfg: obs_cfg.clone(), arn: sub }).await;
+
+    let key = synthetic_key(seed);
+    let table_cfg = in_region(cfg, f.table_region.as_deref().unwrap_or(&t.region));
+    let [first, control, reuse] = synthetic_events(&key, &t.account, &t.region, now_ms(), seed);
+    let reuse_identity = format!("ip:{}", reuse["detail"]["sourceIPAddress"].as_str().unwrap_or_default());
+    cleanup.add(Created::StateItem { cfg: table_cfg.clone(), table: table.clone(), pk: format!("K#{key}") }).await;
+    cleanup
+        .add(Created::StateItem { cfg: table_cfg.clone(), table: table.clone(), pk: format!("A#{key}#{reuse_identity}") })
+        .await;
+
+    let mut checks = Vec::new();
+    let mut sent_at = Instant::now();
+    for (i, ev) in [first, control, reuse].iter().enumerate() {
+        if i == 2 {
+            sent_at = Instant::now();
+        }
+        send(cfg, opts, ev).await?;
+        if i == 0 && opts.via == Via::Eventbridge {
+            // Give the first use a head start; the detector orders by event time anyway.
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+    checks.push(Check::pass(
+        "send",
+        match opts.via {
+            Via::Eventbridge => "3 events accepted by EventBridge PutEvents (source ctguard.verify)",
+            Via::Invoke => "3 events processed by the function (Lambda Invoke)",
+        },
+    ));
+
+    // Observe: the first alert for this key, then a quiet period in which no second may come.
+    let deadline = Instant::now() + opts.timeout;
+    let mut alerts: Vec<Value> = Vec::new();
+    let mut latency = None;
+    let mut quiet_until: Option<Instant> = None;
+    loop {
+        let now = Instant::now();
+        if now >= deadline || quiet_until.is_some_and(|q| now >= q) {
+            break;
+        }
+        let out = sqs
+            .receive_message()
+            .queue_url(&url)
+            .max_number_of_messages(10)
+            .wait_time_seconds(1)
+            .message_attribute_names("All")
+            .send()
+            .await
+            .map_err(|e| format!("cannot read the observer queue: {}", err_text(&e)))?;
+        for m in out.messages() {
+            let envelope: Value = serde_json::from_str(m.body().unwrap_or("null")).unwrap_or(Value::Null);
+            let alert: Value = envelope["Message"].as_str().and_then(|s| serde_json::from_str(s).ok()).unwrap_or(Value::Null);
+            if alert["access_key_id"] == key {
+                if latency.is_none() {
+                    latency = Some(sent_at.elapsed().as_millis() as u64);
+                    quiet_until = Some(Instant::now() + Duration::from_secs(3));
+                }
+                alerts.push(alert);
+            }
+        }
+    }
+    match alerts.as_slice() {
+        [] => {
+            checks.push(Check::fail(
+                "alert",
+                format!("no alert reached the topic's subscribers within {} s", opts.timeout.as_secs()),
+            ));
+        }
+        [a] if a["seen_identity"] == reuse_identity.as_str() && a["synthetic"] == true => {
+            checks.push(Check::pass("alert", format!("one synthetic alert for the reuse from {reuse_identity}")));
+            checks.push(Check::pass("control", "no alert for the reuse from the first address"));
+        }
+        [a] => checks.push(Check::fail(
+            "alert",
+            format!("one alert, but for {} (synthetic {}), expected {reuse_identity}", a["seen_identity"], a["synthetic"]),
+        )),
+        many => checks.push(Check::fail(
+            "control",
+            format!("{} alerts for one reuse (the control from the first address alerted too?)", many.len()),
+        )),
+    }
+
+    // The state record: present, with a TTL.
+    let item = aws_sdk_dynamodb::Client::new(&table_cfg)
+        .get_item()
+        .table_name(&table)
+        .key("pk", aws_sdk_dynamodb::types::AttributeValue::S(format!("K#{key}")))
+        .consistent_read(true)
+        .send()
+        .await
+        .map_err(|e| format!("cannot read the state table {table}: {}", err_text(&e)))?
+        .item;
+    checks.push(match item {
+        Some(i) if i.contains_key("ttl") => Check::pass("state", "first use recorded, with a TTL"),
+        Some(_) => Check::fail("state", "first use recorded without a TTL"),
+        None => Check::fail("state", format!("no state record for the synthetic key in {table}")),
+    });
+    Ok((checks, latency))
+}
+
+async fn send(cfg: &SdkConfig, opts: &Options, ev: &Value) -> Result<(), String> {
+    match opts.via {
+        Via::Eventbridge => {
+            let entry = aws_sdk_eventbridge::types::PutEventsRequestEntry::builder()
+                .event_bus_name("default")
+                .source(VERIFY_SOURCE)
+                .detail_type(ctguard_detector::event::CLOUDTRAIL_DETAIL_TYPE)
+                .detail(ev["detail"].to_string())
+                .build();
+            let out = aws_sdk_eventbridge::Client::new(cfg)
+                .put_events()
+                .entries(entry)
+                .send()
+                .await
+                .map_err(|e| format!("EventBridge PutEvents failed: {}", err_text(&e)))?;
+            if out.failed_entry_count > 0 {
+                let why: Vec<String> = out
+                    .entries()
+                    .iter()
+                    .filter_map(|e| e.error_code().map(|c| format!("{c}: {}", e.error_message().unwrap_or(""))))
+                    .collect();
+                return Err(format!("EventBridge refused the event: {}", why.join("; ")));
+            }
+            Ok(())
+        }
+        Via::Invoke => {
+            let lambda_cfg = match &opts.invoke_endpoint {
+                Some(e) => cfg.clone().into_builder().endpoint_url(e).build(),
+                None => cfg.clone(),
+            };
+            let out = aws_sdk_lambda::Client::new(&lambda_cfg)
+                .invoke()
+                .function_name(FUNCTION_NAME)
+                .payload(aws_sdk_lambda::primitives::Blob::new(ev.to_string()))
+                .send()
+                .await;
+            let failure = |body: &[u8]| {
+                let v: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+                format!(
+                    "the detector failed: {}: {}",
+                    v["errorType"].as_str().unwrap_or("error"),
+                    v["errorMessage"].as_str().unwrap_or("(no message)")
+                )
+            };
+            match out {
+                Ok(o) if o.function_error.is_none() => Ok(()),
+                Ok(o) => Err(failure(o.payload.as_ref().map(|b| b.as_ref()).unwrap_or(b""))),
+                // Local runtime emulators answer a failed invocation with HTTP 500 and the
+                // same error body that Lambda puts under X-Amz-Function-Error.
+                Err(e) => match e.raw_response().and_then(|r| r.body().bytes()) {
+                    Some(body) if serde_json::from_slice::<Value>(body).is_ok_and(|v| v.get("errorType").is_some()) => {
+                        Err(failure(body))
+                    }
+                    _ => Err(format!("Lambda Invoke failed: {}", err_text(&e))),
+                },
+            }
+        }
+    }
+}
+
+/// Base64 (standard alphabet, padded) — Lambda reports `CodeSha256` in it.
+pub fn base64(bytes: &[u8]) -> String {
+    const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for c in bytes.chunks(3) {
+        let b = [c[0], *c.get(1).unwrap_or(&0), *c.get(2).unwrap_or(&0)];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        out.push(A[(n >> 18) as usize & 63] as char);
+        out.push(A[(n >> 12) as usize & 63] as char);
+        out.push(if c.len() > 1 { A[(n >> 6) as usize & 63] as char } else { '=' });
+        out.push(if c.len() > 2 { A[n as usize & 63] as char } else { '=' });
+    }
+    out
+}
+
+/// Per-target results keyed for stable output.
+pub fn sorted(outcomes: Vec<Outcome>) -> Vec<Outcome> {
+    let mut m: BTreeMap<(String, String), Outcome> = BTreeMap::new();
+    for o in outcomes {
+        m.insert((o.account.clone(), o.region.clone()), o);
+    }
+    m.into_values().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn region_pattern() -> Value {
+        let t: serde_yaml_ng::Value =
+            serde_yaml_ng::from_str(include_str!("../../templates/ctguard-region.yaml")).expect("template YAML");
+        let p = &t["Resources"]["DetectorRule"]["Properties"]["EventPattern"];
+        serde_json::to_value(p).expect("pattern as JSON")
+    }
+
+    #[test]
+    fn the_shipped_pattern_matches_read_only_asia_calls_and_verify_events_only() {
+        let p = region_pattern();
+        assert!(pattern_matches(&p, &sample_read_only_event()));
+        assert!(!pattern_matches(&p, &sample_long_term_key_event()));
+        let [a, b, c] = synthetic_events(&synthetic_key(7), "111122223333", "eu-west-1", 1_714_557_600_000, 7);
+        for e in [a, b, c] {
+            assert!(pattern_matches(&p, &e), "verify's events must reach the detector: {e}");
+        }
+        let mut foreign = sample_read_only_event();
+        foreign["source"] = json!("evil.app");
+        assert!(!pattern_matches(&p, &foreign));
+    }
+
+    #[test]
+    fn matcher_operators() {
+        let ev = json!({"a": "aws.s3", "b": {"c": "x.amazonaws.com"}, "l": ["p", "q"]});
+        assert!(pattern_matches(&json!({"a": [{"prefix": "aws."}]}), &ev));
+        assert!(!pattern_matches(&json!({"a": [{"prefix": "gcp."}]}), &ev));
+        assert!(pattern_matches(&json!({"b": {"c": [{"suffix": ".amazonaws.com"}]}}), &ev));
+        assert!(!pattern_matches(&json!({"b": {"c": [{"anything-but": {"suffix": ".amazonaws.com"}}]}}), &ev));
+        assert!(pattern_matches(&json!({"l": ["q"]}), &ev));
+        assert!(pattern_matches(&json!({"z": [{"exists": false}]}), &ev));
+        assert!(pattern_matches(&json!({"$or": [{"a": ["no"]}, {"l": ["p"]}]}), &ev));
+        assert!(!pattern_matches(&json!({"a": [{"unknown-op": 1}]}), &ev));
+    }
+
+    #[test]
+    fn synthetic_keys_can_never_be_real() {
+        for seed in 0..1000 {
+            let k = synthetic_key(seed);
+            assert_eq!(k.len(), 20);
+            assert!(k.starts_with("ASIA"));
+            assert!(ctguard_detector::engine::is_synthetic_key(&k), "{k}");
+        }
+        assert_ne!(synthetic_key(1), synthetic_key(2));
+    }
+
+    #[test]
+    fn synthetic_events_use_documentation_addresses() {
+        let evs = synthetic_events("ASIA0CTGVAAAAAAAAAAA", "111122223333", "us-east-1", 1_714_557_600_000, 3);
+        let ips: Vec<&str> = evs.iter().map(|e| e["detail"]["sourceIPAddress"].as_str().unwrap_or("")).collect();
+        assert!(ips[0].starts_with("192.0.2.") && ips[1] == ips[0] && ips[2].starts_with("198.51.100."), "{ips:?}");
+        let t: Vec<&str> = evs.iter().map(|e| e["detail"]["eventTime"].as_str().unwrap_or("")).collect();
+        assert!(t[0] < t[1] && t[1] < t[2], "{t:?}");
+    }
+
+    fn facts() -> FunctionFacts {
+        FunctionFacts { code_sha256: Some("abc=".into()), version: Some("0.1.0".into()), ..Default::default() }
+    }
+
+    #[test]
+    fn static_checks_fail_with_reasons() {
+        let p = region_pattern();
+        let ok = static_checks(Some(EXPECTED_RULE_STATE), Some(&p), None, Some(&facts()), "abc=", "0.1.0", Some("ENABLED"));
+        assert!(ok.iter().all(|c| c.ok == Some(true)), "{ok:#?}");
+        let bad = static_checks(Some("ENABLED"), Some(&p), Some(false), Some(&facts()), "xyz=", "0.2.0", Some("DISABLED"));
+        let failed: Vec<_> = bad.iter().filter(|c| c.ok == Some(false)).map(|c| c.name).collect();
+        assert_eq!(failed, vec!["rule state", "event pattern", "function", "state table TTL"]);
+        assert!(bad[0].detail.contains("read-only"));
+        let none = static_checks(None, None, None, None, "abc=", "0.1.0", None);
+        assert!(none.iter().all(|c| c.ok == Some(false)));
+    }
+
+    #[test]
+    fn outcome_needs_the_end_to_end_alert() {
+        let t = Target::new("111122223333", "us-east-1");
+        let o = Outcome::from_checks(&t, vec![Check::pass("rule state", "")], None);
+        assert!(!o.pass);
+        let o = Outcome::from_checks(&t, vec![Check::pass("alert", ""), Check::unknown("trail", "x")], Some(5));
+        assert!(o.pass);
+        let o = Outcome::from_checks(&t, vec![Check::pass("alert", ""), Check::fail("state", "gone")], Some(5));
+        assert!(!o.pass);
+        assert!(o.reason.contains("state: gone"));
+    }
+
+    #[test]
+    fn base64_matches_rfc4648() {
+        assert_eq!(base64(b""), "");
+        assert_eq!(base64(b"f"), "Zg==");
+        assert_eq!(base64(b"fo"), "Zm8=");
+        assert_eq!(base64(b"foo"), "Zm9v");
+        assert_eq!(base64(b"foobar"), "Zm9vYmFy");
+    }
+}
