@@ -62,10 +62,7 @@ pub fn ctguard(endpoint: Option<&str>) -> Command {
 
 /// A free TCP port on 127.0.0.1.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free loopback port")
 }
 
 fn wait_for_port(port: u16, child: &mut Child, what: &str, log: &Arc<Mutex<String>>) {
@@ -75,16 +72,28 @@ fn wait_for_port(port: u16, child: &mut Child, what: &str, log: &Arc<Mutex<Strin
             return;
         }
         if let Ok(Some(status)) = child.try_wait() {
-            panic!("{what} exited with {status} before listening:\n{}", log.lock().map(|l| l.clone()).unwrap_or_default());
+            panic!(
+                "{what} exited with {status} before listening:\n{}",
+                log.lock().map(|l| l.clone()).unwrap_or_default()
+            );
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    panic!("{what} did not listen on 127.0.0.1:{port} within 60 s:\n{}", log.lock().map(|l| l.clone()).unwrap_or_default());
+    panic!(
+        "{what} did not listen on 127.0.0.1:{port} within 60 s:\n{}",
+        log.lock().map(|l| l.clone()).unwrap_or_default()
+    );
 }
 
 fn capture(child: &mut Child) -> Arc<Mutex<String>> {
     let log = Arc::new(Mutex::new(String::new()));
-    for stream in [child.stdout.take().map(|s| Box::new(s) as Box<dyn Read + Send>), child.stderr.take().map(|s| Box::new(s) as Box<dyn Read + Send>)].into_iter().flatten() {
+    for stream in [
+        child.stdout.take().map(|s| Box::new(s) as Box<dyn Read + Send>),
+        child.stderr.take().map(|s| Box::new(s) as Box<dyn Read + Send>),
+    ]
+    .into_iter()
+    .flatten()
+    {
         let log = Arc::clone(&log);
         std::thread::spawn(move || {
             for line in BufReader::new(stream).lines().map_while(Result::ok) {

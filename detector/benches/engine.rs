@@ -118,12 +118,7 @@ fn main() {
         std::hint::black_box(sink);
         best
     };
-    let parse = best(&mut || {
-        events
-            .iter()
-            .filter(|e| serde_json::from_str::<serde_json::Value>(e).is_ok())
-            .count()
-    });
+    let parse = best(&mut || events.iter().filter(|e| serde_json::from_str::<serde_json::Value>(e).is_ok()).count());
     let det = Detector::new(MemoryStore::new(), CollectingSink::new(), Policy::default(), "bench");
     // Warm the cache once, as a warm Lambda would be; then time the steady state.
     rt.block_on(async {
@@ -144,8 +139,16 @@ fn main() {
     });
     let eps = |d: Duration| events.len() as f64 / d.as_secs_f64();
     println!("\n[1] decision path (warm cache), best of 5");
-    println!("  serde_json::Value parse : {:>10.0} events/s  ({:.0} MB/s)", eps(parse), bytes as f64 / parse.as_secs_f64() / 1e6);
-    println!("  ctguard decide          : {:>10.0} events/s  ({:.0} MB/s)", eps(decide), bytes as f64 / decide.as_secs_f64() / 1e6);
+    println!(
+        "  serde_json::Value parse : {:>10.0} events/s  ({:.0} MB/s)",
+        eps(parse),
+        bytes as f64 / parse.as_secs_f64() / 1e6
+    );
+    println!(
+        "  ctguard decide          : {:>10.0} events/s  ({:.0} MB/s)",
+        eps(decide),
+        bytes as f64 / decide.as_secs_f64() / 1e6
+    );
     println!("  ratio decide/parse      : {:>10.2}x   (goal >= 0.80x)", eps(decide) / eps(parse));
 
     // --- 2. store traffic on a cold start ------------------------------------------------------
@@ -158,10 +161,8 @@ fn main() {
     let calls = det.store().calls();
     let alerts = det.sink().alerts().len() as u64;
     let scopes = det.store().scope_count() as u64;
-    let distinct_keys: std::collections::HashSet<&str> = events
-        .iter()
-        .filter_map(|e| e.split("\"accessKeyId\":\"").nth(1).and_then(|r| r.get(..20)))
-        .collect();
+    let distinct_keys: std::collections::HashSet<&str> =
+        events.iter().filter_map(|e| e.split("\"accessKeyId\":\"").nth(1).and_then(|r| r.get(..20))).collect();
     let floor = distinct_keys.len() as u64 + alerts;
     let actual = calls.total() + alerts;
     let seed = events.len() as u64 + distinct_keys.len() as u64 + alerts;
@@ -171,7 +172,11 @@ fn main() {
     println!("  ctguard                 : {:>8.2}  ({} store calls: {:?})", per_k(actual), calls.total(), calls);
     println!("  floor (1 write/key + 1 publish/alert): {:>8.2}", per_k(floor));
     println!("  ratio to floor          : {:>8.2}x  (goal <= 1.10x)", actual as f64 / floor as f64);
-    println!("  seed recipe (GetItem per event + writes): {:>8.2}  ({:.1}x ctguard)", per_k(seed), seed as f64 / actual as f64);
+    println!(
+        "  seed recipe (GetItem per event + writes): {:>8.2}  ({:.1}x ctguard)",
+        per_k(seed),
+        seed as f64 / actual as f64
+    );
 
     // --- 3. the shipped bootstrap -------------------------------------------------------------
     println!("\n[3] shipped bootstrap");

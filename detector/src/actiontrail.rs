@@ -45,10 +45,7 @@ fn unwrap_event(v: Value) -> Option<Value> {
     if obj.contains_key("eventName") || obj.contains_key("acsRegion") {
         return Some(Value::Object(obj));
     }
-    let is_cloud_event = obj
-        .get("type")
-        .and_then(Value::as_str)
-        .is_some_and(|t| t.starts_with("actiontrail:"));
+    let is_cloud_event = obj.get("type").and_then(Value::as_str).is_some_and(|t| t.starts_with("actiontrail:"));
     let inner = match (obj.remove("event"), is_cloud_event) {
         (Some(e), _) => e,
         (None, true) => obj.remove("data")?,
@@ -115,7 +112,8 @@ fn rewrite(at: &Map<String, Value>) -> Map<String, Value> {
     // it, the service name stands in so that the service is still known.
     put(
         "eventSource",
-        s("eventSource").or_else(|| text(at, "serviceName").map(|n| format!("{}.aliyuncs.com", n.to_ascii_lowercase()))),
+        s("eventSource")
+            .or_else(|| text(at, "serviceName").map(|n| format!("{}.aliyuncs.com", n.to_ascii_lowercase()))),
     );
     put("eventType", text(at, "eventType").map(event_type));
     put("awsRegion", s("acsRegion"));
@@ -130,9 +128,7 @@ fn rewrite(at: &Map<String, Value>) -> Map<String, Value> {
     put("vpcEndpointId", s("vpcId"));
     put("readOnly", text(at, "eventRW").map(|rw| (rw.eq_ignore_ascii_case("Read")).to_string()));
     let ui = at.get("userIdentity").and_then(Value::as_object);
-    let account = text(at, "recipientAccountId")
-        .or_else(|| ui.and_then(|u| text(u, "accountId")))
-        .map(str::to_string);
+    let account = text(at, "recipientAccountId").or_else(|| ui.and_then(|u| text(u, "accountId"))).map(str::to_string);
     put("recipientAccountId", account);
     for k in ["requestParameters", "responseElements", "additionalEventData"] {
         if let Some(v) = at.get(k).filter(|v| v.is_object()) {
@@ -150,7 +146,12 @@ fn rewrite_identity(u: &Map<String, Value>) -> Map<String, Value> {
     let kind = text(u, "type").map(identity_type);
     let account = text(u, "accountId");
     let user = text(u, "userName");
-    for (from, to) in [("principalId", "principalId"), ("accountId", "accountId"), ("accessKeyId", "accessKeyId"), ("userName", "userName")] {
+    for (from, to) in [
+        ("principalId", "principalId"),
+        ("accountId", "accountId"),
+        ("accessKeyId", "accessKeyId"),
+        ("userName", "userName"),
+    ] {
         if let Some(v) = text(u, from) {
             out.insert(to.into(), Value::String(v.to_string()));
         }
@@ -259,7 +260,10 @@ mod tests {
 
     #[test]
     fn cloudtrail_and_junk_are_left_alone() {
-        assert_eq!(to_cloudtrail(r#"{"eventName":"X","awsRegion":"us-east-1","requestParameters":{"acsRegion":1}}"#), None);
+        assert_eq!(
+            to_cloudtrail(r#"{"eventName":"X","awsRegion":"us-east-1","requestParameters":{"acsRegion":1}}"#),
+            None
+        );
         for junk in ["", "[]", "{", "42", r#"{"event":17}"#, r#"{"event":"not json"}"#, r#"{"x":1}"#] {
             assert_eq!(to_cloudtrail(junk), None, "{junk}");
         }

@@ -69,10 +69,7 @@ impl Alert {
     pub fn subject(&self) -> String {
         let prefix = if self.synthetic { "[ctguard SYNTHETIC] " } else { "[ctguard] " };
         let raw = format!("{prefix}{}", self.title);
-        let mut s: String = raw
-            .chars()
-            .map(|c| if c.is_ascii() && !c.is_ascii_control() { c } else { '?' })
-            .collect();
+        let mut s: String = raw.chars().map(|c| if c.is_ascii() && !c.is_ascii_control() { c } else { '?' }).collect();
         if s.len() > SUBJECT_MAX {
             s.truncate(SUBJECT_MAX - 3);
             s.push_str("...");

@@ -15,9 +15,7 @@ use serde::Serialize;
 
 use crate::alert::{Alert, AlertSink, ExpectedIdentity, Severity, ALERT_SCHEMA};
 use crate::error::Error;
-use crate::event::{
-    AssumeRoleRequest, AssumeRoleResponse, Envelope, InstanceRequest, Record, CLOUDTRAIL_DETAIL_TYPE,
-};
+use crate::event::{AssumeRoleRequest, AssumeRoleResponse, Envelope, InstanceRequest, Record, CLOUDTRAIL_DETAIL_TYPE};
 use crate::identity::{classify as classify_origin, NetworkIdentity, Origin};
 use crate::policy::Policy;
 use crate::state::{Claim, EventRef, StateStore, Trusted};
@@ -114,8 +112,7 @@ pub struct Classified {
 /// collide with a real key. Alibaba Cloud `STS.` keys are never synthetic.
 pub fn is_synthetic_key(key: &str) -> bool {
     key.starts_with("ASIA")
-        && (key.len() < 20
-            || !key.bytes().skip(4).all(|b| b.is_ascii_uppercase() || (b'2'..=b'7').contains(&b)))
+        && (key.len() < 20 || !key.bytes().skip(4).all(|b| b.is_ascii_uppercase() || (b'2'..=b'7').contains(&b)))
 }
 
 /// Temporary credentials: AWS `ASIA…` keys and Alibaba Cloud `STS.…` tokens.
@@ -126,8 +123,7 @@ pub fn is_temporary_key(key: &str) -> bool {
 /// `i-` followed by 8 or 17 hex digits, lower-cased; `None` otherwise.
 pub fn instance_id(s: &str) -> Option<String> {
     let hex = s.strip_prefix("i-")?;
-    ((hex.len() == 8 || hex.len() == 17) && hex.bytes().all(|b| b.is_ascii_hexdigit()))
-        .then(|| s.to_ascii_lowercase())
+    ((hex.len() == 8 || hex.len() == 17) && hex.bytes().all(|b| b.is_ascii_hexdigit())).then(|| s.to_ascii_lowercase())
 }
 
 fn is_console(r: &Record) -> bool {
@@ -193,11 +189,7 @@ fn signal_of(r: &Record, t: Millis, policy: &Policy) -> Option<Signal> {
             let resp: AssumeRoleResponse = r.response()?;
             let creds = resp.credentials?;
             let key = creds.access_key_id.get()?.to_string();
-            let expires_at = creds
-                .expiration
-                .get()
-                .and_then(parse_expiration)
-                .unwrap_or(t + policy.default_ttl_ms);
+            let expires_at = creds.expiration.get().and_then(parse_expiration).unwrap_or(t + policy.default_ttl_ms);
             let account = req
                 .role_arn
                 .get()
@@ -220,15 +212,9 @@ fn signal_of(r: &Record, t: Millis, policy: &Policy) -> Option<Signal> {
             if ids.is_empty() {
                 return None;
             }
-            let scopes = ids
-                .into_iter()
-                .map(|i| Scope::Instance { account: account.clone(), instance_id: i })
-                .collect();
-            Some(Signal::Move {
-                scopes,
-                until: t + policy.arm_window_ms,
-                expires_at: t + policy.default_ttl_ms,
-            })
+            let scopes =
+                ids.into_iter().map(|i| Scope::Instance { account: account.clone(), instance_id: i }).collect();
+            Some(Signal::Move { scopes, until: t + policy.arm_window_ms, expires_at: t + policy.default_ttl_ms })
         }
         _ => None,
     }
@@ -253,16 +239,13 @@ fn usage_of(r: &Record, time: Option<Millis>, source: Option<&str>, policy: &Pol
     if is_console(r) {
         return Err(Skip::Console);
     }
-    let identity = match classify_origin(
-        r.source_ip_address.get(),
-        r.vpc_endpoint_id.get(),
-        r.vpc_endpoint_account_id.get(),
-    ) {
-        Origin::Identity(i) => i,
-        Origin::AwsService => return Err(Skip::AwsService),
-        Origin::Unattributable => return Err(Skip::Unattributable),
-        Origin::Missing => return Err(Skip::NoSource),
-    };
+    let identity =
+        match classify_origin(r.source_ip_address.get(), r.vpc_endpoint_id.get(), r.vpc_endpoint_account_id.get()) {
+            Origin::Identity(i) => i,
+            Origin::AwsService => return Err(Skip::AwsService),
+            Origin::Unattributable => return Err(Skip::Unattributable),
+            Origin::Missing => return Err(Skip::NoSource),
+        };
     let time = time.ok_or(Skip::NoTime)?;
     let account = r.account().map(str::to_string);
     let instance = r.session_name().and_then(instance_id);
@@ -394,10 +377,7 @@ pub struct Detector<S, A> {
 pub type Clock = Box<dyn Fn() -> Millis + Send + Sync>;
 
 fn system_clock() -> Millis {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as Millis)
-        .unwrap_or(0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as Millis).unwrap_or(0)
 }
 
 /// Default cache size: ~100k facts is a few MB and covers a large account's live keys.
@@ -652,8 +632,7 @@ impl<S: StateStore, A: AlertSink> Detector<S, A> {
         } else if matches!(obs.scope, Scope::Instance { .. }) {
             "an EC2 instance credential was used from a network identity the instance has never used".to_string()
         } else {
-            "a temporary credential was used from a network identity other than the one that first used it"
-                .to_string()
+            "a temporary credential was used from a network identity other than the one that first used it".to_string()
         };
         Alert {
             schema: ALERT_SCHEMA.to_string(),

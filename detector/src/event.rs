@@ -88,9 +88,7 @@ where
 {
     // Buffering through RawValue keeps the borrow and lets a wrong shape become `None`.
     let raw: Option<&'de RawValue> = Option::deserialize(d)?;
-    Ok(raw
-        .filter(|r| r.get().trim_start().starts_with('{'))
-        .and_then(|r| serde_json::from_str(r.get()).ok()))
+    Ok(raw.filter(|r| r.get().trim_start().starts_with('{')).and_then(|r| serde_json::from_str(r.get()).ok()))
 }
 
 /// One CloudTrail record (`eventVersion` 1.0x), as delivered to S3 or in an EventBridge `detail`.
@@ -258,10 +256,7 @@ impl<'a> Record<'a> {
 
     /// When the call happened: `eventTime`, else `@timestamp`.
     pub fn time(&self) -> Option<Millis> {
-        self.event_time
-            .get()
-            .and_then(parse_rfc3339)
-            .or_else(|| self.at_timestamp.get().and_then(parse_rfc3339))
+        self.event_time.get().and_then(parse_rfc3339).or_else(|| self.at_timestamp.get().and_then(parse_rfc3339))
     }
 
     /// `userIdentity.accessKeyId`, when non-empty.
@@ -320,9 +315,7 @@ impl<'a> Record<'a> {
 
     /// The account the event belongs to (`recipientAccountId`, else the principal's account).
     pub fn account(&self) -> Option<&str> {
-        self.recipient_account_id
-            .get()
-            .or_else(|| self.user_identity.as_ref().and_then(|u| u.account_id.get()))
+        self.recipient_account_id.get().or_else(|| self.user_identity.as_ref().and_then(|u| u.account_id.get()))
     }
 }
 

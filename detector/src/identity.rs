@@ -86,11 +86,7 @@ impl fmt::Display for NetworkIdentity {
 
 /// Classifies the origin of a call from its `sourceIPAddress`, `vpcEndpointId` and
 /// `vpcEndpointAccountId` fields.
-pub fn classify(
-    source_ip: Option<&str>,
-    vpc_endpoint_id: Option<&str>,
-    vpc_endpoint_account: Option<&str>,
-) -> Origin {
+pub fn classify(source_ip: Option<&str>, vpc_endpoint_id: Option<&str>, vpc_endpoint_account: Option<&str>) -> Origin {
     let src = source_ip.map(str::trim).filter(|s| !s.is_empty());
     if let Some(s) = src {
         if is_aws_service(s) {
@@ -98,14 +94,8 @@ pub fn classify(
         }
     }
     if let Some(id) = vpc_endpoint_id.map(str::trim).filter(|s| !s.is_empty()) {
-        let owner = vpc_endpoint_account
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(str::to_string);
-        return Origin::Identity(NetworkIdentity::VpcEndpoint {
-            id: id.to_ascii_lowercase(),
-            owner,
-        });
+        let owner = vpc_endpoint_account.map(str::trim).filter(|s| !s.is_empty()).map(str::to_string);
+        return Origin::Identity(NetworkIdentity::VpcEndpoint { id: id.to_ascii_lowercase(), owner });
     }
     let Some(s) = src else {
         return Origin::Missing;
@@ -120,13 +110,12 @@ pub fn classify(
 
 /// `*.amazonaws.com` (a service principal acting for the caller) or `AWS Internal`.
 pub fn is_aws_service(s: &str) -> bool {
+    const SUFFIX: &str = ".amazonaws.com";
     let s = s.trim();
-    s.eq_ignore_ascii_case("AWS Internal") || {
-        let lower = s.len() > ".amazonaws.com".len()
-            && s.is_char_boundary(s.len() - ".amazonaws.com".len())
-            && s[s.len() - ".amazonaws.com".len()..].eq_ignore_ascii_case(".amazonaws.com");
-        lower
-    }
+    s.eq_ignore_ascii_case("AWS Internal")
+        || (s.len() > SUFFIX.len()
+            && s.is_char_boundary(s.len() - SUFFIX.len())
+            && s[s.len() - SUFFIX.len()..].eq_ignore_ascii_case(SUFFIX))
 }
 
 /// Parses an address, accepting `[v6]`, IPv4-mapped IPv6 (reduced to IPv4) and a `%zone`.

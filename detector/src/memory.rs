@@ -66,20 +66,12 @@ impl MemoryStore {
 
     /// The trusted identities of a scope (by storage key).
     pub fn trusted(&self, scope: &str) -> Vec<Trusted> {
-        self.scopes
-            .lock()
-            .ok()
-            .and_then(|m| m.get(scope).map(|s| s.state.trusted.clone()))
-            .unwrap_or_default()
+        self.scopes.lock().ok().and_then(|m| m.get(scope).map(|s| s.state.trusted.clone())).unwrap_or_default()
     }
 
     /// Keys bound to an instance scope by rotation events.
     pub fn bound_keys(&self, scope: &str) -> Vec<String> {
-        self.scopes
-            .lock()
-            .ok()
-            .and_then(|m| m.get(scope).map(|s| s.bound_keys.clone()))
-            .unwrap_or_default()
+        self.scopes.lock().ok().and_then(|m| m.get(scope).map(|s| s.bound_keys.clone())).unwrap_or_default()
     }
 
     /// Number of scopes held.
@@ -155,7 +147,13 @@ impl StateStore for MemoryStore {
         })
     }
 
-    async fn claim_alert(&self, access_key: &str, identity: &str, now: Millis, _expires_at: Millis) -> Result<bool, StoreError> {
+    async fn claim_alert(
+        &self,
+        access_key: &str,
+        identity: &str,
+        now: Millis,
+        _expires_at: Millis,
+    ) -> Result<bool, StoreError> {
         self.enter(|c| c.alert_claims += 1)?;
         let mut a = self.alerts.lock().map_err(|_| StoreError::Fatal("poisoned".into()))?;
         let k = format!("A#{access_key}#{identity}");
@@ -217,10 +215,7 @@ impl AlertSink for CollectingSink {
             self.fail_next.store(left - 1, Ordering::SeqCst);
             return Err(SinkError::Transient("injected failure".into()));
         }
-        self.alerts
-            .lock()
-            .map_err(|_| SinkError::Fatal("poisoned".into()))?
-            .push(alert.clone());
+        self.alerts.lock().map_err(|_| SinkError::Fatal("poisoned".into()))?.push(alert.clone());
         Ok(())
     }
 }

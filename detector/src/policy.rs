@@ -117,9 +117,7 @@ impl Policy {
             return true;
         }
         let Some(role) = role_arn else { return false };
-        self.roles
-            .iter()
-            .any(|(pat, cidrs)| glob_match(pat, role) && cidrs.iter().any(|c| c.contains(&ip)))
+        self.roles.iter().any(|(pat, cidrs)| glob_match(pat, role) && cidrs.iter().any(|c| c.contains(&ip)))
     }
 }
 

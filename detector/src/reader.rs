@@ -60,9 +60,7 @@ const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 pub fn decompress(raw: Vec<u8>) -> Result<Vec<u8>, ReadError> {
     if raw.starts_with(&GZIP_MAGIC) {
         let mut out = Vec::with_capacity(raw.len() * 8);
-        flate2::read::MultiGzDecoder::new(&raw[..])
-            .read_to_end(&mut out)
-            .map_err(ReadError::Gzip)?;
+        flate2::read::MultiGzDecoder::new(&raw[..]).read_to_end(&mut out).map_err(ReadError::Gzip)?;
         Ok(out)
     } else {
         Ok(raw)
@@ -86,10 +84,7 @@ struct EnvelopeProbe<'a> {
 }
 
 /// Calls `f` for every record in `text`; returns the layout found and the counts.
-pub fn for_each_record<'a>(
-    text: &'a str,
-    mut f: impl FnMut(RecordText<'a>),
-) -> (Layout, ReadSummary) {
+pub fn for_each_record<'a>(text: &'a str, mut f: impl FnMut(RecordText<'a>)) -> (Layout, ReadSummary) {
     let mut sum = ReadSummary::default();
     let trimmed = text.trim_start_matches('\u{feff}').trim();
     if trimmed.is_empty() {
@@ -140,11 +135,7 @@ fn unwrap_envelope(json: &str, position: usize) -> RecordText<'_> {
     if json.contains("\"detail-type\"") {
         if let Ok(p) = serde_json::from_str::<EnvelopeProbe>(json) {
             if let (Some(_), Some(d)) = (p.detail_type, p.detail) {
-                return RecordText {
-                    json: Cow::Borrowed(d.get()),
-                    source: p.source.map(Cow::into_owned),
-                    position,
-                };
+                return RecordText { json: Cow::Borrowed(d.get()), source: p.source.map(Cow::into_owned), position };
             }
         }
     }

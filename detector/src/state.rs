@@ -119,11 +119,7 @@ pub trait StateStore: Send + Sync {
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
     /// Marks the alert for (`access_key`, `identity`) as sent, for good.
-    fn confirm_alert(
-        &self,
-        access_key: &str,
-        identity: &str,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    fn confirm_alert(&self, access_key: &str, identity: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Records that `access_key` was issued to the instance scope (credential rotation) and
     /// keeps the scope alive until at least `expires_at`.

@@ -84,20 +84,15 @@ pub fn parse_expiration(s: &str) -> Option<Millis> {
 }
 
 fn parse_java_date(s: &str) -> Option<Millis> {
-    const MONTHS: [&str; 12] = [
-        "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec",
-    ];
+    const MONTHS: [&str; 12] = ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"];
     let mut it = s.split_whitespace();
     let mon = it.next()?.to_ascii_lowercase();
     let month = MONTHS.iter().position(|m| mon.starts_with(m))? as i64 + 1;
     let day: i64 = it.next()?.trim_end_matches(',').parse().ok()?;
     let year: i64 = it.next()?.parse().ok()?;
     let mut hms = it.next()?.split(':');
-    let (h, m, sec): (i64, i64, i64) = (
-        hms.next()?.parse().ok()?,
-        hms.next()?.parse().ok()?,
-        hms.next()?.parse().ok()?,
-    );
+    let (h, m, sec): (i64, i64, i64) =
+        (hms.next()?.parse().ok()?, hms.next()?.parse().ok()?, hms.next()?.parse().ok()?);
     let hour = match it.next().map(|x| x.to_ascii_uppercase()) {
         Some(ref ap) if ap == "AM" && (1..=12).contains(&h) => h % 12,
         Some(ref ap) if ap == "PM" && (1..=12).contains(&h) => h % 12 + 12,
@@ -117,12 +112,7 @@ pub fn format_rfc3339(ms: Millis) -> String {
     let days = secs.div_euclid(86_400);
     let rem = secs.rem_euclid(86_400);
     let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        (rem % 3600) / 60,
-        rem % 60
-    )
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, (rem % 3600) / 60, rem % 60)
 }
 
 fn is_leap(y: i64) -> bool {
@@ -170,23 +160,23 @@ mod tests {
     fn parses_cloudtrail_forms() {
         assert_eq!(parse_rfc3339("1970-01-01T00:00:00Z"), Some(0));
         assert_eq!(parse_rfc3339("2018-11-28T23:04:54Z"), Some(1_543_446_294_000));
-        assert_eq!(
-            parse_rfc3339("2020-09-14T00:44:20.123Z"),
-            Some(1_600_044_260_123)
-        );
+        assert_eq!(parse_rfc3339("2020-09-14T00:44:20.123Z"), Some(1_600_044_260_123));
         assert_eq!(parse_rfc3339("2020-09-14T00:44:20.1Z"), Some(1_600_044_260_100));
-        assert_eq!(
-            parse_rfc3339("2020-09-14T02:44:20+02:00"),
-            Some(1_600_044_260_000)
-        );
+        assert_eq!(parse_rfc3339("2020-09-14T02:44:20+02:00"), Some(1_600_044_260_000));
         assert_eq!(parse_rfc3339("2022-12-11 19:42:55"), Some(1_670_787_775_000));
     }
 
     #[test]
     fn rejects_garbage() {
         for s in [
-            "", "redacted", "2018-13-01T00:00:00Z", "2018-02-30T00:00:00Z", "2018-11-28T24:00:00Z",
-            "2018-11-28T23:04:54Q", "2018-11-28T23:04:54.Z", "２018-11-28T23:04:54Z",
+            "",
+            "redacted",
+            "2018-13-01T00:00:00Z",
+            "2018-02-30T00:00:00Z",
+            "2018-11-28T24:00:00Z",
+            "2018-11-28T23:04:54Q",
+            "2018-11-28T23:04:54.Z",
+            "２018-11-28T23:04:54Z",
         ] {
             assert_eq!(parse_rfc3339(s), None, "{s}");
         }
@@ -194,14 +184,8 @@ mod tests {
 
     #[test]
     fn parses_java_expiration() {
-        assert_eq!(
-            parse_expiration("Nov 28, 2018 11:03:12 PM"),
-            parse_rfc3339("2018-11-28T23:03:12Z")
-        );
-        assert_eq!(
-            parse_expiration("Mar 6, 2020 12:59:31 AM"),
-            parse_rfc3339("2020-03-06T00:59:31Z")
-        );
+        assert_eq!(parse_expiration("Nov 28, 2018 11:03:12 PM"), parse_rfc3339("2018-11-28T23:03:12Z"));
+        assert_eq!(parse_expiration("Mar 6, 2020 12:59:31 AM"), parse_rfc3339("2020-03-06T00:59:31Z"));
         assert_eq!(parse_expiration("Feb 30, 2020 1:00:00 AM"), None);
         assert_eq!(parse_expiration("soon"), None);
     }

@@ -72,21 +72,20 @@ async fn run(d: &Detector<MemoryStore, CollectingSink>, events: &[Value]) -> Vec
 }
 
 fn alerts(d: &Detector<MemoryStore, CollectingSink>) -> Vec<(String, String)> {
-    d.sink()
-        .alerts()
-        .into_iter()
-        .map(|a| (a.access_key_id, a.seen_identity))
-        .collect()
+    d.sink().alerts().into_iter().map(|a| (a.access_key_id, a.seen_identity)).collect()
 }
 
 #[tokio::test]
 async fn tofu_trusts_first_identity_and_alerts_on_second() {
     let d = det();
-    run(&d, &[
-        call(KEY1, "203.0.113.10", "2024-05-01T10:00:01Z", "us-east-1", "e1"),
-        call(KEY1, "203.0.113.10", "2024-05-01T10:00:02Z", "us-east-1", "e2"),
-        call(KEY1, "198.51.100.66", "2024-05-01T10:05:00Z", "us-east-1", "e3"),
-    ])
+    run(
+        &d,
+        &[
+            call(KEY1, "203.0.113.10", "2024-05-01T10:00:01Z", "us-east-1", "e1"),
+            call(KEY1, "203.0.113.10", "2024-05-01T10:00:02Z", "us-east-1", "e2"),
+            call(KEY1, "198.51.100.66", "2024-05-01T10:05:00Z", "us-east-1", "e3"),
+        ],
+    )
     .await;
     assert_eq!(alerts(&d), vec![(KEY1.to_string(), "ip:198.51.100.66".to_string())]);
     let a = &d.sink().alerts()[0];
@@ -123,10 +122,13 @@ async fn a_cold_cache_still_dedupes_through_the_store() {
 #[tokio::test]
 async fn cross_region_reuse_alerts_because_state_is_per_account() {
     let d = det();
-    run(&d, &[
-        call(KEY1, "203.0.113.10", "2024-05-01T10:00:01Z", "us-east-1", "e1"),
-        call(KEY1, "198.51.100.66", "2024-05-01T10:01:00Z", "eu-west-1", "e2"),
-    ])
+    run(
+        &d,
+        &[
+            call(KEY1, "203.0.113.10", "2024-05-01T10:00:01Z", "us-east-1", "e1"),
+            call(KEY1, "198.51.100.66", "2024-05-01T10:01:00Z", "eu-west-1", "e2"),
+        ],
+    )
     .await;
     let a = d.sink().alerts();
     assert_eq!(a.len(), 1);
@@ -136,14 +138,17 @@ async fn cross_region_reuse_alerts_because_state_is_per_account() {
 #[tokio::test]
 async fn rotated_key_stolen_and_used_before_the_instance_is_caught() {
     let d = det();
-    run(&d, &[
-        instance_call(KEY1, "203.0.113.10", "2024-05-01T10:00:01Z", "e1"),
-        rotation(KEY2, "2024-05-01T12:00:00Z"),
-        // The thief uses the fresh key first, from elsewhere: plain per-key TOFU would trust it.
-        instance_call(KEY2, "198.51.100.66", "2024-05-01T12:00:05Z", "e2"),
-        // The instance then uses it from its usual address: trusted through the lineage.
-        instance_call(KEY2, "203.0.113.10", "2024-05-01T12:00:09Z", "e3"),
-    ])
+    run(
+        &d,
+        &[
+            instance_call(KEY1, "203.0.113.10", "2024-05-01T10:00:01Z", "e1"),
+            rotation(KEY2, "2024-05-01T12:00:00Z"),
+            // The thief uses the fresh key first, from elsewhere: plain per-key TOFU would trust it.
+            instance_call(KEY2, "198.51.100.66", "2024-05-01T12:00:05Z", "e2"),
+            // The instance then uses it from its usual address: trusted through the lineage.
+            instance_call(KEY2, "203.0.113.10", "2024-05-01T12:00:09Z", "e3"),
+        ],
+    )
     .await;
     assert_eq!(alerts(&d), vec![(KEY2.to_string(), "ip:198.51.100.66".to_string())]);
     let a = &d.sink().alerts()[0];
@@ -157,10 +162,13 @@ async fn rotated_key_stolen_and_used_before_the_instance_is_caught() {
 async fn lambda_keys_are_plain_per_key_tofu() {
     // Many Lambda environments share a session name but each has its own key and address.
     let d = det();
-    run(&d, &[
-        call(KEY1, "203.0.113.10", "2024-05-01T10:00:01Z", "us-east-1", "e1"),
-        call(KEY2, "203.0.113.20", "2024-05-01T10:00:02Z", "us-east-1", "e2"),
-    ])
+    run(
+        &d,
+        &[
+            call(KEY1, "203.0.113.10", "2024-05-01T10:00:01Z", "us-east-1", "e1"),
+            call(KEY2, "203.0.113.20", "2024-05-01T10:00:02Z", "us-east-1", "e2"),
+        ],
+    )
     .await;
     assert!(alerts(&d).is_empty());
 }
@@ -168,12 +176,15 @@ async fn lambda_keys_are_plain_per_key_tofu() {
 #[tokio::test]
 async fn accepted_move_arms_exactly_one_new_identity() {
     let d = det();
-    run(&d, &[
-        instance_call(KEY1, "203.0.113.10", "2024-05-01T10:00:01Z", "e1"),
-        associate_address("2024-05-01T10:10:00Z"),
-        instance_call(KEY1, "198.51.100.7", "2024-05-01T10:10:30Z", "e2"),
-        instance_call(KEY1, "192.0.2.44", "2024-05-01T10:11:00Z", "e3"),
-    ])
+    run(
+        &d,
+        &[
+            instance_call(KEY1, "203.0.113.10", "2024-05-01T10:00:01Z", "e1"),
+            associate_address("2024-05-01T10:10:00Z"),
+            instance_call(KEY1, "198.51.100.7", "2024-05-01T10:10:30Z", "e2"),
+            instance_call(KEY1, "192.0.2.44", "2024-05-01T10:11:00Z", "e3"),
+        ],
+    )
     .await;
     assert_eq!(alerts(&d), vec![(KEY1.to_string(), "ip:192.0.2.44".to_string())]);
     assert_eq!(d.stats().accepted_moves, 1);
@@ -182,11 +193,14 @@ async fn accepted_move_arms_exactly_one_new_identity() {
 #[tokio::test]
 async fn expired_arm_does_not_accept() {
     let d = det();
-    run(&d, &[
-        instance_call(KEY1, "203.0.113.10", "2024-05-01T10:00:01Z", "e1"),
-        associate_address("2024-05-01T10:10:00Z"),
-        instance_call(KEY1, "198.51.100.7", "2024-05-01T11:10:30Z", "e2"),
-    ])
+    run(
+        &d,
+        &[
+            instance_call(KEY1, "203.0.113.10", "2024-05-01T10:00:01Z", "e1"),
+            associate_address("2024-05-01T10:10:00Z"),
+            instance_call(KEY1, "198.51.100.7", "2024-05-01T11:10:30Z", "e2"),
+        ],
+    )
     .await;
     assert_eq!(alerts(&d).len(), 1);
 }
@@ -196,11 +210,14 @@ async fn failed_move_arms_nothing() {
     let d = det();
     let mut failed = associate_address("2024-05-01T10:10:00Z");
     failed["errorCode"] = json!("Client.UnauthorizedOperation");
-    run(&d, &[
-        instance_call(KEY1, "203.0.113.10", "2024-05-01T10:00:01Z", "e1"),
-        failed,
-        instance_call(KEY1, "198.51.100.7", "2024-05-01T10:10:30Z", "e2"),
-    ])
+    run(
+        &d,
+        &[
+            instance_call(KEY1, "203.0.113.10", "2024-05-01T10:00:01Z", "e1"),
+            failed,
+            instance_call(KEY1, "198.51.100.7", "2024-05-01T10:10:30Z", "e2"),
+        ],
+    )
     .await;
     assert_eq!(alerts(&d).len(), 1);
 }
@@ -212,13 +229,16 @@ async fn allowlists_global_and_per_role() {
     )
     .expect("policy");
     let d = det_with(p);
-    run(&d, &[
-        call(KEY1, "203.0.113.10", "2024-05-01T10:00:01Z", "us-east-1", "e1"),
-        call(KEY1, "198.51.100.66", "2024-05-01T10:01:00Z", "us-east-1", "e2"),
-        call(KEY1, "192.0.2.5", "2024-05-01T10:02:00Z", "us-east-1", "e3"),
-        call(KEY1, "233.252.0.1", "2024-05-01T10:03:00Z", "us-east-1", "e4"),
-        call(KEY1, "8.8.8.8", "2024-05-01T10:04:00Z", "us-east-1", "e5"),
-    ])
+    run(
+        &d,
+        &[
+            call(KEY1, "203.0.113.10", "2024-05-01T10:00:01Z", "us-east-1", "e1"),
+            call(KEY1, "198.51.100.66", "2024-05-01T10:01:00Z", "us-east-1", "e2"),
+            call(KEY1, "192.0.2.5", "2024-05-01T10:02:00Z", "us-east-1", "e3"),
+            call(KEY1, "233.252.0.1", "2024-05-01T10:03:00Z", "us-east-1", "e4"),
+            call(KEY1, "8.8.8.8", "2024-05-01T10:04:00Z", "us-east-1", "e5"),
+        ],
+    )
     .await;
     assert_eq!(alerts(&d), vec![(KEY1.to_string(), "ip:8.8.8.8".to_string())]);
     assert_eq!(d.stats().allowlisted, 2);
@@ -228,11 +248,14 @@ async fn allowlists_global_and_per_role() {
 async fn allowlisted_first_use_does_not_anchor_trust() {
     let p = Policy::from_json(r#"{"allow_cidrs":["198.51.100.0/24"]}"#).expect("policy");
     let d = det_with(p);
-    run(&d, &[
-        call(KEY1, "198.51.100.66", "2024-05-01T10:00:00Z", "us-east-1", "e1"),
-        call(KEY1, "203.0.113.10", "2024-05-01T10:01:00Z", "us-east-1", "e2"),
-        call(KEY1, "198.51.100.67", "2024-05-01T10:02:00Z", "us-east-1", "e3"),
-    ])
+    run(
+        &d,
+        &[
+            call(KEY1, "198.51.100.66", "2024-05-01T10:00:00Z", "us-east-1", "e1"),
+            call(KEY1, "203.0.113.10", "2024-05-01T10:01:00Z", "us-east-1", "e2"),
+            call(KEY1, "198.51.100.67", "2024-05-01T10:02:00Z", "us-east-1", "e3"),
+        ],
+    )
     .await;
     assert!(alerts(&d).is_empty());
     assert_eq!(d.stats().first_uses, 1);
@@ -247,12 +270,17 @@ async fn console_and_aws_service_calls_never_alert() {
     console2["userAgent"] = json!("console.ec2.amazonaws.com");
     let mut console3 = call(KEY1, "198.51.100.2", "2024-05-01T10:00:03Z", "us-east-1", "c3");
     console3["sessionCredentialFromConsole"] = json!("true");
-    run(&d, &[
-        call(KEY1, "203.0.113.10", "2024-05-01T10:00:00Z", "us-east-1", "e1"),
-        console, console2, console3,
-        call(KEY1, "cloudformation.amazonaws.com", "2024-05-01T10:00:04Z", "us-east-1", "s1"),
-        call(KEY1, "10.0.0.5", "2024-05-01T10:00:05Z", "us-east-1", "p1"),
-    ])
+    run(
+        &d,
+        &[
+            call(KEY1, "203.0.113.10", "2024-05-01T10:00:00Z", "us-east-1", "e1"),
+            console,
+            console2,
+            console3,
+            call(KEY1, "cloudformation.amazonaws.com", "2024-05-01T10:00:04Z", "us-east-1", "s1"),
+            call(KEY1, "10.0.0.5", "2024-05-01T10:00:05Z", "us-east-1", "p1"),
+        ],
+    )
     .await;
     assert!(alerts(&d).is_empty());
     let s = d.stats();
@@ -279,10 +307,13 @@ async fn vpc_endpoints_are_identities_and_own_account_endpoints_are_accepted() {
 async fn out_of_order_delivery_uses_event_time() {
     let d = det();
     // The thief's call arrives first but happened after the legitimate first use.
-    run(&d, &[
-        call(KEY1, "198.51.100.66", "2024-05-01T10:05:00Z", "us-east-1", "thief"),
-        call(KEY1, "203.0.113.10", "2024-05-01T10:00:00Z", "us-east-1", "legit"),
-    ])
+    run(
+        &d,
+        &[
+            call(KEY1, "198.51.100.66", "2024-05-01T10:05:00Z", "us-east-1", "thief"),
+            call(KEY1, "203.0.113.10", "2024-05-01T10:00:00Z", "us-east-1", "legit"),
+        ],
+    )
     .await;
     let a = d.sink().alerts();
     assert_eq!(a.len(), 1);
@@ -291,10 +322,13 @@ async fn out_of_order_delivery_uses_event_time() {
     assert_eq!(a[0].expected[0].identity, "ip:203.0.113.10");
     assert!(a[0].out_of_order);
     // Later calls from the thief do not alert again; the legitimate address stays trusted.
-    run(&d, &[
-        call(KEY1, "198.51.100.66", "2024-05-01T10:06:00Z", "us-east-1", "thief2"),
-        call(KEY1, "203.0.113.10", "2024-05-01T10:07:00Z", "us-east-1", "legit2"),
-    ])
+    run(
+        &d,
+        &[
+            call(KEY1, "198.51.100.66", "2024-05-01T10:06:00Z", "us-east-1", "thief2"),
+            call(KEY1, "203.0.113.10", "2024-05-01T10:07:00Z", "us-east-1", "legit2"),
+        ],
+    )
     .await;
     assert_eq!(d.sink().alerts().len(), 1);
 }
@@ -371,20 +405,20 @@ async fn store_and_sink_failures_surface_and_a_retry_completes_the_detection() {
 }
 
 fn system_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
 #[tokio::test]
 async fn alerts_never_carry_the_session_token() {
     let d = det();
-    run(&d, &[
-        rotation(KEY2, "2024-05-01T12:00:00Z"),
-        instance_call(KEY2, "203.0.113.10", "2024-05-01T12:00:05Z", "e1"),
-        instance_call(KEY2, "198.51.100.66", "2024-05-01T12:00:06Z", "e2"),
-    ])
+    run(
+        &d,
+        &[
+            rotation(KEY2, "2024-05-01T12:00:00Z"),
+            instance_call(KEY2, "203.0.113.10", "2024-05-01T12:00:05Z", "e1"),
+            instance_call(KEY2, "198.51.100.66", "2024-05-01T12:00:06Z", "e2"),
+        ],
+    )
     .await;
     let a = d.sink().alerts();
     assert_eq!(a.len(), 1);

@@ -189,7 +189,8 @@ pub fn sample_read_only_event() -> Value {
 
 fn sample_long_term_key_event() -> Value {
     let mut v = sample_read_only_event();
-    v["detail"]["userIdentity"] = json!({"type": "IAMUser", "accessKeyId": "AKIAEXAMPLEEXAMPLE22", "accountId": "111122223333"});
+    v["detail"]["userIdentity"] =
+        json!({"type": "IAMUser", "accessKeyId": "AKIAEXAMPLEEXAMPLE22", "accountId": "111122223333"});
     v["detail"]["eventName"] = json!("GetCallerIdentity");
     v
 }
@@ -361,10 +362,7 @@ pub struct Options {
 }
 
 fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
 /// Verifies one installed target; never returns early without cleaning up.
@@ -408,7 +406,9 @@ pub async fn verify_target(conn: &AwsConnector, t: &Target, opts: &Options, clea
             let ask = |ev: Value| {
                 let events = events.clone();
                 let p = p.to_string();
-                async move { events.test_event_pattern().event_pattern(p).event(ev.to_string()).send().await.map(|o| o.result) }
+                async move {
+                    events.test_event_pattern().event_pattern(p).event(ev.to_string()).send().await.map(|o| o.result)
+                }
             };
             match (ask(sample_read_only_event()).await, ask(sample_long_term_key_event()).await) {
                 (Ok(true), Ok(false)) => Some(true),
@@ -430,7 +430,9 @@ pub async fn verify_target(conn: &AwsConnector, t: &Target, opts: &Options, clea
             .send()
             .await
             .ok()
-            .and_then(|o| o.time_to_live_description().and_then(|d| d.time_to_live_status()).map(|s| s.as_str().to_string())),
+            .and_then(|o| {
+                o.time_to_live_description().and_then(|d| d.time_to_live_status()).map(|s| s.as_str().to_string())
+            }),
         None => None,
     };
     checks.extend(static_checks(
@@ -529,7 +531,11 @@ async fn end_to_end(
     let reuse_identity = format!("ip:{}", reuse["detail"]["sourceIPAddress"].as_str().unwrap_or_default());
     cleanup.add(Created::StateItem { cfg: table_cfg.clone(), table: table.clone(), pk: format!("K#{key}") }).await;
     cleanup
-        .add(Created::StateItem { cfg: table_cfg.clone(), table: table.clone(), pk: format!("A#{key}#{reuse_identity}") })
+        .add(Created::StateItem {
+            cfg: table_cfg.clone(),
+            table: table.clone(),
+            pk: format!("A#{key}#{reuse_identity}"),
+        })
         .await;
 
     let mut checks = Vec::new();
@@ -573,7 +579,8 @@ async fn end_to_end(
             .map_err(|e| format!("cannot read the observer queue: {}", err_text(&e)))?;
         for m in out.messages() {
             let envelope: Value = serde_json::from_str(m.body().unwrap_or("null")).unwrap_or(Value::Null);
-            let alert: Value = envelope["Message"].as_str().and_then(|s| serde_json::from_str(s).ok()).unwrap_or(Value::Null);
+            let alert: Value =
+                envelope["Message"].as_str().and_then(|s| serde_json::from_str(s).ok()).unwrap_or(Value::Null);
             if alert["access_key_id"] == key {
                 if latency.is_none() {
                     latency = Some(sent_at.elapsed().as_millis() as u64);
@@ -596,7 +603,10 @@ async fn end_to_end(
         }
         [a] => checks.push(Check::fail(
             "alert",
-            format!("one alert, but for {} (synthetic {}), expected {reuse_identity}", a["seen_identity"], a["synthetic"]),
+            format!(
+                "one alert, but for {} (synthetic {}), expected {reuse_identity}",
+                a["seen_identity"], a["synthetic"]
+            ),
         )),
         many => checks.push(Check::fail(
             "control",
@@ -771,9 +781,11 @@ mod tests {
     #[test]
     fn static_checks_fail_with_reasons() {
         let p = region_pattern();
-        let ok = static_checks(Some(EXPECTED_RULE_STATE), Some(&p), None, Some(&facts()), "abc=", "0.1.0", Some("ENABLED"));
+        let ok =
+            static_checks(Some(EXPECTED_RULE_STATE), Some(&p), None, Some(&facts()), "abc=", "0.1.0", Some("ENABLED"));
         assert!(ok.iter().all(|c| c.ok == Some(true)), "{ok:#?}");
-        let bad = static_checks(Some("ENABLED"), Some(&p), Some(false), Some(&facts()), "xyz=", "0.2.0", Some("DISABLED"));
+        let bad =
+            static_checks(Some("ENABLED"), Some(&p), Some(false), Some(&facts()), "xyz=", "0.2.0", Some("DISABLED"));
         let failed: Vec<_> = bad.iter().filter(|c| c.ok == Some(false)).map(|c| c.name).collect();
         assert_eq!(failed, vec!["rule state", "event pattern", "function", "state table TTL"]);
         assert!(bad[0].detail.contains("read-only"));

@@ -29,7 +29,11 @@ async fn pipeline(table_for_function: &str, with_subscription: bool) -> Pipeline
         .billing_mode(BillingMode::PayPerRequest)
         .key_schema(KeySchemaElement::builder().attribute_name("pk").key_type(KeyType::Hash).build().expect("key"))
         .attribute_definitions(
-            AttributeDefinition::builder().attribute_name("pk").attribute_type(ScalarAttributeType::S).build().expect("attr"),
+            AttributeDefinition::builder()
+                .attribute_name("pk")
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .expect("attr"),
         )
         .send()
         .await
@@ -37,7 +41,8 @@ async fn pipeline(table_for_function: &str, with_subscription: bool) -> Pipeline
     let sns = aws_sdk_sns::Client::new(&cfg);
     let topic = sns.create_topic().name("ctguard-alerts").send().await.expect("topic").topic_arn.expect("arn");
     let sqs = aws_sdk_sqs::Client::new(&cfg);
-    let queue_url = sqs.create_queue().queue_name("alerts-observer").send().await.expect("queue").queue_url.expect("url");
+    let queue_url =
+        sqs.create_queue().queue_name("alerts-observer").send().await.expect("queue").queue_url.expect("url");
     if with_subscription {
         let qarn = format!("arn:aws:sqs:us-east-1:{ACCT}:alerts-observer");
         sns.subscribe().topic_arn(&topic).protocol("sqs").endpoint(qarn).send().await.expect("subscribe");
@@ -92,11 +97,8 @@ async fn invoke(p: &Pipeline, payload: &Value) -> (Option<String>, Value) {
             }
         }
     };
-    let body: Value = out
-        .payload
-        .as_ref()
-        .map(|b| serde_json::from_slice(b.as_ref()).unwrap_or(Value::Null))
-        .unwrap_or(Value::Null);
+    let body: Value =
+        out.payload.as_ref().map(|b| serde_json::from_slice(b.as_ref()).unwrap_or(Value::Null)).unwrap_or(Value::Null);
     (out.function_error, body)
 }
 
@@ -149,7 +151,10 @@ async fn shipped_bootstrap_raises_one_alert_on_reuse_and_none_otherwise() {
     assert_eq!(msgs.len(), 1, "exactly one alert: {msgs:#?}");
     let env = &msgs[0];
     let subject = env["Subject"].as_str().expect("subject");
-    assert!(subject.starts_with("[ctguard] ") && subject.contains(KEY) && subject.contains("198.51.100.66"), "{subject}");
+    assert!(
+        subject.starts_with("[ctguard] ") && subject.contains(KEY) && subject.contains("198.51.100.66"),
+        "{subject}"
+    );
     assert_eq!(env["MessageAttributes"]["severity"]["Value"], "HIGH");
     assert_eq!(env["MessageAttributes"]["synthetic"]["Value"], "false");
     let alert: Value = serde_json::from_str(env["Message"].as_str().expect("message")).expect("alert JSON");
@@ -229,11 +234,8 @@ fn package_writes_a_zip_with_bootstrap_at_its_root() {
     let zip = dir.join("out.zip");
     let out = ctguard(None).args(["package", "--out"]).arg(&zip).output().expect("run");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let list = std::process::Command::new(venv_tool("python"))
-        .args(["-m", "zipfile", "-l"])
-        .arg(&zip)
-        .output()
-        .expect("list");
+    let list =
+        std::process::Command::new(venv_tool("python")).args(["-m", "zipfile", "-l"]).arg(&zip).output().expect("list");
     let names = String::from_utf8_lossy(&list.stdout);
     assert!(names.lines().any(|l| l.split_whitespace().next() == Some("bootstrap")), "{names}");
     let size = std::fs::metadata(&zip).expect("zip").len();

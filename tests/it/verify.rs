@@ -31,7 +31,13 @@ async fn install() -> Installed {
     let s3 = aws_sdk_s3::Client::new(&cfg);
     s3.create_bucket().bucket("trail-logs").send().await.expect("trail bucket");
     let ct = aws_sdk_cloudtrail::Client::new(&cfg);
-    ct.create_trail().name("audit").s3_bucket_name("trail-logs").is_multi_region_trail(true).send().await.expect("trail");
+    ct.create_trail()
+        .name("audit")
+        .s3_bucket_name("trail-logs")
+        .is_multi_region_trail(true)
+        .send()
+        .await
+        .expect("trail");
     ct.put_event_selectors()
         .trail_name("audit")
         .event_selectors(
@@ -99,7 +105,8 @@ fn verify(i: &Installed, emu: Option<&LambdaEmulator>, extra: &[&str]) -> (Optio
     c.args(extra);
     let out = c.output().expect("run verify");
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    let lines = stdout.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"))).collect();
+    let lines =
+        stdout.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"))).collect();
     (out.status.code(), lines, String::from_utf8_lossy(&out.stderr).to_string())
 }
 
@@ -151,7 +158,9 @@ async fn verify_passes_on_a_healthy_install_and_cleans_up() {
     assert_eq!(o["pass"], true, "{o:#}");
     assert_eq!((o["account"].as_str(), o["region"].as_str()), (Some(ACCT), Some("us-east-1")));
     assert!(o["latency_ms"].as_u64().is_some(), "latency measured: {o:#}");
-    for name in ["rule state", "event pattern", "function", "state table TTL", "trail", "send", "alert", "control", "state"] {
+    for name in
+        ["rule state", "event pattern", "function", "state table TTL", "trail", "send", "alert", "control", "state"]
+    {
         assert_eq!(check(o, name)["ok"], true, "{name}: {o:#}");
     }
     assert_eq!(leftovers(&i).await, (0, 0, 0), "verify removes its queue, subscription and state records");

@@ -25,12 +25,7 @@ pub fn run(args: &PackageArgs, _g: &GlobalArgs) -> anyhow::Result<u8> {
         let tmp = args.out.with_extension("zip.partial");
         std::fs::write(&tmp, zip).with_context(|| format!("writing {}", tmp.display()))?;
         std::fs::rename(&tmp, &args.out).with_context(|| format!("writing {}", args.out.display()))?;
-        eprintln!(
-            "wrote {} ({} bytes, sha256 {})",
-            args.out.display(),
-            zip.len(),
-            embedded::code_hash(zip)
-        );
+        eprintln!("wrote {} ({} bytes, sha256 {})", args.out.display(), zip.len(), embedded::code_hash(zip));
     }
     Ok(exit::OK)
 }

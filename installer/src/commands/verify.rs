@@ -38,7 +38,9 @@ pub async fn run(args: &VerifyArgs, g: &GlobalArgs) -> anyhow::Result<u8> {
     for i in installed {
         match (&i.error, i.region_outputs()) {
             (Some(e), _) => outcomes.push(not_checked(&i.target, format!("cannot read the target: {e}"))),
-            (None, None) => outcomes.push(not_checked(&i.target, "ctguard is not installed here (no ctguard-region stack)".into())),
+            (None, None) => {
+                outcomes.push(not_checked(&i.target, "ctguard is not installed here (no ctguard-region stack)".into()))
+            }
             (None, Some(_)) => targets.push(i.target),
         }
     }
@@ -83,7 +85,10 @@ pub async fn run(args: &VerifyArgs, g: &GlobalArgs) -> anyhow::Result<u8> {
         eprintln!("ctguard: warning: could not remove {l}");
     }
     let Some(done) = results else {
-        eprintln!("interrupted: everything verify created was removed{}", if left.is_empty() { "" } else { " except the above" });
+        eprintln!(
+            "interrupted: everything verify created was removed{}",
+            if left.is_empty() { "" } else { " except the above" }
+        );
         return Ok(130);
     };
     outcomes.extend(done);

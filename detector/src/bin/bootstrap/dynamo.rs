@@ -26,10 +26,7 @@ impl DynamoStore {
     }
 
     fn update(&self, pk: &str) -> aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder {
-        self.client
-            .update_item()
-            .table_name(&self.table)
-            .key("pk", AttributeValue::S(pk.to_string()))
+        self.client.update_item().table_name(&self.table).key("pk", AttributeValue::S(pk.to_string()))
     }
 }
 
@@ -65,17 +62,25 @@ fn map_err(e: SdkError<UpdateItemError>) -> Result<Cond, StoreError> {
 }
 
 /// Throttling, server errors and transport failures are worth a retry; the rest is not.
-fn classify<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt::Debug>(e: &SdkError<E, R>) -> StoreError {
+fn classify<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt::Debug>(
+    e: &SdkError<E, R>,
+) -> StoreError {
     let text = match e.code() {
         Some(c) => format!("{c}: {}", e.message().unwrap_or_default()),
         None => format!("{e:?}"),
     };
     match e {
-        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => StoreError::Transient(text),
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            StoreError::Transient(text)
+        }
         _ => match e.code() {
             Some(
-                "ProvisionedThroughputExceededException" | "ThrottlingException" | "RequestLimitExceeded"
-                | "InternalServerError" | "ServiceUnavailable" | "TransactionConflictException",
+                "ProvisionedThroughputExceededException"
+                | "ThrottlingException"
+                | "RequestLimitExceeded"
+                | "InternalServerError"
+                | "ServiceUnavailable"
+                | "TransactionConflictException",
             ) => StoreError::Transient(text),
             _ => StoreError::Fatal(text),
         },
@@ -88,11 +93,7 @@ fn parse_state(item: &HashMap<String, AttributeValue>) -> ScopeState {
         let mut v: Vec<Trusted> = ids
             .iter()
             .map(|(identity, ev)| {
-                let first: EventRef = ev
-                    .as_s()
-                    .ok()
-                    .and_then(|j| serde_json::from_str(j).ok())
-                    .unwrap_or_default();
+                let first: EventRef = ev.as_s().ok().and_then(|j| serde_json::from_str(j).ok()).unwrap_or_default();
                 Trusted { identity: identity.clone(), first }
             })
             .collect();
@@ -112,7 +113,10 @@ impl StateStore for DynamoStore {
             .update_expression("SET ids = :ids, #ttl = :ttl")
             .condition_expression("attribute_not_exists(ids)")
             .expression_attribute_names("#ttl", "ttl")
-            .expression_attribute_values(":ids", AttributeValue::M(HashMap::from([(first.identity.clone(), event_json(&first.first))])))
+            .expression_attribute_values(
+                ":ids",
+                AttributeValue::M(HashMap::from([(first.identity.clone(), event_json(&first.first))])),
+            )
             .expression_attribute_values(":ttl", ttl_secs(expires_at))
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
@@ -168,7 +172,13 @@ impl StateStore for DynamoStore {
         Ok(matches!(r.map(|_| Cond::Applied).or_else(map_err)?, Cond::Applied))
     }
 
-    async fn claim_alert(&self, access_key: &str, identity: &str, now: Millis, expires_at: Millis) -> Result<bool, StoreError> {
+    async fn claim_alert(
+        &self,
+        access_key: &str,
+        identity: &str,
+        now: Millis,
+        expires_at: Millis,
+    ) -> Result<bool, StoreError> {
         let r = self
             .update(&format!("A#{access_key}#{identity}"))
             .update_expression("SET claimed_at = :now, sent = :f, #ttl = :ttl")

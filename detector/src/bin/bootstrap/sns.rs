@@ -54,11 +54,17 @@ impl AlertSink for SnsSink {
                     None => format!("{e:?}"),
                 };
                 Err(match &e {
-                    SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => SinkError::Transient(text),
+                    SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+                        SinkError::Transient(text)
+                    }
                     _ => match e.code() {
-                        Some("Throttling" | "ThrottledException" | "InternalError" | "KMSThrottlingException" | "ServiceUnavailable") => {
-                            SinkError::Transient(text)
-                        }
+                        Some(
+                            "Throttling"
+                            | "ThrottledException"
+                            | "InternalError"
+                            | "KMSThrottlingException"
+                            | "ServiceUnavailable",
+                        ) => SinkError::Transient(text),
                         _ => SinkError::Fatal(text),
                     },
                 })
