@@ -117,9 +117,32 @@ pub struct Moto {
 impl Moto {
     /// Starts `moto_server` from the project's venv; panics (with its output) if it cannot.
     pub fn start() -> Moto {
+        Self::launch(false)
+    }
+
+    /// Starts the same moto application serving one request at a time. moto's DynamoDB checks
+    /// a condition and writes without a lock, so under its default threaded server two
+    /// concurrent conditional writes can both succeed — DynamoDB guarantees they cannot. Tests
+    /// of that guarantee use this server, where each request is atomic as in DynamoDB.
+    pub fn start_serialized() -> Moto {
+        Self::launch(true)
+    }
+
+    fn launch(serialized: bool) -> Moto {
         let port = free_port();
-        let mut child = Command::new(venv_tool("moto_server"))
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        const SERIAL: &str = "import sys, moto.server as s; from werkzeug.serving import run_simple; \
+            app = s.DomainDispatcherApplication(s.create_backend_app); \
+            run_simple(sys.argv[1], int(sys.argv[2]), app, threaded=False, request_handler=s.MotoRequestHandler)";
+        let mut cmd = if serialized {
+            let mut c = Command::new(venv_tool("python"));
+            c.args(["-c", SERIAL, "127.0.0.1", &port.to_string()]).env("MOTO_PORT", port.to_string());
+            c
+        } else {
+            let mut c = Command::new(venv_tool("moto_server"));
+            c.args(["-H", "127.0.0.1", "-p", &port.to_string()]);
+            c
+        };
+        let mut child = cmd
             .env("MOTO_ALLOW_NONEXISTENT_REGION", "true")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

@@ -20,7 +20,10 @@ struct Pipeline {
 }
 
 async fn pipeline(table_for_function: &str, with_subscription: bool) -> Pipeline {
-    let moto = Moto::start();
+    pipeline_on(Moto::start(), table_for_function, with_subscription).await
+}
+
+async fn pipeline_on(moto: Moto, table_for_function: &str, with_subscription: bool) -> Pipeline {
     let cfg = moto.config("us-east-1");
     let ddb = aws_sdk_dynamodb::Client::new(&cfg);
     use aws_sdk_dynamodb::types::*;
@@ -244,4 +247,55 @@ fn package_writes_a_zip_with_bootstrap_at_its_root() {
     let out = ctguard(None).args(["package", "--out", "/nonexistent-dir/x.zip"]).output().expect("run");
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent-dir"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_first_uses_through_dynamodb_store_one_identity_and_raise_one_alert() {
+    // Two function processes (two Lambda execution environments with cold caches) take
+    // invocations from the same emulator; 24 simultaneous first uses of one key, half from each
+    // of two addresses. The conditional write must let exactly one identity win, and the alert
+    // claim must let exactly one alert out. (moto's conditional writes are atomic only when it
+    // serves one request at a time — see `Moto::start_serialized`.)
+    let p = pipeline_on(Moto::start_serialized(), "ctguard-state", true).await;
+    let topic = format!("arn:aws:sns:us-east-1:{ACCT}:ctguard-alerts");
+    let _second = run_function(
+        &p.emu,
+        &p.moto.endpoint(),
+        ("testing", "testing", None),
+        &[("CTGUARD_TABLE", "ctguard-state"), ("CTGUARD_TOPIC_ARN", &topic), ("CTGUARD_VERSION", "e2e")],
+    );
+    let p = std::sync::Arc::new(p);
+    let mut tasks = Vec::new();
+    for i in 0..24 {
+        let p = std::sync::Arc::clone(&p);
+        let ip = if i % 2 == 0 { "203.0.113.10" } else { "198.51.100.66" };
+        let ev = envelope(ip, "2024-05-01T10:00:00Z", &format!("c{i}"));
+        tasks.push(tokio::spawn(async move { invoke(&p, &ev).await }));
+    }
+    for t in tasks {
+        let (err, body) = t.await.expect("join");
+        assert_eq!(err, None, "{body}");
+    }
+    let ddb = aws_sdk_dynamodb::Client::new(&p.moto.config("us-east-1"));
+    let item = ddb
+        .get_item()
+        .table_name("ctguard-state")
+        .key("pk", aws_sdk_dynamodb::types::AttributeValue::S(format!("K#{KEY}")))
+        .send()
+        .await
+        .expect("get")
+        .item
+        .expect("state item");
+    let ids = item.get("ids").and_then(|v| v.as_m().ok()).expect("ids");
+    assert_eq!(ids.len(), 1, "exactly one identity wins the first use: {ids:?}");
+    let msgs = alerts(&p, Duration::from_secs(3)).await;
+    let seen: Vec<String> = msgs
+        .iter()
+        .map(|m| serde_json::from_str::<Value>(m["Message"].as_str().unwrap_or("{}")).unwrap_or(Value::Null))
+        .map(|a| a["seen_identity"].as_str().unwrap_or("?").to_string())
+        .collect();
+    assert_eq!(msgs.len(), 1, "exactly one alert, got alerts for {seen:?}");
+    let alert: Value = serde_json::from_str(msgs[0]["Message"].as_str().unwrap_or("{}")).expect("alert");
+    let winner = ids.keys().next().cloned().unwrap_or_default();
+    assert_ne!(alert["seen_identity"].as_str(), Some(winner.as_str()), "the alert names the loser");
 }
