@@ -20,8 +20,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
 use aws_sdk_cloudformation::types::{
-    AccountFilterType, AutoDeployment, CallAs, Capability, DeploymentTargets, ManagedExecution,
-    Parameter, PermissionModels, RegionConcurrencyType, StackSetOperationPreferences, Tag,
+    AccountFilterType, AutoDeployment, CallAs, Capability, DeploymentTargets, ManagedExecution, Parameter,
+    PermissionModels, RegionConcurrencyType, StackSetOperationPreferences, Tag,
 };
 use aws_sdk_cloudformation::Client;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
@@ -52,22 +52,16 @@ pub struct StackSetRequest {
 impl StackSetRequest {
     /// `DeploymentTargets` of CreateStackInstances: the OUs minus the direct accounts.
     pub fn deployment_targets(&self) -> DeploymentTargets {
-        let mut b =
-            DeploymentTargets::builder().set_organizational_unit_ids(Some(self.ou_ids.clone()));
+        let mut b = DeploymentTargets::builder().set_organizational_unit_ids(Some(self.ou_ids.clone()));
         if !self.exclude_accounts.is_empty() {
-            b = b
-                .set_accounts(Some(self.exclude_accounts.clone()))
-                .account_filter_type(AccountFilterType::Difference);
+            b = b.set_accounts(Some(self.exclude_accounts.clone())).account_filter_type(AccountFilterType::Difference);
         }
         b.build()
     }
 
     pub fn auto_deployment(&self) -> AutoDeployment {
         // Removing an account from the organization removes its detector too.
-        AutoDeployment::builder()
-            .enabled(true)
-            .retain_stacks_on_account_removal(false)
-            .build()
+        AutoDeployment::builder().enabled(true).retain_stacks_on_account_removal(false).build()
     }
 
     pub fn call_as(&self) -> CallAs {
@@ -82,21 +76,12 @@ impl StackSetRequest {
         self.spec
             .parameters
             .iter()
-            .map(|(k, v)| {
-                Parameter::builder()
-                    .parameter_key(k)
-                    .parameter_value(v)
-                    .build()
-            })
+            .map(|(k, v)| Parameter::builder().parameter_key(k).parameter_value(v).build())
             .collect()
     }
 
     pub fn tags(&self) -> Vec<Tag> {
-        self.spec
-            .tags
-            .iter()
-            .map(|(k, v)| Tag::builder().key(k).value(v).build())
-            .collect()
+        self.spec.tags.iter().map(|(k, v)| Tag::builder().key(k).value(v).build()).collect()
     }
 
     /// Every region at once, all accounts at once, and a failing account does not stop the
@@ -212,26 +197,14 @@ pub async fn coverage(cfn: &Client, delegated: bool) -> Coverage {
             .send()
             .await
             .ok()
-            .and_then(|d| {
-                d.stack_set()
-                    .and_then(|s| s.auto_deployment())
-                    .and_then(|a| a.enabled())
-            })
+            .and_then(|d| d.stack_set().and_then(|s| s.auto_deployment()).and_then(|a| a.enabled()))
             .unwrap_or(false);
         c.stack_sets.insert(n.clone(), auto);
-        let mut pages = cfn
-            .list_stack_instances()
-            .stack_set_name(&n)
-            .call_as(call_as(delegated))
-            .into_paginator()
-            .send();
+        let mut pages =
+            cfn.list_stack_instances().stack_set_name(&n).call_as(call_as(delegated)).into_paginator().send();
         while let Some(p) = pages.next().await {
             match p {
-                Ok(p) => c.accounts.extend(
-                    p.summaries()
-                        .iter()
-                        .filter_map(|s| s.account().map(str::to_string)),
-                ),
+                Ok(p) => c.accounts.extend(p.summaries().iter().filter_map(|s| s.account().map(str::to_string))),
                 Err(e) => c.unreadable = Some(format!("ListStackInstances {n}: {}", err_text(&e))),
             }
         }
@@ -241,12 +214,7 @@ pub async fn coverage(cfn: &Client, delegated: bool) -> Coverage {
 
 /// Waits for every running operation of the stack set to end (one at a time is all StackSets
 /// allows; starting another would fail with OperationInProgressException).
-async fn wait_idle(
-    cfn: &Client,
-    name: &str,
-    delegated: bool,
-    poll: &PollOptions,
-) -> Result<(), String> {
+async fn wait_idle(cfn: &Client, name: &str, delegated: bool, poll: &PollOptions) -> Result<(), String> {
     let start = Instant::now();
     let mut delay = poll.first_delay;
     loop {
@@ -257,18 +225,15 @@ async fn wait_idle(
             .send()
             .await
             .map_err(|e| format!("ListStackSetOperations {name}: {}", err_text(&e)))?;
-        let running = ops.summaries().iter().any(|o| {
-            o.status()
-                .is_some_and(|s| matches!(s.as_str(), "RUNNING" | "QUEUED" | "STOPPING"))
-        });
+        let running = ops
+            .summaries()
+            .iter()
+            .any(|o| o.status().is_some_and(|s| matches!(s.as_str(), "RUNNING" | "QUEUED" | "STOPPING")));
         if !running {
             return Ok(());
         }
         if start.elapsed() > poll.timeout {
-            return Err(format!(
-                "{name}: an operation is still running after {} s",
-                poll.timeout.as_secs()
-            ));
+            return Err(format!("{name}: an operation is still running after {} s", poll.timeout.as_secs()));
         }
         tokio::time::sleep(delay).await;
         delay = (delay * 2).min(poll.max_delay);
@@ -298,10 +263,7 @@ async fn wait_operation(
             .await
             .map_err(|e| format!("DescribeStackSetOperation {name} {op}: {}", err_text(&e)))?;
         let o = d.stack_set_operation();
-        let status = o
-            .and_then(|o| o.status())
-            .map(|s| s.as_str().to_string())
-            .unwrap_or_default();
+        let status = o.and_then(|o| o.status()).map(|s| s.as_str().to_string()).unwrap_or_default();
         if status != last {
             rep.report(&DeployEvent::StackStatus {
                 target: target.clone(),
@@ -314,18 +276,13 @@ async fn wait_operation(
         match status.as_str() {
             "SUCCEEDED" => return Ok(()),
             "FAILED" | "STOPPED" => {
-                let why = o
-                    .and_then(|o| o.status_reason())
-                    .unwrap_or("see the StackSet's operation results");
+                let why = o.and_then(|o| o.status_reason()).unwrap_or("see the StackSet's operation results");
                 return Err(format!("{name}: operation {op} {status}: {why}"));
             }
             _ => {}
         }
         if start.elapsed() > poll.timeout {
-            return Err(format!(
-                "{name}: operation {op} still {status} after {} s",
-                poll.timeout.as_secs()
-            ));
+            return Err(format!("{name}: operation {op} still {status} after {} s", poll.timeout.as_secs()));
         }
         tokio::time::sleep(delay).await;
         delay = (delay * 2).min(poll.max_delay);
@@ -346,34 +303,19 @@ async fn apply_one(
     target: &Target,
 ) -> Result<Vec<String>, String> {
     let mut done = Vec::new();
-    let existing = match cfn
-        .describe_stack_set()
-        .stack_set_name(&r.name)
-        .call_as(r.call_as())
-        .send()
-        .await
-    {
+    let existing = match cfn.describe_stack_set().stack_set_name(&r.name).call_as(r.call_as()).send().await {
         Ok(d) => d.stack_set().cloned(),
         Err(e) if e.code() == Some("StackSetNotFoundException") => None,
         Err(e) => return Err(format!("DescribeStackSet {}: {}", r.name, err_text(&e))),
     };
     match existing {
         Some(s) => {
-            let tags: BTreeMap<&str, &str> = s
-                .tags()
-                .iter()
-                .map(|t| (t.key().unwrap_or_default(), t.value().unwrap_or_default()))
-                .collect();
+            let tags: BTreeMap<&str, &str> =
+                s.tags().iter().map(|t| (t.key().unwrap_or_default(), t.value().unwrap_or_default())).collect();
             if tags.get(OWNER_TAG) != Some(&OWNER_VALUE) {
-                return Err(format!(
-                    "a StackSet named {} exists but was not created by ctguard",
-                    r.name
-                ));
+                return Err(format!("a StackSet named {} exists but was not created by ctguard", r.name));
             }
-            let auto_on = s
-                .auto_deployment()
-                .and_then(|a| a.enabled())
-                .unwrap_or(false);
+            let auto_on = s.auto_deployment().and_then(|a| a.enabled()).unwrap_or(false);
             if tags.get(SPEC_TAG) == Some(&r.spec.spec_hash.as_str()) && auto_on {
                 return Ok(done);
             }
@@ -414,9 +356,7 @@ async fn apply_one(
             });
             cfn.create_stack_set()
                 .stack_set_name(&r.name)
-                .description(
-                    "ctguard: deploys the detector into accounts that join the organization",
-                )
+                .description("ctguard: deploys the detector into accounts that join the organization")
                 .template_body(r.spec.template_body)
                 .set_parameters(Some(r.parameters()))
                 .set_tags(Some(r.tags()))
@@ -465,10 +405,7 @@ pub async fn apply(
     poll: &PollOptions,
     rep: &dyn Reporter,
 ) -> TargetResult {
-    rep.report(&DeployEvent::PhaseStarted {
-        phase: Phase::AutoDeploy,
-        targets: 1,
-    });
+    rep.report(&DeployEvent::PhaseStarted { phase: Phase::AutoDeploy, targets: 1 });
     let mut steps = Vec::new();
     for r in reqs {
         match apply_one(cfn, r, poll, rep, target).await {
@@ -476,20 +413,12 @@ pub async fn apply(
                 let changed = !done.is_empty();
                 steps.push(StepResult {
                     what: r.name.clone(),
-                    action: if changed {
-                        done.join("; ")
-                    } else {
-                        "no change".into()
-                    },
+                    action: if changed { done.join("; ") } else { "no change".into() },
                     done: changed,
                 });
             }
             Err(reason) => {
-                steps.push(StepResult {
-                    what: r.name.clone(),
-                    action: "failed".into(),
-                    done: false,
-                });
+                steps.push(StepResult { what: r.name.clone(), action: "failed".into(), done: false });
                 rep.report(&DeployEvent::TargetFinished {
                     target: target.clone(),
                     phase: Phase::AutoDeploy,
@@ -548,20 +477,12 @@ pub async fn remove(
         Err(e) => return fail(steps, e),
     };
     if !names.is_empty() {
-        rep.report(&DeployEvent::PhaseStarted {
-            phase: Phase::AutoDeploy,
-            targets: names.len(),
-        });
+        rep.report(&DeployEvent::PhaseStarted { phase: Phase::AutoDeploy, targets: names.len() });
     }
     // Region stacks first, state last (reverse of deployment).
     let mut names = names;
     names.sort_by_key(|n| {
-        std::cmp::Reverse(
-            StackKind::ALL
-                .iter()
-                .position(|k| n.starts_with(k.stack_name()))
-                .unwrap_or(0),
-        )
+        std::cmp::Reverse(StackKind::ALL.iter().position(|k| n.starts_with(k.stack_name())).unwrap_or(0))
     });
     for n in names {
         let owned = cfn
@@ -572,11 +493,8 @@ pub async fn remove(
             .await
             .ok()
             .and_then(|d| {
-                d.stack_set().map(|s| {
-                    s.tags()
-                        .iter()
-                        .any(|t| t.key() == Some(OWNER_TAG) && t.value() == Some(OWNER_VALUE))
-                })
+                d.stack_set()
+                    .map(|s| s.tags().iter().any(|t| t.key() == Some(OWNER_TAG) && t.value() == Some(OWNER_VALUE)))
             })
             .unwrap_or(false);
         if !owned {
@@ -589,12 +507,8 @@ pub async fn remove(
         }
         let mut ous = BTreeSet::new();
         let mut regions = BTreeSet::new();
-        let mut pages = cfn
-            .list_stack_instances()
-            .stack_set_name(&n)
-            .call_as(call_as(delegated))
-            .into_paginator()
-            .send();
+        let mut pages =
+            cfn.list_stack_instances().stack_set_name(&n).call_as(call_as(delegated)).into_paginator().send();
         while let Some(p) = pages.next().await {
             match p {
                 Ok(p) => {
@@ -623,9 +537,7 @@ pub async fn remove(
                 .delete_stack_instances()
                 .stack_set_name(&n)
                 .deployment_targets(
-                    DeploymentTargets::builder()
-                        .set_organizational_unit_ids(Some(ous.into_iter().collect()))
-                        .build(),
+                    DeploymentTargets::builder().set_organizational_unit_ids(Some(ous.into_iter().collect())).build(),
                 )
                 .set_regions(Some(regions.into_iter().collect()))
                 .retain_stacks(false)
@@ -636,28 +548,16 @@ pub async fn remove(
             match res {
                 Ok(_) => {}
                 Err(e) if already_exists(&e) => {}
-                Err(e) => {
-                    return fail(steps, format!("DeleteStackInstances {n}: {}", err_text(&e)))
-                }
+                Err(e) => return fail(steps, format!("DeleteStackInstances {n}: {}", err_text(&e))),
             }
             if let Err(e) = wait_operation(cfn, &n, &op, delegated, poll, rep, target).await {
                 return fail(steps, e);
             }
         }
-        if let Err(e) = cfn
-            .delete_stack_set()
-            .stack_set_name(&n)
-            .call_as(call_as(delegated))
-            .send()
-            .await
-        {
+        if let Err(e) = cfn.delete_stack_set().stack_set_name(&n).call_as(call_as(delegated)).send().await {
             return fail(steps, format!("DeleteStackSet {n}: {}", err_text(&e)));
         }
-        steps.push(StepResult {
-            what: n.clone(),
-            action: "deleted (instances first)".into(),
-            done: true,
-        });
+        steps.push(StepResult { what: n.clone(), action: "deleted (instances first)".into(), done: true });
     }
     TargetResult {
         target: target.clone(),
@@ -691,17 +591,8 @@ mod tests {
     }
 
     fn set() -> TargetSet {
-        let a: Vec<String> = ["123456789012", "111111111111"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-        expand(
-            &a,
-            &["us-east-1".to_string(), "eu-west-1".to_string()],
-            "us-east-1",
-            false,
-        )
-        .unwrap()
+        let a: Vec<String> = ["123456789012", "111111111111"].iter().map(|s| s.to_string()).collect();
+        expand(&a, &["us-east-1".to_string(), "eu-west-1".to_string()], "us-east-1", false).unwrap()
     }
 
     #[test]
@@ -709,48 +600,30 @@ mod tests {
         let direct = set().accounts.clone();
         let reqs = plan(&cfg(None), &set(), &["r-abcd".to_string()], &direct, false);
         let names: Vec<_> = reqs.iter().map(|r| r.name.as_str()).collect();
-        assert_eq!(
-            names,
-            [
-                "ctguard-state-auto",
-                "ctguard-account-auto",
-                "ctguard-region-auto"
-            ]
-        );
+        assert_eq!(names, ["ctguard-state-auto", "ctguard-account-auto", "ctguard-region-auto"]);
         let region = &reqs[2];
         let dt = region.deployment_targets();
         assert_eq!(dt.organizational_unit_ids(), ["r-abcd"]);
         assert_eq!(dt.accounts(), ["111111111111", "123456789012"]);
-        assert_eq!(
-            dt.account_filter_type(),
-            Some(&AccountFilterType::Difference)
-        );
+        assert_eq!(dt.account_filter_type(), Some(&AccountFilterType::Difference));
         assert_eq!(region.regions, ["us-east-1", "eu-west-1"]);
-        assert_eq!(
-            reqs[0].regions,
-            ["us-east-1"],
-            "state only in the home region"
-        );
+        assert_eq!(reqs[0].regions, ["us-east-1"], "state only in the home region");
         let auto = region.auto_deployment();
         assert_eq!(auto.enabled(), Some(true));
         assert_eq!(auto.retain_stacks_on_account_removal(), Some(false));
         assert_eq!(region.call_as(), CallAs::SelfValue);
         // Same parameters as the direct deployment: the template needs nothing per account.
         assert_eq!(region.spec, cfg(None).region_spec());
-        assert!(region.tags().iter().any(
-            |t| t.key() == Some(SPEC_TAG) && t.value() == Some(region.spec.spec_hash.as_str())
-        ));
+        assert!(region
+            .tags()
+            .iter()
+            .any(|t| t.key() == Some(SPEC_TAG) && t.value() == Some(region.spec.spec_hash.as_str())));
     }
 
     #[test]
     fn central_topic_means_no_account_stack_set_and_delegated_admin_calls_as_such() {
-        let reqs = plan(
-            &cfg(Some("arn:aws:sns:us-east-1:123456789012:central")),
-            &set(),
-            &["ou-ab-1".into()],
-            &[],
-            true,
-        );
+        let reqs =
+            plan(&cfg(Some("arn:aws:sns:us-east-1:123456789012:central")), &set(), &["ou-ab-1".into()], &[], true);
         let names: Vec<_> = reqs.iter().map(|r| r.name.as_str()).collect();
         assert_eq!(names, ["ctguard-state-auto", "ctguard-region-auto"]);
         assert_eq!(reqs[1].call_as(), CallAs::DelegatedAdmin);
@@ -765,25 +638,13 @@ mod tests {
         let direct = set().accounts.clone();
         let a = plan(&cfg(None), &set(), &["r-abcd".into()], &direct, false);
         let b = plan(&cfg(None), &set(), &["r-abcd".into()], &direct, false);
-        assert_eq!(
-            a[2].operation_id("instances"),
-            b[2].operation_id("instances")
-        );
+        assert_eq!(a[2].operation_id("instances"), b[2].operation_id("instances"));
         let c = plan(&cfg(None), &set(), &["r-abcd".into()], &direct[..1], false);
-        assert_ne!(
-            a[2].operation_id("instances"),
-            c[2].operation_id("instances")
-        );
+        assert_ne!(a[2].operation_id("instances"), c[2].operation_id("instances"));
         let id = a[2].operation_id("instances");
-        assert!(
-            id.len() <= 128 && id.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '-'),
-            "{id}"
-        );
+        assert!(id.len() <= 128 && id.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '-'), "{id}");
         let p = a[2].preferences();
-        assert_eq!(
-            p.region_concurrency_type(),
-            Some(&RegionConcurrencyType::Parallel)
-        );
+        assert_eq!(p.region_concurrency_type(), Some(&RegionConcurrencyType::Parallel));
     }
 
     #[test]

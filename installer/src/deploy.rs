@@ -277,18 +277,10 @@ async fn settle<A: TargetApi>(
             last = s.status.clone();
         }
         if !s.in_progress() {
-            return Ok(if s.status == "DELETE_COMPLETE" {
-                None
-            } else {
-                Some(s)
-            });
+            return Ok(if s.status == "DELETE_COMPLETE" { None } else { Some(s) });
         }
         if start.elapsed() > poll.timeout {
-            return Err(format!(
-                "{name}: still {} after {} s",
-                s.status,
-                poll.timeout.as_secs()
-            ));
+            return Err(format!("{name}: still {} after {} s", s.status, poll.timeout.as_secs()));
         }
         tokio::time::sleep(delay).await;
         delay = (delay * 2).min(poll.max_delay);
@@ -301,10 +293,7 @@ fn failure(name: &str, s: Option<&StackState>, wanted: &str) -> String {
         Some(s) => format!(
             "{name}: {} (wanted {wanted}){}",
             s.status,
-            s.status_reason
-                .as_deref()
-                .map(|r| format!(": {r}"))
-                .unwrap_or_default()
+            s.status_reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default()
         ),
     }
 }
@@ -319,11 +308,7 @@ async fn run_action<A: TargetApi>(
     rep: &dyn Reporter,
 ) -> Result<(), String> {
     let name = step.what.as_str();
-    let spec = || {
-        step.spec
-            .as_ref()
-            .ok_or_else(|| format!("{name}: no spec to deploy"))
-    };
+    let spec = || step.spec.as_ref().ok_or_else(|| format!("{name}: no spec to deploy"));
     match action {
         Action::NoChange | Action::LeaveForeign => Ok(()),
         Action::Blocked { reason } => Err(format!("{name}: {reason}")),
@@ -371,15 +356,8 @@ async fn run_action<A: TargetApi>(
             }
             Box::pin(run_action(api, step, &next, code, poll, rep)).await
         }
-        Action::UploadCode { bucket, key } => api
-            .upload_code(bucket, key, code)
-            .await
-            .map_err(|e| e.to_string()),
-        Action::EmptyBucket { bucket } => api
-            .empty_bucket(bucket)
-            .await
-            .map(|_| ())
-            .map_err(|e| e.to_string()),
+        Action::UploadCode { bucket, key } => api.upload_code(bucket, key, code).await.map_err(|e| e.to_string()),
+        Action::EmptyBucket { bucket } => api.empty_bucket(bucket).await.map(|_| ()).map_err(|e| e.to_string()),
     }
 }
 
@@ -416,13 +394,7 @@ pub async fn execute<A: TargetApi>(
     (steps, Outcome::Ok)
 }
 
-fn finish(
-    rep: &dyn Reporter,
-    target: &Target,
-    phase: Phase,
-    steps: &[StepResult],
-    error: Option<String>,
-) {
+fn finish(rep: &dyn Reporter, target: &Target, phase: Phase, steps: &[StepResult], error: Option<String>) {
     rep.report(&DeployEvent::TargetFinished {
         target: target.clone(),
         phase,
@@ -432,13 +404,7 @@ fn finish(
     });
 }
 
-fn skipped(
-    plan: &TargetPlan,
-    phase: Phase,
-    trail: Option<TrailVerdict>,
-    calls: u64,
-    reason: &str,
-) -> TargetResult {
+fn skipped(plan: &TargetPlan, phase: Phase, trail: Option<TrailVerdict>, calls: u64, reason: &str) -> TargetResult {
     TargetResult {
         target: plan.target.clone(),
         phase,
@@ -446,15 +412,9 @@ fn skipped(
         steps: plan
             .steps
             .iter()
-            .map(|s| StepResult {
-                what: s.what.clone(),
-                action: s.action.to_string(),
-                done: false,
-            })
+            .map(|s| StepResult { what: s.what.clone(), action: s.action.to_string(), done: false })
             .collect(),
-        outcome: Outcome::Skipped {
-            reason: reason.to_string(),
-        },
+        outcome: Outcome::Skipped { reason: reason.to_string() },
         calls,
     }
 }
@@ -477,20 +437,12 @@ pub async fn install<C: Connector>(
 
     // 1. Observe.
     let targets = set.targets();
-    rep.report(&DeployEvent::PhaseStarted {
-        phase: Phase::Observe,
-        targets: targets.len() + set.regions.len(),
-    });
+    rep.report(&DeployEvent::PhaseStarted { phase: Phase::Observe, targets: targets.len() + set.regions.len() });
     let key = cfg.code_key();
     let art_items: Vec<_> = set
         .regions
         .iter()
-        .map(|r| {
-            (
-                Target::new(cfg.artifacts_account.clone(), r.clone()),
-                vec![StackKind::Artifacts],
-            )
-        })
+        .map(|r| (Target::new(cfg.artifacts_account.clone(), r.clone()), vec![StackKind::Artifacts]))
         .collect();
     let mut art_obs = Vec::new();
     for (t, kinds) in art_items {
@@ -506,10 +458,7 @@ pub async fn install<C: Connector>(
         .buffer_unordered(opts.concurrency.max(1))
         .collect::<Vec<_>>()
         .await;
-    let items: Vec<_> = targets
-        .iter()
-        .map(|t| (t.clone(), cfg.for_target(set.is_home(t)).0))
-        .collect();
+    let items: Vec<_> = targets.iter().map(|t| (t.clone(), cfg.for_target(set.is_home(t)).0)).collect();
     let obs = observe_all(c, items, true, None, opts.concurrency).await;
 
     // 2. Plan.
@@ -547,10 +496,7 @@ pub async fn install<C: Connector>(
     }
 
     // 3. Prerequisites: unreadable targets and missing trails.
-    let blind: Vec<_> = obs
-        .iter()
-        .filter(|o| o.trail.as_ref().is_some_and(|t| !t.is_ok()))
-        .collect();
+    let blind: Vec<_> = obs.iter().filter(|o| o.trail.as_ref().is_some_and(|t| !t.is_ok())).collect();
     if !blind.is_empty() {
         let msg = format!(
             "{} of {} targets have no CloudTrail trail logging management events (read and write); the detector would be blind there",
@@ -567,9 +513,7 @@ pub async fn install<C: Connector>(
                     "install stopped: missing trails (see --allow-missing-trail)",
                 );
                 if let Some(TrailVerdict::Missing { reason }) = &o.trail {
-                    r.outcome = Outcome::Failed {
-                        reason: format!("no usable trail: {reason}"),
-                    };
+                    r.outcome = Outcome::Failed { reason: format!("no usable trail: {reason}") };
                 }
                 report.results.push(r);
             }
@@ -578,16 +522,11 @@ pub async fn install<C: Connector>(
             report.elapsed_ms = start.elapsed().as_millis();
             return report;
         }
-        rep.report(&DeployEvent::Warning {
-            message: format!("{msg}; installing anyway (--allow-missing-trail)"),
-        });
+        rep.report(&DeployEvent::Warning { message: format!("{msg}; installing anyway (--allow-missing-trail)") });
     }
 
     // 4. Artifacts, every region, before any function needs its code.
-    rep.report(&DeployEvent::PhaseStarted {
-        phase: Phase::Artifacts,
-        targets: art_plans.len(),
-    });
+    rep.report(&DeployEvent::PhaseStarted { phase: Phase::Artifacts, targets: art_plans.len() });
     let art_results: Vec<TargetResult> = stream::iter(art_plans.iter().zip(&art_obs))
         .map(|(p, o)| run_one(o, p, Phase::Artifacts, code, opts, rep))
         .buffer_unordered(opts.concurrency.max(1))
@@ -602,19 +541,14 @@ pub async fn install<C: Connector>(
         .collect();
 
     // 5. Account and regional stacks, every target.
-    rep.report(&DeployEvent::PhaseStarted {
-        phase: Phase::Stacks,
-        targets: plans.len(),
-    });
+    rep.report(&DeployEvent::PhaseStarted { phase: Phase::Stacks, targets: plans.len() });
     let results: Vec<TargetResult> = stream::iter(plans.iter().zip(&obs))
         .map(|(p, o)| {
             let bad = bad_regions.get(&p.target.region).cloned();
             async move {
                 if let Some(why) = bad {
                     let mut r = skipped(p, Phase::Stacks, o.trail.clone(), calls_of(o), "");
-                    r.outcome = Outcome::Failed {
-                        reason: format!("code bucket of {} failed: {why}", p.target.region),
-                    };
+                    r.outcome = Outcome::Failed { reason: format!("code bucket of {} failed: {why}", p.target.region) };
                     finish(rep, &p.target, Phase::Stacks, &[], Some(why));
                     return r;
                 }
@@ -625,9 +559,7 @@ pub async fn install<C: Connector>(
         .collect()
         .await;
     report.results = art_results.into_iter().chain(results).collect();
-    report
-        .results
-        .sort_by(|a, b| (a.phase, &a.target).cmp(&(b.phase, &b.target)));
+    report.results.sort_by(|a, b| (a.phase, &a.target).cmp(&(b.phase, &b.target)));
     report.shared_calls = c.shared_calls();
     report.elapsed_ms = start.elapsed().as_millis();
     report
@@ -646,26 +578,13 @@ async fn run_one<A: TargetApi>(
         (_, err) => {
             let reason = err.clone().unwrap_or_else(|| "cannot connect".into());
             finish(rep, &p.target, phase, &[], Some(reason.clone()));
-            let mut r = skipped(
-                p,
-                phase,
-                o.trail.clone(),
-                o.api.as_ref().map(|a| a.calls()).unwrap_or(0),
-                "",
-            );
+            let mut r = skipped(p, phase, o.trail.clone(), o.api.as_ref().map(|a| a.calls()).unwrap_or(0), "");
             r.outcome = Outcome::Failed { reason };
             return r;
         }
     };
     let (steps, outcome) = execute(api, p, phase, code, &opts.poll, rep).await;
-    TargetResult {
-        target: p.target.clone(),
-        phase,
-        trail: o.trail.clone(),
-        steps,
-        outcome,
-        calls: api.calls(),
-    }
+    TargetResult { target: p.target.clone(), phase, trail: o.trail.clone(), steps, outcome, calls: api.calls() }
 }
 
 /// Options of an uninstall.
@@ -698,35 +617,18 @@ pub async fn uninstall<C: Connector>(
     let start = Instant::now();
     let mut report = RunReport::default();
     let targets = set.targets();
-    rep.report(&DeployEvent::PhaseStarted {
-        phase: Phase::Observe,
-        targets: targets.len(),
-    });
-    let items: Vec<_> = targets
-        .iter()
-        .map(|t| (t.clone(), kinds_for(set.is_home(t), ropts.keep_state)))
-        .collect();
+    rep.report(&DeployEvent::PhaseStarted { phase: Phase::Observe, targets: targets.len() });
+    let items: Vec<_> = targets.iter().map(|t| (t.clone(), kinds_for(set.is_home(t), ropts.keep_state))).collect();
     let obs = observe_all(c, items, false, None, opts.concurrency).await;
     let plans: Vec<TargetPlan> = obs
         .iter()
-        .map(|o| {
-            plan::plan_removal(
-                &o.target,
-                &kinds_for(set.is_home(&o.target), ropts.keep_state),
-                &o.stacks,
-            )
-        })
+        .map(|o| plan::plan_removal(&o.target, &kinds_for(set.is_home(&o.target), ropts.keep_state), &o.stacks))
         .collect();
     let art_obs = if ropts.remove_artifacts {
         let items: Vec<_> = set
             .regions
             .iter()
-            .map(|r| {
-                (
-                    Target::new(artifacts_account, r.clone()),
-                    vec![StackKind::Artifacts],
-                )
-            })
+            .map(|r| (Target::new(artifacts_account, r.clone()), vec![StackKind::Artifacts]))
             .collect();
         observe_all(c, items, false, None, opts.concurrency).await
     } else {
@@ -734,13 +636,7 @@ pub async fn uninstall<C: Connector>(
     };
     let art_plans: Vec<TargetPlan> = art_obs
         .iter()
-        .map(|o| {
-            plan::plan_artifacts_removal(
-                artifacts_account,
-                &o.target.region,
-                o.stacks.get(&StackKind::Artifacts),
-            )
-        })
+        .map(|o| plan::plan_artifacts_removal(artifacts_account, &o.target.region, o.stacks.get(&StackKind::Artifacts)))
         .collect();
     report.plans = plans.iter().chain(art_plans.iter()).cloned().collect();
     if opts.plan_only {
@@ -757,10 +653,7 @@ pub async fn uninstall<C: Connector>(
         return report;
     }
 
-    rep.report(&DeployEvent::PhaseStarted {
-        phase: Phase::Stacks,
-        targets: plans.len(),
-    });
+    rep.report(&DeployEvent::PhaseStarted { phase: Phase::Stacks, targets: plans.len() });
     let results: Vec<TargetResult> = stream::iter(plans.iter().zip(&obs))
         .map(|(p, o)| run_one(o, p, Phase::Stacks, &[], opts, rep))
         .buffer_unordered(opts.concurrency.max(1))
@@ -770,19 +663,10 @@ pub async fn uninstall<C: Connector>(
     report.results = results;
 
     if !art_plans.is_empty() {
-        rep.report(&DeployEvent::PhaseStarted {
-            phase: Phase::Artifacts,
-            targets: art_plans.len(),
-        });
+        rep.report(&DeployEvent::PhaseStarted { phase: Phase::Artifacts, targets: art_plans.len() });
         for (p, o) in art_plans.iter().zip(&art_obs) {
             let r = if any_failed {
-                skipped(
-                    p,
-                    Phase::Artifacts,
-                    None,
-                    0,
-                    "kept: some targets still have their stacks (re-run uninstall)",
-                )
+                skipped(p, Phase::Artifacts, None, 0, "kept: some targets still have their stacks (re-run uninstall)")
             } else {
                 run_one(o, p, Phase::Artifacts, &[], opts, rep).await
             };
@@ -791,10 +675,7 @@ pub async fn uninstall<C: Connector>(
     }
 
     // What is left, everywhere we looked.
-    rep.report(&DeployEvent::PhaseStarted {
-        phase: Phase::Leftovers,
-        targets: obs.len(),
-    });
+    rep.report(&DeployEvent::PhaseStarted { phase: Phase::Leftovers, targets: obs.len() });
     let removed_artifacts = ropts.remove_artifacts && !any_failed;
     let left: Vec<(Target, Result<Vec<String>, String>)> = stream::iter(&obs)
         .map(|o| async move {
@@ -803,10 +684,7 @@ pub async fn uninstall<C: Connector>(
             };
             let bucket = (removed_artifacts && o.target.account == artifacts_account)
                 .then(|| plan::artifacts_bucket(artifacts_account, &o.target.region));
-            let l = api
-                .leftovers(set.is_home(&o.target), bucket.as_deref())
-                .await
-                .map_err(|e| e.to_string());
+            let l = api.leftovers(set.is_home(&o.target), bucket.as_deref()).await.map_err(|e| e.to_string());
             (o.target.clone(), l)
         })
         .buffer_unordered(opts.concurrency.max(1))
@@ -823,16 +701,14 @@ pub async fn uninstall<C: Connector>(
         }
     }
     // Calls of the leftover check, added to each target's count.
-    for r in report.results.iter_mut() {
+    for r in report.results.iter_mut().filter(|r| r.phase == Phase::Stacks) {
         if let Some(o) = obs.iter().find(|o| o.target == r.target) {
             if let Ok(api) = &o.api {
                 r.calls = api.calls();
             }
         }
     }
-    report
-        .results
-        .sort_by(|a, b| (a.phase, &a.target).cmp(&(b.phase, &b.target)));
+    report.results.sort_by(|a, b| (a.phase, &a.target).cmp(&(b.phase, &b.target)));
     report.shared_calls = c.shared_calls();
     report.elapsed_ms = start.elapsed().as_millis();
     report
@@ -873,11 +749,7 @@ pub async fn discover<C: Connector>(c: &C, set: &TargetSet, concurrency: usize) 
     observe_all(c, items, false, None, concurrency)
         .await
         .into_iter()
-        .map(|o| Installed {
-            target: o.target,
-            stacks: o.stacks,
-            error: o.error,
-        })
+        .map(|o| Installed { target: o.target, stacks: o.stacks, error: o.error })
         .collect()
 }
 
@@ -942,40 +814,27 @@ mod tests {
     async fn install_creates_everything_then_second_run_changes_nothing() {
         let cloud = FakeCloud::default();
         cloud.with(|w| w.in_progress_polls = 2);
-        let s = set(
-            &["111111111111", "222222222222"],
-            &["us-east-1", "eu-west-1"],
-        );
+        let s = set(&["111111111111", "222222222222"], &["us-east-1", "eu-west-1"]);
         let rec = Recorder::default();
         let r = install(&cloud, &s, &cfg(), ZIP, &opts(), &rec).await;
         assert_eq!(r.failed(), 0, "{:#?}", r.results);
         // 2 artifacts + per account (state, account, region@home, region@eu) = 2 + 2*4.
         assert_eq!(stack_count(&cloud), 10);
-        assert_eq!(
-            cloud.with(|w| w.objects.len()),
-            2,
-            "code uploaded to both regional buckets"
-        );
+        assert_eq!(cloud.with(|w| w.objects.len()), 2, "code uploaded to both regional buckets");
         let events = rec.0.lock().unwrap().clone();
-        assert!(events.iter().any(|e| matches!(e, DeployEvent::StackStatus { status, .. } if status == "CREATE_IN_PROGRESS")));
-        assert!(events.iter().any(
-            |e| matches!(e, DeployEvent::StackStatus { status, .. } if status == "CREATE_COMPLETE")
-        ));
+        assert!(events
+            .iter()
+            .any(|e| matches!(e, DeployEvent::StackStatus { status, .. } if status == "CREATE_IN_PROGRESS")));
+        assert!(events
+            .iter()
+            .any(|e| matches!(e, DeployEvent::StackStatus { status, .. } if status == "CREATE_COMPLETE")));
 
         cloud.with(|w| w.calls.clear());
         let r2 = install(&cloud, &s, &cfg(), ZIP, &opts(), &Recorder::default()).await;
         assert_eq!(r2.failed(), 0);
-        assert!(
-            r2.results.iter().all(|r| r.changes() == 0),
-            "{:#?}",
-            r2.results
-        );
+        assert!(r2.results.iter().all(|r| r.changes() == 0), "{:#?}", r2.results);
         let writes: Vec<String> = cloud.with(|w| {
-            w.calls
-                .iter()
-                .filter(|c| !c.contains("Describe") && !c.contains("HeadObject"))
-                .cloned()
-                .collect()
+            w.calls.iter().filter(|c| !c.contains("Describe") && !c.contains("HeadObject")).cloned().collect()
         });
         assert!(writes.is_empty(), "second run wrote: {writes:?}");
     }
@@ -1012,17 +871,9 @@ mod tests {
     #[tokio::test]
     async fn one_failing_target_leaves_the_others_installed_and_a_rerun_resumes() {
         let cloud = FakeCloud::default();
-        let s = set(
-            &["111111111111", "222222222222", "333333333333"],
-            &["us-east-1"],
-        );
+        let s = set(&["111111111111", "222222222222", "333333333333"], &["us-east-1"]);
         let bad = Target::new("222222222222", "us-east-1");
-        cloud.with(|w| {
-            w.fail.insert(
-                (bad.clone(), "ctguard-state".into()),
-                "Table already exists".into(),
-            )
-        });
+        cloud.with(|w| w.fail.insert((bad.clone(), "ctguard-state".into()), "Table already exists".into()));
         let r = install(&cloud, &s, &cfg(), ZIP, &opts(), &Recorder::default()).await;
         assert_eq!(r.failed(), 1);
         let failed = r.results.iter().find(|r| r.failed()).unwrap();
@@ -1043,13 +894,8 @@ mod tests {
         cloud.with(|w| w.calls.clear());
         let r = install(&cloud, &s, &cfg(), ZIP, &opts(), &Recorder::default()).await;
         assert_eq!(r.failed(), 0, "{:#?}", r.results);
-        let writes: Vec<String> = cloud.with(|w| {
-            w.calls
-                .iter()
-                .filter(|c| !c.contains("Describe") && !c.contains("Head"))
-                .cloned()
-                .collect()
-        });
+        let writes: Vec<String> = cloud
+            .with(|w| w.calls.iter().filter(|c| !c.contains("Describe") && !c.contains("Head")).cloned().collect());
         assert_eq!(
             writes,
             vec![
@@ -1066,21 +912,11 @@ mod tests {
         let cloud = FakeCloud::default();
         let s = set(&["111111111111", "222222222222"], &["us-east-1"]);
         cloud.with(|w| {
-            w.trails.insert(
-                Target::new("222222222222", "us-east-1"),
-                TrailVerdict::Missing {
-                    reason: "no trail".into(),
-                },
-            )
+            w.trails
+                .insert(Target::new("222222222222", "us-east-1"), TrailVerdict::Missing { reason: "no trail".into() })
         });
         let r = install(&cloud, &s, &cfg(), ZIP, &opts(), &Recorder::default()).await;
-        assert!(
-            r.stopped
-                .as_deref()
-                .is_some_and(|m| m.contains("--allow-missing-trail")),
-            "{:?}",
-            r.stopped
-        );
+        assert!(r.stopped.as_deref().is_some_and(|m| m.contains("--allow-missing-trail")), "{:?}", r.stopped);
         assert_eq!(stack_count(&cloud), 0);
         assert_eq!(r.failed(), 1);
         let mut o = opts();
@@ -1089,7 +925,12 @@ mod tests {
         let r = install(&cloud, &s, &cfg(), ZIP, &o, &rec).await;
         assert!(r.stopped.is_none());
         assert_eq!(r.failed(), 0);
-        assert!(rec.0.lock().unwrap().iter().any(|e| matches!(e, DeployEvent::Warning { message } if message.contains("installing anyway"))));
+        assert!(rec
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|e| matches!(e, DeployEvent::Warning { message } if message.contains("installing anyway"))));
     }
 
     #[tokio::test]
@@ -1103,70 +944,46 @@ mod tests {
         let steps: Vec<String> = r
             .plans
             .iter()
-            .flat_map(|p| {
-                p.steps
-                    .iter()
-                    .map(move |st| format!("{} {} {}", p.target, st.what, st.action))
-            })
+            .flat_map(|p| p.steps.iter().map(move |st| format!("{} {} {}", p.target, st.what, st.action)))
             .collect();
         assert_eq!(steps.len(), 2 * 2 + 3 + 1, "{steps:#?}");
         assert!(steps.contains(&"111111111111/us-east-1 ctguard-state create".to_string()));
-        assert!(steps.iter().any(|s| s.starts_with(
-            "111111111111/eu-west-1 s3://ctguard-artifacts-111111111111-eu-west-1/ctguard/"
-        ) && s.contains("upload")));
+        assert!(steps
+            .iter()
+            .any(|s| s.starts_with("111111111111/eu-west-1 s3://ctguard-artifacts-111111111111-eu-west-1/ctguard/")
+                && s.contains("upload")));
     }
 
     #[tokio::test]
     async fn unreachable_account_fails_alone() {
         let cloud = FakeCloud::default();
-        cloud.with(|w| {
-            w.unreachable
-                .insert("222222222222".into(), "AccessDenied".into())
-        });
+        cloud.with(|w| w.unreachable.insert("222222222222".into(), "AccessDenied".into()));
         let s = set(&["111111111111", "222222222222"], &["us-east-1"]);
         let r = install(&cloud, &s, &cfg(), ZIP, &opts(), &Recorder::default()).await;
         assert_eq!(r.failed(), 1);
-        assert!(r.results.iter().any(|r| r.target.account == "222222222222" && matches!(&r.outcome, Outcome::Failed { reason } if reason.contains("AccessDenied"))));
-        assert!(cloud.with(|w| w.stacks.contains_key(&(
-            Target::new("111111111111", "us-east-1"),
-            "ctguard-region".into()
-        ))));
+        assert!(r.results.iter().any(|r| r.target.account == "222222222222"
+            && matches!(&r.outcome, Outcome::Failed { reason } if reason.contains("AccessDenied"))));
+        assert!(
+            cloud.with(|w| w.stacks.contains_key(&(Target::new("111111111111", "us-east-1"), "ctguard-region".into())))
+        );
     }
 
     #[tokio::test]
     async fn uninstall_removes_everything_keeps_state_on_request_and_is_idempotent() {
         let cloud = FakeCloud::default();
         cloud.with(|w| w.in_progress_polls = 1);
-        let s = set(
-            &["111111111111", "222222222222"],
-            &["us-east-1", "eu-west-1"],
-        );
+        let s = set(&["111111111111", "222222222222"], &["us-east-1", "eu-west-1"]);
         install(&cloud, &s, &cfg(), ZIP, &opts(), &Recorder::default()).await;
         // A foreign stack with our name is never touched.
         let foreign = Target::new("222222222222", "us-east-1");
         cloud.with(|w| {
             w.stacks.insert(
                 (foreign.clone(), "ctguard-account".into()),
-                StackState {
-                    name: "ctguard-account".into(),
-                    status: "CREATE_COMPLETE".into(),
-                    ..Default::default()
-                },
+                StackState { name: "ctguard-account".into(), status: "CREATE_COMPLETE".into(), ..Default::default() },
             )
         });
-        let keep = RemoveOptions {
-            keep_state: true,
-            remove_artifacts: true,
-        };
-        let r = uninstall(
-            &cloud,
-            &s,
-            "111111111111",
-            &keep,
-            &opts(),
-            &Recorder::default(),
-        )
-        .await;
+        let keep = RemoveOptions { keep_state: true, remove_artifacts: true };
+        let r = uninstall(&cloud, &s, "111111111111", &keep, &opts(), &Recorder::default()).await;
         assert_eq!(r.failed(), 0, "{:#?}", r.results);
         let left: Vec<(Target, String)> = cloud.with(|w| w.stacks.keys().cloned().collect());
         let mut names: Vec<String> = left.iter().map(|(t, n)| format!("{t} {n}")).collect();
@@ -1189,37 +1006,15 @@ mod tests {
         );
         assert_eq!(cloud.with(|w| w.objects.len()), 0, "artifacts emptied");
 
-        let all = RemoveOptions {
-            keep_state: false,
-            remove_artifacts: true,
-        };
-        let r = uninstall(
-            &cloud,
-            &s,
-            "111111111111",
-            &all,
-            &opts(),
-            &Recorder::default(),
-        )
-        .await;
+        let all = RemoveOptions { keep_state: false, remove_artifacts: true };
+        let r = uninstall(&cloud, &s, "111111111111", &all, &opts(), &Recorder::default()).await;
         assert_eq!(r.failed(), 0);
-        let r = uninstall(
-            &cloud,
-            &s,
-            "111111111111",
-            &all,
-            &opts(),
-            &Recorder::default(),
-        )
-        .await;
+        let r = uninstall(&cloud, &s, "111111111111", &all, &opts(), &Recorder::default()).await;
         assert_eq!(r.failed(), 0);
         assert!(r.results.iter().all(|x| x.changes() == 0), "idempotent");
         // Only the foreign stack is left, reported as left.
         assert_eq!(stack_count(&cloud), 1);
-        assert_eq!(
-            r.leftovers.keys().collect::<Vec<_>>(),
-            vec!["222222222222/us-east-1"]
-        );
+        assert_eq!(r.leftovers.keys().collect::<Vec<_>>(), vec!["222222222222/us-east-1"]);
     }
 
     #[tokio::test]

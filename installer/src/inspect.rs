@@ -76,18 +76,13 @@ pub fn judge(
         (None, false) => CoveredBy::None,
     };
     if covered_by == CoveredBy::None {
-        problems
-            .push("not installed (no ctguard-region stack, no auto-deployed instance)".to_string());
+        problems.push("not installed (no ctguard-region stack, no auto-deployed instance)".to_string());
     }
     for (k, s) in stacks {
         if !s.owned() {
             problems.push(format!("{}: exists but not created by ctguard", s.name));
         } else if !s.healthy() {
-            let why = s
-                .status_reason
-                .as_deref()
-                .map(|r| format!(" ({r})"))
-                .unwrap_or_default();
+            let why = s.status_reason.as_deref().map(|r| format!(" ({r})")).unwrap_or_default();
             problems.push(format!("{k}: {}{why}", s.status));
         }
     }
@@ -109,10 +104,7 @@ pub fn judge(
             if !stacks.contains_key(&StackKind::State) {
                 problems.push("ctguard-state (the state table) is missing".into());
             }
-            let central = r
-                .parameters
-                .get("AlertTopicArn")
-                .is_some_and(|a| !a.is_empty());
+            let central = r.parameters.get("AlertTopicArn").is_some_and(|a| !a.is_empty());
             if !central && !stacks.contains_key(&StackKind::Account) {
                 problems.push("ctguard-account (the alert topic) is missing".into());
             }
@@ -124,20 +116,16 @@ pub fn judge(
     if covered_by != CoveredBy::None {
         match health.rule_state.as_deref() {
             Some(RULE_STATE) => {}
-            Some(other) => problems.push(format!(
-                "rule {}: state {other}, expected {RULE_STATE}",
-                crate::stacks::RULE_NAME
-            )),
+            Some(other) => {
+                problems.push(format!("rule {}: state {other}, expected {RULE_STATE}", crate::stacks::RULE_NAME))
+            }
             None if covered_by == CoveredBy::Direct => {
                 problems.push(format!("rule {} not found", crate::stacks::RULE_NAME))
             }
             None => {}
         }
         if let Some(n) = health.dlq_depth.filter(|n| *n > 0) {
-            problems.push(format!(
-                "{n} events in the DLQ {} (the detector failed on them)",
-                crate::stacks::DLQ_NAME
-            ));
+            problems.push(format!("{n} events in the DLQ {} (the detector failed on them)", crate::stacks::DLQ_NAME));
         }
     }
     TargetStatus {
@@ -146,10 +134,7 @@ pub fn judge(
         deployed_version: region.and_then(|r| r.version().map(str::to_string)),
         bundled_version: bundled.version.clone(),
         code_current,
-        stacks: stacks
-            .values()
-            .map(|s| (s.name.clone(), s.status.clone()))
-            .collect(),
+        stacks: stacks.values().map(|s| (s.name.clone(), s.status.clone())).collect(),
         trail: trail.cloned(),
         health: health.clone(),
         problems,
@@ -176,24 +161,13 @@ pub async fn inspect<C: Connector>(
             let api = match c.connect(&t).await {
                 Ok(a) => a,
                 Err(e) => {
-                    let mut s = judge(
-                        &t,
-                        home,
-                        &BTreeMap::new(),
-                        None,
-                        &Health::default(),
-                        auto,
-                        bundled,
-                    );
+                    let mut s = judge(&t, home, &BTreeMap::new(), None, &Health::default(), auto, bundled);
                     s.problems = vec![format!("unreachable: {e}")];
                     return (s, 0);
                 }
             };
-            let kinds: &[StackKind] = if home {
-                &[StackKind::State, StackKind::Account, StackKind::Region]
-            } else {
-                &[StackKind::Region]
-            };
+            let kinds: &[StackKind] =
+                if home { &[StackKind::State, StackKind::Account, StackKind::Region] } else { &[StackKind::Region] };
             let mut stacks = BTreeMap::new();
             let mut errors = Vec::new();
             for &k in kinds {
@@ -212,13 +186,10 @@ pub async fn inspect<C: Connector>(
                     None
                 }
             };
-            let dlq = stacks
-                .get(&StackKind::Region)
-                .and_then(|s| s.outputs.get("DlqUrl").cloned());
+            let dlq = stacks.get(&StackKind::Region).and_then(|s| s.outputs.get("DlqUrl").cloned());
             let health = api.health(dlq.as_deref()).await;
             let mut s = judge(&t, home, &stacks, trail.as_ref(), &health, auto, bundled);
-            s.problems
-                .extend(errors.into_iter().map(|e| format!("could not read: {e}")));
+            s.problems.extend(errors.into_iter().map(|e| format!("could not read: {e}")));
             (s, api.calls())
         })
         .buffer_unordered(concurrency.max(1))
@@ -250,10 +221,7 @@ mod tests {
         }
     }
     fn bundled() -> Bundled {
-        Bundled {
-            version: "0.1.0".into(),
-            code_key: cfg().code_key(),
-        }
+        Bundled { version: "0.1.0".into(), code_key: cfg().code_key() }
     }
     fn deployed(spec: &StackSpec) -> StackState {
         StackState {
@@ -265,17 +233,10 @@ mod tests {
         }
     }
     fn home_stacks(c: &InstallConfig) -> BTreeMap<StackKind, StackState> {
-        [c.state_spec(), c.account_spec().unwrap(), c.region_spec()]
-            .iter()
-            .map(|s| (s.kind, deployed(s)))
-            .collect()
+        [c.state_spec(), c.account_spec().unwrap(), c.region_spec()].iter().map(|s| (s.kind, deployed(s))).collect()
     }
     fn good_health() -> Health {
-        Health {
-            rule_state: Some(RULE_STATE.into()),
-            dlq_depth: Some(0),
-            unreadable: vec![],
-        }
+        Health { rule_state: Some(RULE_STATE.into()), dlq_depth: Some(0), unreadable: vec![] }
     }
     fn t() -> Target {
         Target::new("111111111111", "us-east-1")
@@ -286,15 +247,7 @@ mod tests {
 
     #[test]
     fn fully_deployed_target_is_healthy() {
-        let s = judge(
-            &t(),
-            true,
-            &home_stacks(&cfg()),
-            Some(&ok_trail()),
-            &good_health(),
-            false,
-            &bundled(),
-        );
+        let s = judge(&t(), true, &home_stacks(&cfg()), Some(&ok_trail()), &good_health(), false, &bundled());
         assert!(s.healthy(), "{:?}", s.problems);
         assert_eq!(s.covered_by, CoveredBy::Direct);
         assert_eq!(s.code_current, Some(true));
@@ -309,21 +262,8 @@ mod tests {
         let mut h = good_health();
         h.rule_state = Some("ENABLED".into());
         h.dlq_depth = Some(3);
-        let b = Bundled {
-            version: "0.2.0".into(),
-            code_key: "ctguard/cdcdcdcdcdcd.zip".into(),
-        };
-        let s = judge(
-            &t(),
-            true,
-            &stacks,
-            Some(&TrailVerdict::Missing {
-                reason: "no trail".into(),
-            }),
-            &h,
-            false,
-            &b,
-        );
+        let b = Bundled { version: "0.2.0".into(), code_key: "ctguard/cdcdcdcdcdcd.zip".into() };
+        let s = judge(&t(), true, &stacks, Some(&TrailVerdict::Missing { reason: "no trail".into() }), &h, false, &b);
         let all = s.problems.join("\n");
         for needle in [
             "UPDATE_ROLLBACK_COMPLETE",
@@ -340,26 +280,10 @@ mod tests {
 
     #[test]
     fn coverage_direct_auto_or_none() {
-        let none = judge(
-            &t(),
-            false,
-            &BTreeMap::new(),
-            Some(&ok_trail()),
-            &Health::default(),
-            false,
-            &bundled(),
-        );
+        let none = judge(&t(), false, &BTreeMap::new(), Some(&ok_trail()), &Health::default(), false, &bundled());
         assert_eq!(none.covered_by, CoveredBy::None);
         assert!(!none.healthy());
-        let auto = judge(
-            &t(),
-            false,
-            &BTreeMap::new(),
-            Some(&ok_trail()),
-            &good_health(),
-            true,
-            &bundled(),
-        );
+        let auto = judge(&t(), false, &BTreeMap::new(), Some(&ok_trail()), &good_health(), true, &bundled());
         assert_eq!(auto.covered_by, CoveredBy::AutoDeploy);
         assert!(auto.healthy(), "{:?}", auto.problems);
     }
@@ -368,10 +292,7 @@ mod tests {
     fn central_topic_needs_no_account_stack() {
         let mut c = cfg();
         c.alert_topic_arn = Some("arn:aws:sns:us-east-1:123456789012:central".into());
-        let stacks: BTreeMap<_, _> = [c.state_spec(), c.region_spec()]
-            .iter()
-            .map(|s| (s.kind, deployed(s)))
-            .collect();
+        let stacks: BTreeMap<_, _> = [c.state_spec(), c.region_spec()].iter().map(|s| (s.kind, deployed(s))).collect();
         let s = judge(
             &t(),
             true,
@@ -379,10 +300,7 @@ mod tests {
             Some(&ok_trail()),
             &good_health(),
             false,
-            &Bundled {
-                version: "0.1.0".into(),
-                code_key: c.code_key(),
-            },
+            &Bundled { version: "0.1.0".into(), code_key: c.code_key() },
         );
         assert!(s.healthy(), "{:?}", s.problems);
     }

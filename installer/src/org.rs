@@ -33,9 +33,7 @@ pub struct OrgInfo {
 macro_rules! org_client {
     ($cfg:expr, $counter:expr) => {
         aws_sdk_organizations::Client::from_conf(
-            aws_sdk_organizations::config::Builder::from($cfg)
-                .interceptor($counter.clone())
-                .build(),
+            aws_sdk_organizations::config::Builder::from($cfg).interceptor($counter.clone()).build(),
         )
     };
 }
@@ -45,12 +43,7 @@ pub async fn describe(cfg: &SdkConfig, counter: &CallCounter) -> anyhow::Result<
     let org = org_client!(cfg, counter);
     let o = match org.describe_organization().send().await {
         Ok(o) => o,
-        Err(e)
-            if matches!(
-                e.code(),
-                Some("AWSOrganizationsNotInUseException") | Some("AccessDeniedException")
-            ) =>
-        {
+        Err(e) if matches!(e.code(), Some("AWSOrganizationsNotInUseException") | Some("AccessDeniedException")) => {
             return Ok(None)
         }
         Err(e) => anyhow::bail!("organizations:DescribeOrganization: {}", err_text(&e)),
@@ -58,17 +51,9 @@ pub async fn describe(cfg: &SdkConfig, counter: &CallCounter) -> anyhow::Result<
     let Some(o) = o.organization() else {
         return Ok(None);
     };
-    let roots = org
-        .list_roots()
-        .send()
-        .await
-        .map_err(|e| anyhow::anyhow!("organizations:ListRoots: {}", err_text(&e)))?;
-    let root_id = roots
-        .roots()
-        .first()
-        .and_then(|r| r.id())
-        .unwrap_or_default()
-        .to_string();
+    let roots =
+        org.list_roots().send().await.map_err(|e| anyhow::anyhow!("organizations:ListRoots: {}", err_text(&e)))?;
+    let root_id = roots.roots().first().and_then(|r| r.id()).unwrap_or_default().to_string();
     Ok(Some(OrgInfo {
         id: o.id().unwrap_or_default().to_string(),
         management_account: o.master_account_id().unwrap_or_default().to_string(),
@@ -82,8 +67,7 @@ pub async fn all_accounts(cfg: &SdkConfig, counter: &CallCounter) -> anyhow::Res
     let mut pages = org.list_accounts().into_paginator().send();
     let mut out = BTreeSet::new();
     while let Some(page) = pages.next().await {
-        let page =
-            page.map_err(|e| anyhow::anyhow!("organizations:ListAccounts: {}", err_text(&e)))?;
+        let page = page.map_err(|e| anyhow::anyhow!("organizations:ListAccounts: {}", err_text(&e)))?;
         for a in page.accounts() {
             let active = a
                 .state()
@@ -99,24 +83,15 @@ pub async fn all_accounts(cfg: &SdkConfig, counter: &CallCounter) -> anyhow::Res
 }
 
 /// Every ACTIVE account below `parent` (a root or an OU), recursively.
-pub async fn accounts_under(
-    cfg: &SdkConfig,
-    counter: &CallCounter,
-    parent: &str,
-) -> anyhow::Result<Vec<String>> {
+pub async fn accounts_under(cfg: &SdkConfig, counter: &CallCounter, parent: &str) -> anyhow::Result<Vec<String>> {
     let org = org_client!(cfg, counter);
     let mut out = BTreeSet::new();
     let mut todo = vec![parent.to_string()];
     while let Some(p) = todo.pop() {
-        let mut pages = org
-            .list_accounts_for_parent()
-            .parent_id(&p)
-            .into_paginator()
-            .send();
+        let mut pages = org.list_accounts_for_parent().parent_id(&p).into_paginator().send();
         while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| {
-                anyhow::anyhow!("organizations:ListAccountsForParent {p}: {}", err_text(&e))
-            })?;
+            let page =
+                page.map_err(|e| anyhow::anyhow!("organizations:ListAccountsForParent {p}: {}", err_text(&e)))?;
             for a in page.accounts() {
                 let active = a
                     .state()
@@ -128,23 +103,11 @@ pub async fn accounts_under(
                 }
             }
         }
-        let mut pages = org
-            .list_organizational_units_for_parent()
-            .parent_id(&p)
-            .into_paginator()
-            .send();
+        let mut pages = org.list_organizational_units_for_parent().parent_id(&p).into_paginator().send();
         while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| {
-                anyhow::anyhow!(
-                    "organizations:ListOrganizationalUnitsForParent {p}: {}",
-                    err_text(&e)
-                )
-            })?;
-            todo.extend(
-                page.organizational_units()
-                    .iter()
-                    .filter_map(|o| o.id().map(str::to_string)),
-            );
+            let page = page
+                .map_err(|e| anyhow::anyhow!("organizations:ListOrganizationalUnitsForParent {p}: {}", err_text(&e)))?;
+            todo.extend(page.organizational_units().iter().filter_map(|o| o.id().map(str::to_string)));
         }
     }
     Ok(out.into_iter().collect())
@@ -176,15 +139,10 @@ pub async fn resolve_accounts(
 }
 
 /// The caller account's enabled regions (opt-in regions included once enabled).
-pub async fn enabled_regions(
-    cfg: &SdkConfig,
-    counter: &CallCounter,
-) -> anyhow::Result<Vec<String>> {
+pub async fn enabled_regions(cfg: &SdkConfig, counter: &CallCounter) -> anyhow::Result<Vec<String>> {
     use aws_sdk_account::types::RegionOptStatus as S;
     let client = aws_sdk_account::Client::from_conf(
-        aws_sdk_account::config::Builder::from(cfg)
-            .interceptor(counter.clone())
-            .build(),
+        aws_sdk_account::config::Builder::from(cfg).interceptor(counter.clone()).build(),
     );
     let mut pages = client
         .list_regions()
@@ -195,13 +153,12 @@ pub async fn enabled_regions(
     let mut out = Vec::new();
     while let Some(page) = pages.next().await {
         let page = page.map_err(|e| {
-            anyhow::anyhow!("cannot list the account's enabled regions (account:ListRegions: {}); pass --regions", err_text(&e))
+            anyhow::anyhow!(
+                "cannot list the account's enabled regions (account:ListRegions: {}); pass --regions",
+                err_text(&e)
+            )
         })?;
-        out.extend(
-            page.regions()
-                .iter()
-                .filter_map(|r| r.region_name().map(str::to_string)),
-        );
+        out.extend(page.regions().iter().filter_map(|r| r.region_name().map(str::to_string)));
     }
     if out.is_empty() {
         anyhow::bail!("account:ListRegions returned no enabled region; pass --regions");

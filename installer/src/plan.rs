@@ -39,12 +39,7 @@ pub enum StackKind {
 }
 
 impl StackKind {
-    pub const ALL: [StackKind; 4] = [
-        StackKind::Artifacts,
-        StackKind::State,
-        StackKind::Account,
-        StackKind::Region,
-    ];
+    pub const ALL: [StackKind; 4] = [StackKind::Artifacts, StackKind::State, StackKind::Account, StackKind::Region];
 
     pub fn stack_name(self) -> &'static str {
         match self {
@@ -105,13 +100,7 @@ impl StackSpec {
             (VERSION_TAG.to_string(), version.to_string()),
             (SPEC_TAG.to_string(), spec_hash.clone()),
         ]);
-        StackSpec {
-            kind,
-            template_body,
-            parameters,
-            tags,
-            spec_hash,
-        }
+        StackSpec { kind, template_body, parameters, tags, spec_hash }
     }
 
     pub fn name(&self) -> &'static str {
@@ -164,9 +153,7 @@ impl StackState {
     }
     /// A settled success: CREATE/UPDATE/IMPORT_COMPLETE, but not the *ROLLBACK_COMPLETE states.
     pub fn healthy(&self) -> bool {
-        self.status.ends_with("_COMPLETE")
-            && !self.status.contains("ROLLBACK")
-            && self.status != "DELETE_COMPLETE"
+        self.status.ends_with("_COMPLETE") && !self.status.contains("ROLLBACK") && self.status != "DELETE_COMPLETE"
     }
 }
 
@@ -210,10 +197,7 @@ pub enum Action {
 impl Action {
     /// True when carrying it out changes something in AWS.
     pub fn changes(&self) -> bool {
-        !matches!(
-            self,
-            Action::NoChange | Action::LeaveForeign | Action::Blocked { .. }
-        )
+        !matches!(self, Action::NoChange | Action::LeaveForeign | Action::Blocked { .. })
     }
 }
 
@@ -229,8 +213,8 @@ impl fmt::Display for Action {
             Action::Wait { status } => write!(f, "wait ({status}), then re-plan"),
             Action::Blocked { reason } => write!(f, "blocked: {reason}"),
             Action::LeaveForeign => f.write_str("left alone (not created by ctguard)"),
-            Action::UploadCode { bucket, key } => write!(f, "upload s3://{bucket}/{key}"),
-            Action::EmptyBucket { bucket } => write!(f, "empty s3://{bucket}"),
+            Action::UploadCode { .. } => f.write_str("upload"),
+            Action::EmptyBucket { .. } => f.write_str("empty (every object version)"),
         }
     }
 }
@@ -259,21 +243,14 @@ impl TargetPlan {
         self.steps.iter().filter(|s| s.action.changes()).count()
     }
     pub fn blocked(&self) -> Vec<&Step> {
-        self.steps
-            .iter()
-            .filter(|s| matches!(s.action, Action::Blocked { .. }))
-            .collect()
+        self.steps.iter().filter(|s| matches!(s.action, Action::Blocked { .. })).collect()
     }
 }
 
 /// Decides what to do with one stack.
 pub fn plan_stack(desired: Option<&StackSpec>, observed: Option<&StackState>) -> Action {
     let Some(obs) = observed else {
-        return if desired.is_some() {
-            Action::Create
-        } else {
-            Action::NoChange
-        };
+        return if desired.is_some() { Action::Create } else { Action::NoChange };
     };
     if !obs.owned() {
         return match desired {
@@ -287,9 +264,7 @@ pub fn plan_stack(desired: Option<&StackSpec>, observed: Option<&StackState>) ->
         };
     }
     if obs.in_progress() {
-        return Action::Wait {
-            status: obs.status.clone(),
-        };
+        return Action::Wait { status: obs.status.clone() };
     }
     let Some(want) = desired else {
         return Action::Delete;
@@ -301,7 +276,8 @@ pub fn plan_stack(desired: Option<&StackSpec>, observed: Option<&StackState>) ->
         }
         "UPDATE_ROLLBACK_FAILED" => {
             return Action::Blocked {
-                reason: "UPDATE_ROLLBACK_FAILED: fix the cause, then run `aws cloudformation continue-update-rollback`".into(),
+                reason: "UPDATE_ROLLBACK_FAILED: fix the cause, then run `aws cloudformation continue-update-rollback`"
+                    .into(),
             }
         }
         _ => {}
@@ -309,18 +285,9 @@ pub fn plan_stack(desired: Option<&StackSpec>, observed: Option<&StackState>) ->
     if obs.healthy() && obs.spec() == Some(want.spec_hash.as_str()) {
         return Action::NoChange;
     }
-    let mut changed: Vec<String> = want
-        .parameters
-        .iter()
-        .filter(|(k, v)| obs.parameters.get(*k) != Some(*v))
-        .map(|(k, _)| k.clone())
-        .collect();
-    changed.extend(
-        obs.parameters
-            .keys()
-            .filter(|k| !want.parameters.contains_key(*k))
-            .cloned(),
-    );
+    let mut changed: Vec<String> =
+        want.parameters.iter().filter(|(k, v)| obs.parameters.get(*k) != Some(*v)).map(|(k, _)| k.clone()).collect();
+    changed.extend(obs.parameters.keys().filter(|k| !want.parameters.contains_key(*k)).cloned());
     Action::Update { changed }
 }
 
@@ -344,18 +311,11 @@ pub fn plan_target(
             }
         })
         .collect();
-    TargetPlan {
-        target: target.clone(),
-        steps,
-    }
+    TargetPlan { target: target.clone(), steps }
 }
 
 /// Plans removal: the same kinds in reverse deployment order, nothing desired.
-pub fn plan_removal(
-    target: &Target,
-    kinds: &[StackKind],
-    observed: &BTreeMap<StackKind, StackState>,
-) -> TargetPlan {
+pub fn plan_removal(target: &Target, kinds: &[StackKind], observed: &BTreeMap<StackKind, StackState>) -> TargetPlan {
     let steps = kinds
         .iter()
         .rev()
@@ -366,10 +326,7 @@ pub fn plan_removal(
             spec: None,
         })
         .collect();
-    TargetPlan {
-        target: target.clone(),
-        steps,
-    }
+    TargetPlan { target: target.clone(), steps }
 }
 
 /// Everything an install deploys, the same for every account (see the templates: no
@@ -410,22 +367,12 @@ impl InstallConfig {
             ("OrgId".to_string(), self.org_id.clone().unwrap_or_default()),
             ("DetectorVersion".to_string(), self.version.clone()),
         ]);
-        StackSpec::new(
-            StackKind::Artifacts,
-            StackKind::Artifacts.template_body(),
-            p,
-            &self.version,
-        )
+        StackSpec::new(StackKind::Artifacts, StackKind::Artifacts.template_body(), p, &self.version)
     }
 
     pub fn state_spec(&self) -> StackSpec {
         let p = BTreeMap::from([("DetectorVersion".to_string(), self.version.clone())]);
-        StackSpec::new(
-            StackKind::State,
-            StackKind::State.template_body(),
-            p,
-            &self.version,
-        )
+        StackSpec::new(StackKind::State, StackKind::State.template_body(), p, &self.version)
     }
 
     /// `None` when alerts go to a central topic (nothing to deploy then).
@@ -435,48 +382,23 @@ impl InstallConfig {
         }
         let p = BTreeMap::from([
             ("DetectorVersion".to_string(), self.version.clone()),
-            (
-                "AlertEmail".to_string(),
-                self.alert_email.clone().unwrap_or_default(),
-            ),
+            ("AlertEmail".to_string(), self.alert_email.clone().unwrap_or_default()),
         ]);
-        Some(StackSpec::new(
-            StackKind::Account,
-            StackKind::Account.template_body(),
-            p,
-            &self.version,
-        ))
+        Some(StackSpec::new(StackKind::Account, StackKind::Account.template_body(), p, &self.version))
     }
 
     pub fn region_spec(&self) -> StackSpec {
         let p = BTreeMap::from([
             ("DetectorVersion".to_string(), self.version.clone()),
-            (
-                "ArtifactsAccountId".to_string(),
-                self.artifacts_account.clone(),
-            ),
+            ("ArtifactsAccountId".to_string(), self.artifacts_account.clone()),
             ("HomeRegion".to_string(), self.home_region.clone()),
             ("CodeKey".to_string(), self.code_key()),
-            (
-                "AlertTopicArn".to_string(),
-                self.alert_topic_arn.clone().unwrap_or_default(),
-            ),
+            ("AlertTopicArn".to_string(), self.alert_topic_arn.clone().unwrap_or_default()),
             ("Policy".to_string(), self.policy.clone()),
-            (
-                "LogRetentionDays".to_string(),
-                self.log_retention_days.to_string(),
-            ),
-            (
-                "DefaultTtlHours".to_string(),
-                self.default_ttl_hours.to_string(),
-            ),
+            ("LogRetentionDays".to_string(), self.log_retention_days.to_string()),
+            ("DefaultTtlHours".to_string(), self.default_ttl_hours.to_string()),
         ]);
-        StackSpec::new(
-            StackKind::Region,
-            StackKind::Region.template_body(),
-            p,
-            &self.version,
-        )
+        StackSpec::new(StackKind::Region, StackKind::Region.template_body(), p, &self.version)
     }
 
     /// The stacks a target is responsible for (deployment order) and those it should have.
@@ -487,10 +409,7 @@ impl InstallConfig {
         let mut desired = vec![self.state_spec()];
         desired.extend(self.account_spec());
         desired.push(self.region_spec());
-        (
-            vec![StackKind::State, StackKind::Account, StackKind::Region],
-            desired,
-        )
+        (vec![StackKind::State, StackKind::Account, StackKind::Region], desired)
     }
 }
 
@@ -516,27 +435,17 @@ pub fn plan_artifacts(
     let bucket = cfg.bucket(region);
     let key = cfg.code_key();
     let upload = Step {
-        what: format!("s3://{bucket}/{key}"),
+        // The hash shortened for tables; the action carries the full key.
+        what: format!("s3://{bucket}/ctguard/{}…", cfg.code_hash.get(..12).unwrap_or(&cfg.code_hash)),
         kind: None,
-        action: if code_present {
-            Action::NoChange
-        } else {
-            Action::UploadCode { bucket, key }
-        },
+        action: if code_present { Action::NoChange } else { Action::UploadCode { bucket, key } },
         spec: None,
     };
-    TargetPlan {
-        target: Target::new(cfg.artifacts_account.clone(), region),
-        steps: vec![stack, upload],
-    }
+    TargetPlan { target: Target::new(cfg.artifacts_account.clone(), region), steps: vec![stack, upload] }
 }
 
 /// The uninstall plan of one region's artifacts: empty the bucket, then delete the stack.
-pub fn plan_artifacts_removal(
-    account: &str,
-    region: &str,
-    observed: Option<&StackState>,
-) -> TargetPlan {
+pub fn plan_artifacts_removal(account: &str, region: &str, observed: Option<&StackState>) -> TargetPlan {
     let mut steps = Vec::new();
     let action = plan_stack(None, observed);
     if action == Action::Delete {
@@ -554,10 +463,7 @@ pub fn plan_artifacts_removal(
         action,
         spec: None,
     });
-    TargetPlan {
-        target: Target::new(account, region),
-        steps,
-    }
+    TargetPlan { target: Target::new(account, region), steps }
 }
 
 #[cfg(test)]
@@ -597,19 +503,10 @@ mod tests {
         assert_eq!(h.len(), 64);
         assert_eq!(h, spec_hash("body", &p.clone()));
         assert_ne!(h, spec_hash("body2", &p));
-        assert_ne!(
-            h,
-            spec_hash(
-                "body",
-                &BTreeMap::from([("A".to_string(), "2".to_string())])
-            )
-        );
+        assert_ne!(h, spec_hash("body", &BTreeMap::from([("A".to_string(), "2".to_string())])));
         // "A=1\nB=" must differ from "A=1\nB" shifting into the value.
         let p2 = BTreeMap::from([("A".to_string(), "1\nB=".to_string())]);
-        let p3 = BTreeMap::from([
-            ("A".to_string(), "1".to_string()),
-            ("B".to_string(), "".to_string()),
-        ]);
+        let p3 = BTreeMap::from([("A".to_string(), "1".to_string()), ("B".to_string(), "".to_string())]);
         assert_ne!(spec_hash("b", &p2), spec_hash("b", &p3));
     }
 
@@ -618,11 +515,7 @@ mod tests {
         let spec = cfg().region_spec();
         assert_eq!(plan_stack(Some(&spec), None), Action::Create);
         for ok in ["CREATE_COMPLETE", "UPDATE_COMPLETE"] {
-            assert_eq!(
-                plan_stack(Some(&spec), Some(&deployed(&spec, ok))),
-                Action::NoChange,
-                "{ok}"
-            );
+            assert_eq!(plan_stack(Some(&spec), Some(&deployed(&spec, ok))), Action::NoChange, "{ok}");
         }
         assert_eq!(plan_stack(None, None), Action::NoChange);
     }
@@ -636,23 +529,15 @@ mod tests {
         assert_ne!(old.spec_hash, new.spec_hash);
         assert_eq!(
             plan_stack(Some(&new), Some(&deployed(&old, "CREATE_COMPLETE"))),
-            Action::Update {
-                changed: vec!["CodeKey".into()]
-            }
+            Action::Update { changed: vec!["CodeKey".into()] }
         );
-        assert_eq!(
-            new.parameters["CodeKey"],
-            format!("ctguard/{}.zip", "cd".repeat(32))
-        );
+        assert_eq!(new.parameters["CodeKey"], format!("ctguard/{}.zip", "cd".repeat(32)));
     }
 
     #[test]
     fn rolled_back_update_is_retried_even_if_the_tag_matches() {
         let spec = cfg().region_spec();
-        let a = plan_stack(
-            Some(&spec),
-            Some(&deployed(&spec, "UPDATE_ROLLBACK_COMPLETE")),
-        );
+        let a = plan_stack(Some(&spec), Some(&deployed(&spec, "UPDATE_ROLLBACK_COMPLETE")));
         assert_eq!(a, Action::Update { changed: vec![] });
     }
 
@@ -661,27 +546,18 @@ mod tests {
         let spec = cfg().state_spec();
         assert_eq!(
             plan_stack(Some(&spec), Some(&deployed(&spec, "ROLLBACK_COMPLETE"))),
-            Action::Recreate {
-                status: "ROLLBACK_COMPLETE".into()
-            }
+            Action::Recreate { status: "ROLLBACK_COMPLETE".into() }
         );
         assert_eq!(
             plan_stack(Some(&spec), Some(&deployed(&spec, "UPDATE_IN_PROGRESS"))),
-            Action::Wait {
-                status: "UPDATE_IN_PROGRESS".into()
-            }
+            Action::Wait { status: "UPDATE_IN_PROGRESS".into() }
         );
         assert_eq!(
             plan_stack(None, Some(&deployed(&spec, "DELETE_IN_PROGRESS"))),
-            Action::Wait {
-                status: "DELETE_IN_PROGRESS".into()
-            }
+            Action::Wait { status: "DELETE_IN_PROGRESS".into() }
         );
         assert!(matches!(
-            plan_stack(
-                Some(&spec),
-                Some(&deployed(&spec, "UPDATE_ROLLBACK_FAILED"))
-            ),
+            plan_stack(Some(&spec), Some(&deployed(&spec, "UPDATE_ROLLBACK_FAILED"))),
             Action::Blocked { .. }
         ));
     }
@@ -689,16 +565,10 @@ mod tests {
     #[test]
     fn foreign_stacks_are_never_touched() {
         let spec = cfg().region_spec();
-        let foreign = StackState {
-            name: "ctguard-region".into(),
-            status: "CREATE_COMPLETE".into(),
-            ..Default::default()
-        };
+        let foreign =
+            StackState { name: "ctguard-region".into(), status: "CREATE_COMPLETE".into(), ..Default::default() };
         let a = plan_stack(Some(&spec), Some(&foreign));
-        assert!(
-            matches!(&a, Action::Blocked { reason } if reason.contains("not created by ctguard")),
-            "{a:?}"
-        );
+        assert!(matches!(&a, Action::Blocked { reason } if reason.contains("not created by ctguard")), "{a:?}");
         assert_eq!(plan_stack(None, Some(&foreign)), Action::LeaveForeign);
         assert!(!Action::LeaveForeign.changes());
     }
@@ -707,10 +577,7 @@ mod tests {
     fn home_target_gets_state_account_and_region_stacks_others_only_region() {
         let c = cfg();
         let (kinds, desired) = c.for_target(true);
-        assert_eq!(
-            kinds,
-            vec![StackKind::State, StackKind::Account, StackKind::Region]
-        );
+        assert_eq!(kinds, vec![StackKind::State, StackKind::Account, StackKind::Region]);
         assert_eq!(desired.iter().map(|s| s.kind).collect::<Vec<_>>(), kinds);
         let (kinds, desired) = c.for_target(false);
         assert_eq!(kinds, vec![StackKind::Region]);
@@ -725,17 +592,8 @@ mod tests {
         let (kinds, desired) = c.for_target(true);
         assert!(desired.iter().all(|s| s.kind != StackKind::Account));
         let observed = BTreeMap::from([(StackKind::Account, deployed(&own, "CREATE_COMPLETE"))]);
-        let plan = plan_target(
-            &Target::new("111111111111", "us-east-1"),
-            &kinds,
-            &desired,
-            &observed,
-        );
-        let actions: Vec<_> = plan
-            .steps
-            .iter()
-            .map(|s| (s.what.as_str(), s.action.clone()))
-            .collect();
+        let plan = plan_target(&Target::new("111111111111", "us-east-1"), &kinds, &desired, &observed);
+        let actions: Vec<_> = plan.steps.iter().map(|s| (s.what.as_str(), s.action.clone())).collect();
         assert_eq!(
             actions,
             vec![
@@ -745,10 +603,7 @@ mod tests {
             ]
         );
         assert_eq!(plan.changes(), 3);
-        assert_eq!(
-            c.region_spec().parameters["AlertTopicArn"],
-            "arn:aws:sns:us-east-1:123456789012:central"
-        );
+        assert_eq!(c.region_spec().parameters["AlertTopicArn"], "arn:aws:sns:us-east-1:123456789012:central");
     }
 
     #[test]
@@ -757,10 +612,7 @@ mod tests {
         let p = cfg().region_spec().parameters;
         let template = StackKind::Region.template_body();
         for k in p.keys() {
-            assert!(
-                template.contains(&format!("\n  {k}:\n")),
-                "template declares parameter {k}"
-            );
+            assert!(template.contains(&format!("\n  {k}:\n")), "template declares parameter {k}");
         }
         assert_eq!(p["ArtifactsAccountId"], "123456789012");
         assert_eq!(p.len(), 8);
@@ -775,11 +627,7 @@ mod tests {
             let body = s.kind.template_body();
             assert!(!body.is_empty(), "{} embedded", s.kind);
             for k in s.parameters.keys() {
-                assert!(
-                    body.contains(&format!("\n  {k}:\n")),
-                    "{} declares {k}",
-                    s.kind.template_name()
-                );
+                assert!(body.contains(&format!("\n  {k}:\n")), "{} declares {k}", s.kind.template_name());
             }
             assert_eq!(s.tags[OWNER_TAG], OWNER_VALUE);
             assert_eq!(s.tags[SPEC_TAG], s.spec_hash);
@@ -794,18 +642,10 @@ mod tests {
         assert_eq!(p.steps[0].action, Action::Create);
         assert_eq!(
             p.steps[1].action,
-            Action::UploadCode {
-                bucket: "ctguard-artifacts-123456789012-eu-west-1".into(),
-                key: c.code_key()
-            }
+            Action::UploadCode { bucket: "ctguard-artifacts-123456789012-eu-west-1".into(), key: c.code_key() }
         );
         let spec = c.artifacts_spec();
-        let p = plan_artifacts(
-            &c,
-            "eu-west-1",
-            Some(&deployed(&spec, "CREATE_COMPLETE")),
-            true,
-        );
+        let p = plan_artifacts(&c, "eu-west-1", Some(&deployed(&spec, "CREATE_COMPLETE")), true);
         assert_eq!(p.changes(), 0);
     }
 
@@ -817,16 +657,8 @@ mod tests {
             .map(|s| (s.kind, deployed(s, "CREATE_COMPLETE")))
             .collect();
         let t = Target::new("111111111111", "us-east-1");
-        let p = plan_removal(
-            &t,
-            &[StackKind::State, StackKind::Account, StackKind::Region],
-            &observed,
-        );
-        let whats: Vec<_> = p
-            .steps
-            .iter()
-            .map(|s| (s.what.as_str(), s.action.clone()))
-            .collect();
+        let p = plan_removal(&t, &[StackKind::State, StackKind::Account, StackKind::Region], &observed);
+        let whats: Vec<_> = p.steps.iter().map(|s| (s.what.as_str(), s.action.clone())).collect();
         assert_eq!(
             whats,
             vec![
@@ -836,10 +668,7 @@ mod tests {
             ]
         );
         // Already gone: nothing to do (idempotent uninstall).
-        assert_eq!(
-            plan_removal(&t, &[StackKind::Region], &BTreeMap::new()).changes(),
-            0
-        );
+        assert_eq!(plan_removal(&t, &[StackKind::Region], &BTreeMap::new()).changes(), 0);
 
         let a = plan_artifacts_removal(
             "123456789012",
@@ -848,14 +677,9 @@ mod tests {
         );
         assert_eq!(
             a.steps[0].action,
-            Action::EmptyBucket {
-                bucket: "ctguard-artifacts-123456789012-us-east-1".into()
-            }
+            Action::EmptyBucket { bucket: "ctguard-artifacts-123456789012-us-east-1".into() }
         );
         assert_eq!(a.steps[1].action, Action::Delete);
-        assert_eq!(
-            plan_artifacts_removal("123456789012", "us-east-1", None).changes(),
-            0
-        );
+        assert_eq!(plan_artifacts_removal("123456789012", "us-east-1", None).changes(), 0);
     }
 }

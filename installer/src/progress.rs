@@ -34,15 +34,9 @@ pub fn resolve(is_tty: bool, is_ci: bool) -> Mode {
 
 /// True under the usual CI markers.
 pub fn is_ci() -> bool {
-    [
-        "CI",
-        "GITHUB_ACTIONS",
-        "BUILDKITE",
-        "GITLAB_CI",
-        "CODEBUILD_BUILD_ID",
-    ]
-    .iter()
-    .any(|v| std::env::var_os(v).is_some_and(|x| !x.is_empty() && x != "false"))
+    ["CI", "GITHUB_ACTIONS", "BUILDKITE", "GITLAB_CI", "CODEBUILD_BUILD_ID"]
+        .iter()
+        .any(|v| std::env::var_os(v).is_some_and(|x| !x.is_empty() && x != "false"))
 }
 
 /// The reporter for `mode`.
@@ -69,27 +63,12 @@ pub fn line(e: &DeployEvent) -> Option<String> {
         DeployEvent::PhaseStarted { phase, targets } => {
             format!("== {} ({targets} targets)", phase_name(*phase))
         }
-        DeployEvent::StepStarted {
-            target,
-            what,
-            action,
-        } => format!("{target} {what}: {action}"),
-        DeployEvent::StackStatus {
-            target,
-            stack,
-            status,
-            reason,
-        } => match reason {
+        DeployEvent::StepStarted { target, what, action } => format!("{target} {what}: {action}"),
+        DeployEvent::StackStatus { target, stack, status, reason } => match reason {
             Some(r) if !r.is_empty() => format!("{target} {stack}: {status} ({r})"),
             _ => format!("{target} {stack}: {status}"),
         },
-        DeployEvent::TargetFinished {
-            target,
-            phase,
-            ok,
-            changes,
-            message,
-        } => match (ok, message) {
+        DeployEvent::TargetFinished { target, phase, ok, changes, message } => match (ok, message) {
             (true, _) => format!("{target} {} done ({changes} changes)", phase_name(*phase)),
             (false, Some(m)) => format!("{target} {} FAILED: {m}", phase_name(*phase)),
             (false, None) => format!("{target} {} FAILED", phase_name(*phase)),
@@ -124,15 +103,10 @@ impl Reporter for BarReporter {
                 if let Some(b) = guard.take() {
                     b.finish();
                 }
-                let b = ProgressBar::with_draw_target(
-                    Some(*targets as u64),
-                    ProgressDrawTarget::stderr(),
-                );
-                let style = ProgressStyle::with_template(
-                    "{prefix:>11} [{bar:30}] {pos}/{len} {elapsed:>4} {wide_msg}",
-                )
-                .unwrap_or_else(|_| ProgressStyle::default_bar())
-                .progress_chars("=> ");
+                let b = ProgressBar::with_draw_target(Some(*targets as u64), ProgressDrawTarget::stderr());
+                let style = ProgressStyle::with_template("{prefix:>11} [{bar:30}] {pos}/{len} {elapsed:>4} {wide_msg}")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar())
+                    .progress_chars("=> ");
                 b.set_style(style);
                 b.set_prefix(phase_name(*phase));
                 b.enable_steady_tick(Duration::from_millis(120));
@@ -179,10 +153,7 @@ pub struct Recorder(pub Mutex<Vec<DeployEvent>>);
 
 impl Reporter for Recorder {
     fn report(&self, e: &DeployEvent) {
-        self.0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(e.clone());
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).push(e.clone());
     }
 }
 
@@ -215,10 +186,7 @@ mod tests {
             status: "CREATE_FAILED".into(),
             reason: Some("Role exists".into()),
         };
-        assert_eq!(
-            line(&e).unwrap(),
-            "111111111111/us-east-1 ctguard-region: CREATE_FAILED (Role exists)"
-        );
+        assert_eq!(line(&e).unwrap(), "111111111111/us-east-1 ctguard-region: CREATE_FAILED (Role exists)");
         let e = DeployEvent::TargetFinished {
             target: t,
             phase: Phase::Stacks,
@@ -226,22 +194,14 @@ mod tests {
             changes: 0,
             message: Some("boom".into()),
         };
-        assert_eq!(
-            line(&e).unwrap(),
-            "111111111111/us-east-1 stacks FAILED: boom"
-        );
+        assert_eq!(line(&e).unwrap(), "111111111111/us-east-1 stacks FAILED: boom");
     }
 
     #[test]
     fn recorder_keeps_events_in_order() {
         let r = Recorder::default();
-        r.report(&DeployEvent::Warning {
-            message: "a".into(),
-        });
-        r.report(&DeployEvent::PhaseStarted {
-            phase: Phase::Stacks,
-            targets: 2,
-        });
+        r.report(&DeployEvent::Warning { message: "a".into() });
+        r.report(&DeployEvent::PhaseStarted { phase: Phase::Stacks, targets: 2 });
         assert_eq!(r.events().len(), 2);
     }
 }

@@ -77,33 +77,19 @@ pub async fn open(g: &GlobalArgs, t: &TargetArgs) -> anyhow::Result<Session> {
             anyhow::anyhow!("--org/--ou need AWS Organizations, and the caller's account is not in an organization")
         })?),
     };
-    let accounts =
-        org::resolve_accounts(&org_cfg, &setup_calls, &caller_account, &selection).await?;
-    let regions = if t.regions.is_empty() {
-        org::enabled_regions(&base, &setup_calls).await?
-    } else {
-        t.regions.clone()
-    };
+    let accounts = org::resolve_accounts(&org_cfg, &setup_calls, &caller_account, &selection).await?;
+    let regions =
+        if t.regions.is_empty() { org::enabled_regions(&base, &setup_calls).await? } else { t.regions.clone() };
     let set = targets::expand(&accounts, &regions, &t.home_region, t.allow_no_us_east_1)?;
     let connector = AwsConnector::new(base, caller_account.clone(), t.role_name.clone());
-    Ok(Session {
-        connector,
-        set,
-        caller_account,
-        org,
-        selection,
-        setup_calls,
-    })
+    Ok(Session { connector, set, caller_account, org, selection, setup_calls })
 }
 
 /// Finds what is installed in the selected accounts × regions: every target with its ctguard
 /// stacks and their outputs (`FunctionArn`, `RuleArn`, `DlqUrl`, `DlqArn`, `RoleArn`,
 /// `LogGroupName` on the regional stack; `StateTableArn` on the state stack; `AlertTopicArn` on
 /// the account stack). Makes no change. Targets that could not be read carry `error`.
-pub async fn discover_installed(
-    g: &GlobalArgs,
-    t: &TargetArgs,
-) -> anyhow::Result<(Session, Vec<Installed>)> {
+pub async fn discover_installed(g: &GlobalArgs, t: &TargetArgs) -> anyhow::Result<(Session, Vec<Installed>)> {
     let s = open(g, t).await?;
     let found = deploy::discover(&s.connector, &s.set, g.concurrency as usize).await;
     Ok((s, found))
@@ -124,24 +110,12 @@ mod tests {
 
     #[test]
     fn selections_parse_and_conflict() {
-        let p = P::parse_from([
-            "x",
-            "--accounts",
-            "111111111111,222222222222",
-            "--regions",
-            "us-east-1,eu-west-1",
-        ]);
-        assert_eq!(
-            p.t.selection(),
-            Selection::Accounts(vec!["111111111111".into(), "222222222222".into()])
-        );
+        let p = P::parse_from(["x", "--accounts", "111111111111,222222222222", "--regions", "us-east-1,eu-west-1"]);
+        assert_eq!(p.t.selection(), Selection::Accounts(vec!["111111111111".into(), "222222222222".into()]));
         assert_eq!(p.t.regions, vec!["us-east-1", "eu-west-1"]);
         assert_eq!(p.t.role_name, "OrganizationAccountAccessRole");
         assert_eq!(P::parse_from(["x", "--org"]).t.selection(), Selection::Org);
-        assert_eq!(
-            P::parse_from(["x", "--ou", "ou-ab-1"]).t.selection(),
-            Selection::Ous(vec!["ou-ab-1".into()])
-        );
+        assert_eq!(P::parse_from(["x", "--ou", "ou-ab-1"]).t.selection(), Selection::Ous(vec!["ou-ab-1".into()]));
         assert_eq!(P::parse_from(["x"]).t.selection(), Selection::Current);
         assert!(P::try_parse_from(["x", "--org", "--accounts", "111111111111"]).is_err());
         assert!(P::try_parse_from(["x", "--org", "--ou", "ou-a"]).is_err());

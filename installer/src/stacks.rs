@@ -27,9 +27,7 @@ use serde::Serialize;
 use crate::aws::{err_text, in_region};
 use crate::plan::{StackKind, StackSpec, StackState};
 use crate::targets::Target;
-use crate::trail::{
-    self, AdvancedSelector, BasicSelector, FieldSelector, Selectors, TrailInfo, TrailVerdict,
-};
+use crate::trail::{self, AdvancedSelector, BasicSelector, FieldSelector, Selectors, TrailInfo, TrailVerdict};
 
 /// Fixed names of the regional resources (the templates set them; `verify` relies on them).
 pub const FUNCTION_NAME: &str = "ctguard-detector";
@@ -48,19 +46,13 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(message: impl Into<String>) -> Self {
-        ApiError {
-            code: None,
-            message: message.into(),
-        }
+        ApiError { code: None, message: message.into() }
     }
     fn from_sdk<E>(op: &str, e: &SdkError<E, aws_smithy_runtime_api::client::orchestrator::HttpResponse>) -> Self
     where
         E: ProvideErrorMetadata + std::error::Error + 'static,
     {
-        ApiError {
-            code: e.code().map(str::to_string),
-            message: format!("{op}: {}", err_text(e)),
-        }
+        ApiError { code: e.code().map(str::to_string), message: format!("{op}: {}", err_text(e)) }
     }
 }
 
@@ -75,15 +67,9 @@ pub enum UpdateOutcome {
 /// CloudFormation in one account × region.
 pub trait StackApi {
     /// `None` when no stack of that name exists (CloudFormation's "does not exist").
-    fn describe(
-        &self,
-        name: &str,
-    ) -> impl Future<Output = Result<Option<StackState>, ApiError>> + Send;
+    fn describe(&self, name: &str) -> impl Future<Output = Result<Option<StackState>, ApiError>> + Send;
     fn create(&self, spec: &StackSpec) -> impl Future<Output = Result<(), ApiError>> + Send;
-    fn update(
-        &self,
-        spec: &StackSpec,
-    ) -> impl Future<Output = Result<UpdateOutcome, ApiError>> + Send;
+    fn update(&self, spec: &StackSpec) -> impl Future<Output = Result<UpdateOutcome, ApiError>> + Send;
     fn delete(&self, name: &str) -> impl Future<Output = Result<(), ApiError>> + Send;
 }
 
@@ -103,11 +89,7 @@ pub trait TargetApi: StackApi {
     fn target(&self) -> &Target;
     /// Trails visible in this region, judged by [`trail::assess`].
     fn trail(&self) -> impl Future<Output = Result<TrailVerdict, ApiError>> + Send;
-    fn code_present(
-        &self,
-        bucket: &str,
-        key: &str,
-    ) -> impl Future<Output = Result<bool, ApiError>> + Send;
+    fn code_present(&self, bucket: &str, key: &str) -> impl Future<Output = Result<bool, ApiError>> + Send;
     fn upload_code(
         &self,
         bucket: &str,
@@ -119,11 +101,8 @@ pub trait TargetApi: StackApi {
     fn health(&self, dlq_url: Option<&str>) -> impl Future<Output = Health> + Send;
     /// ctguard-named resources still present here (home: include the account-level ones;
     /// bucket: the artifacts bucket to look for). Used at the end of uninstall.
-    fn leftovers(
-        &self,
-        home: bool,
-        bucket: Option<&str>,
-    ) -> impl Future<Output = Result<Vec<String>, ApiError>> + Send;
+    fn leftovers(&self, home: bool, bucket: Option<&str>)
+        -> impl Future<Output = Result<Vec<String>, ApiError>> + Send;
     /// AWS API calls (HTTP attempts) made through this handle so far.
     fn calls(&self) -> u64;
 }
@@ -202,13 +181,7 @@ pub struct AwsConnector {
 
 impl AwsConnector {
     pub fn new(base: SdkConfig, caller_account: String, role_name: String) -> Self {
-        AwsConnector {
-            base,
-            caller_account,
-            role_name,
-            accounts: Default::default(),
-            shared: CallCounter::default(),
-        }
+        AwsConnector { base, caller_account, role_name, accounts: Default::default(), shared: CallCounter::default() }
     }
 
     pub fn caller_account(&self) -> &str {
@@ -234,16 +207,9 @@ impl AwsConnector {
             .configure(&self.base)
             .build()
             .await;
-        let provider = CountingProvider {
-            inner,
-            counter: self.shared.clone(),
-        };
-        let cfg = self
-            .base
-            .clone()
-            .into_builder()
-            .credentials_provider(SharedCredentialsProvider::new(provider))
-            .build();
+        let provider = CountingProvider { inner, counter: self.shared.clone() };
+        let cfg =
+            self.base.clone().into_builder().credentials_provider(SharedCredentialsProvider::new(provider)).build();
         cache.insert(account.to_string(), cfg.clone());
         cfg
     }
@@ -272,11 +238,7 @@ pub struct CfnStacks {
 
 macro_rules! counted_client {
     ($krate:ident, $cfg:expr, $counter:expr) => {
-        $krate::Client::from_conf(
-            $krate::config::Builder::from($cfg)
-                .interceptor($counter.clone())
-                .build(),
-        )
+        $krate::Client::from_conf($krate::config::Builder::from($cfg).interceptor($counter.clone()).build())
     };
 }
 
@@ -284,12 +246,7 @@ impl CfnStacks {
     pub fn new(target: Target, cfg: SdkConfig) -> Self {
         let counter = CallCounter::default();
         let cfn = counted_client!(aws_sdk_cloudformation, &cfg, counter);
-        CfnStacks {
-            target,
-            cfg,
-            counter,
-            cfn,
-        }
+        CfnStacks { target, cfg, counter, cfn }
     }
 
     /// This target's configuration (the account's credentials, the target's region).
@@ -307,35 +264,20 @@ impl CfnStacks {
     }
 
     fn cloudtrail(&self, region: &str) -> aws_sdk_cloudtrail::Client {
-        counted_client!(
-            aws_sdk_cloudtrail,
-            &in_region(&self.cfg, region),
-            self.counter
-        )
+        counted_client!(aws_sdk_cloudtrail, &in_region(&self.cfg, region), self.counter)
     }
 
     fn params(spec: &StackSpec) -> Vec<aws_sdk_cloudformation::types::Parameter> {
         spec.parameters
             .iter()
             .map(|(k, v)| {
-                aws_sdk_cloudformation::types::Parameter::builder()
-                    .parameter_key(k)
-                    .parameter_value(v)
-                    .build()
+                aws_sdk_cloudformation::types::Parameter::builder().parameter_key(k).parameter_value(v).build()
             })
             .collect()
     }
 
     fn tags(spec: &StackSpec) -> Vec<aws_sdk_cloudformation::types::Tag> {
-        spec.tags
-            .iter()
-            .map(|(k, v)| {
-                aws_sdk_cloudformation::types::Tag::builder()
-                    .key(k)
-                    .value(v)
-                    .build()
-            })
-            .collect()
+        spec.tags.iter().map(|(k, v)| aws_sdk_cloudformation::types::Tag::builder().key(k).value(v).build()).collect()
     }
 
     async fn trail_info(&self, t: &aws_sdk_cloudtrail::types::Trail) -> TrailInfo {
@@ -398,8 +340,7 @@ impl StackApi for CfnStacks {
             Ok(o) => o,
             // A missing stack is data, not failure (unmodelled ValidationError "does not exist").
             Err(e)
-                if e.code() == Some("ValidationError")
-                    && e.message().is_some_and(|m| m.contains("does not exist")) =>
+                if e.code() == Some("ValidationError") && e.message().is_some_and(|m| m.contains("does not exist")) =>
             {
                 return Ok(None)
             }
@@ -410,40 +351,22 @@ impl StackApi for CfnStacks {
         };
         Ok(Some(StackState {
             name: s.stack_name().unwrap_or(name).to_string(),
-            status: s
-                .stack_status()
-                .map(|x| x.as_str().to_string())
-                .unwrap_or_default(),
+            status: s.stack_status().map(|x| x.as_str().to_string()).unwrap_or_default(),
             status_reason: s.stack_status_reason().map(str::to_string),
             tags: s
                 .tags()
                 .iter()
-                .map(|t| {
-                    (
-                        t.key().unwrap_or_default().into(),
-                        t.value().unwrap_or_default().into(),
-                    )
-                })
+                .map(|t| (t.key().unwrap_or_default().into(), t.value().unwrap_or_default().into()))
                 .collect(),
             parameters: s
                 .parameters()
                 .iter()
-                .map(|p| {
-                    (
-                        p.parameter_key().unwrap_or_default().into(),
-                        p.parameter_value().unwrap_or_default().into(),
-                    )
-                })
+                .map(|p| (p.parameter_key().unwrap_or_default().into(), p.parameter_value().unwrap_or_default().into()))
                 .collect(),
             outputs: s
                 .outputs()
                 .iter()
-                .map(|o| {
-                    (
-                        o.output_key().unwrap_or_default().into(),
-                        o.output_value().unwrap_or_default().into(),
-                    )
-                })
+                .map(|o| (o.output_key().unwrap_or_default().into(), o.output_value().unwrap_or_default().into()))
                 .collect(),
         }))
     }
@@ -475,10 +398,7 @@ impl StackApi for CfnStacks {
             .await
         {
             Ok(_) => Ok(UpdateOutcome::Started),
-            Err(e)
-                if e.message()
-                    .is_some_and(|m| m.contains("No updates are to be performed")) =>
-            {
+            Err(e) if e.message().is_some_and(|m| m.contains("No updates are to be performed")) => {
                 Ok(UpdateOutcome::NoChanges)
             }
             Err(e) => Err(ApiError::from_sdk("UpdateStack", &e)),
@@ -486,12 +406,7 @@ impl StackApi for CfnStacks {
     }
 
     async fn delete(&self, name: &str) -> Result<(), ApiError> {
-        self.cfn
-            .delete_stack()
-            .stack_name(name)
-            .send()
-            .await
-            .map_err(|e| ApiError::from_sdk("DeleteStack", &e))?;
+        self.cfn.delete_stack().stack_name(name).send().await.map_err(|e| ApiError::from_sdk("DeleteStack", &e))?;
         Ok(())
     }
 }
@@ -511,10 +426,7 @@ impl TargetApi for CfnStacks {
             .map_err(|e| ApiError::from_sdk("DescribeTrails", &e))?;
         let mut trails: Vec<_> = out.trail_list().to_vec();
         trails.sort_by_key(|t| {
-            (
-                !t.is_organization_trail().unwrap_or(false),
-                !t.is_multi_region_trail().unwrap_or(false),
-            )
+            (!t.is_organization_trail().unwrap_or(false), !t.is_multi_region_trail().unwrap_or(false))
         });
         // Examine one trail at a time and stop at the first good one: O(1) calls per target.
         let mut seen = Vec::new();
@@ -537,12 +449,7 @@ impl TargetApi for CfnStacks {
         }
     }
 
-    async fn upload_code(
-        &self,
-        bucket: &str,
-        key: &str,
-        body: &'static [u8],
-    ) -> Result<(), ApiError> {
+    async fn upload_code(&self, bucket: &str, key: &str, body: &'static [u8]) -> Result<(), ApiError> {
         self.s3()
             .put_object()
             .bucket(bucket)
@@ -570,11 +477,7 @@ impl TargetApi for CfnStacks {
                 .versions()
                 .iter()
                 .map(|v| (v.key(), v.version_id()))
-                .chain(
-                    page.delete_markers()
-                        .iter()
-                        .map(|m| (m.key(), m.version_id())),
-                )
+                .chain(page.delete_markers().iter().map(|m| (m.key(), m.version_id())))
             {
                 let Some(k) = k else { continue };
                 let id = ObjectIdentifier::builder()
@@ -616,18 +519,11 @@ impl TargetApi for CfnStacks {
         if let Some(url) = dlq_url {
             use aws_sdk_sqs::types::QueueAttributeName as A;
             let sqs = counted_client!(aws_sdk_sqs, &self.cfg, self.counter);
-            match sqs
-                .get_queue_attributes()
-                .queue_url(url)
-                .attribute_names(A::ApproximateNumberOfMessages)
-                .send()
-                .await
+            match sqs.get_queue_attributes().queue_url(url).attribute_names(A::ApproximateNumberOfMessages).send().await
             {
                 Ok(o) => {
-                    h.dlq_depth = o
-                        .attributes()
-                        .and_then(|a| a.get(&A::ApproximateNumberOfMessages))
-                        .and_then(|v| v.parse().ok())
+                    h.dlq_depth =
+                        o.attributes().and_then(|a| a.get(&A::ApproximateNumberOfMessages)).and_then(|v| v.parse().ok())
                 }
                 Err(e) => h.unreadable.push(format!("DLQ: {}", err_text(&e))),
             }
@@ -643,13 +539,7 @@ impl TargetApi for CfnStacks {
             }
         }
         let lambda = counted_client!(aws_sdk_lambda, &self.cfg, self.counter);
-        if lambda
-            .get_function()
-            .function_name(FUNCTION_NAME)
-            .send()
-            .await
-            .is_ok()
-        {
+        if lambda.get_function().function_name(FUNCTION_NAME).send().await.is_ok() {
             left.push(format!("lambda function {FUNCTION_NAME}"));
         }
         let events = counted_client!(aws_sdk_eventbridge, &self.cfg, self.counter);
@@ -657,13 +547,7 @@ impl TargetApi for CfnStacks {
             left.push(format!("eventbridge rule {RULE_NAME}"));
         }
         let sqs = counted_client!(aws_sdk_sqs, &self.cfg, self.counter);
-        if sqs
-            .get_queue_url()
-            .queue_name(DLQ_NAME)
-            .send()
-            .await
-            .is_ok()
-        {
+        if sqs.get_queue_url().queue_name(DLQ_NAME).send().await.is_ok() {
             left.push(format!("sqs queue {DLQ_NAME}"));
         }
         let iam = counted_client!(aws_sdk_iam, &self.cfg, self.counter);
@@ -673,27 +557,12 @@ impl TargetApi for CfnStacks {
         }
         if home {
             let ddb = counted_client!(aws_sdk_dynamodb, &self.cfg, self.counter);
-            if ddb
-                .describe_table()
-                .table_name(TABLE_NAME)
-                .send()
-                .await
-                .is_ok()
-            {
+            if ddb.describe_table().table_name(TABLE_NAME).send().await.is_ok() {
                 left.push(format!("dynamodb table {TABLE_NAME}"));
             }
             let sns = counted_client!(aws_sdk_sns, &self.cfg, self.counter);
-            let arn = format!(
-                "arn:aws:sns:{}:{}:{TOPIC_NAME}",
-                self.target.region, self.target.account
-            );
-            if sns
-                .get_topic_attributes()
-                .topic_arn(&arn)
-                .send()
-                .await
-                .is_ok()
-            {
+            let arn = format!("arn:aws:sns:{}:{}:{TOPIC_NAME}", self.target.region, self.target.account);
+            if sns.get_topic_attributes().topic_arn(&arn).send().await.is_ok() {
                 left.push(format!("sns topic {TOPIC_NAME}"));
             }
         }
@@ -746,16 +615,9 @@ impl Connector for FakeCloud {
     type Api = FakeStacks;
     async fn connect(&self, target: &Target) -> Result<FakeStacks, ApiError> {
         if let Some(why) = self.with(|w| w.unreachable.get(&target.account).cloned()) {
-            return Err(ApiError::new(format!(
-                "AssumeRole into {}: {why}",
-                target.account
-            )));
+            return Err(ApiError::new(format!("AssumeRole into {}: {why}", target.account)));
         }
-        Ok(FakeStacks {
-            target: target.clone(),
-            cloud: self.clone(),
-            counter: CallCounter::default(),
-        })
+        Ok(FakeStacks { target: target.clone(), cloud: self.clone(), counter: CallCounter::default() })
     }
 }
 
@@ -832,14 +694,7 @@ impl StackApi for FakeStacks {
             });
         }
         let fail = self.cloud.with(|w| w.fail.remove(&key));
-        let mut fin = self.state_for(
-            spec,
-            if fail.is_some() {
-                "ROLLBACK_COMPLETE"
-            } else {
-                "CREATE_COMPLETE"
-            },
-        );
+        let mut fin = self.state_for(spec, if fail.is_some() { "ROLLBACK_COMPLETE" } else { "CREATE_COMPLETE" });
         fin.status_reason = fail;
         self.start(spec.name(), fin, "CREATE_IN_PROGRESS");
         Ok(())
@@ -858,11 +713,9 @@ impl StackApi for FakeStacks {
             return Ok(UpdateOutcome::NoChanges);
         }
         let fin = match self.cloud.with(|w| w.fail.remove(&key)) {
-            Some(reason) => StackState {
-                status: "UPDATE_ROLLBACK_COMPLETE".into(),
-                status_reason: Some(reason),
-                ..cur
-            },
+            Some(reason) => {
+                StackState { status: "UPDATE_ROLLBACK_COMPLETE".into(), status_reason: Some(reason), ..cur }
+            }
             None => self.state_for(spec, "UPDATE_COMPLETE"),
         };
         self.start(spec.name(), fin, "UPDATE_IN_PROGRESS");
@@ -875,10 +728,7 @@ impl StackApi for FakeStacks {
         let Some(cur) = self.cloud.with(|w| w.stacks.get(&key).cloned()) else {
             return Ok(());
         };
-        let fin = StackState {
-            status: "DELETE_COMPLETE".into(),
-            ..cur
-        };
+        let fin = StackState { status: "DELETE_COMPLETE".into(), ..cur };
         let immediate = self.cloud.with(|w| w.in_progress_polls == 0);
         if immediate {
             self.cloud.with(|w| w.stacks.remove(&key));
@@ -898,25 +748,15 @@ impl TargetApi for FakeStacks {
         Ok(self
             .cloud
             .with(|w| w.trails.get(&self.target).cloned())
-            .unwrap_or(TrailVerdict::Ok {
-                name: "fake-trail".into(),
-            }))
+            .unwrap_or(TrailVerdict::Ok { name: "fake-trail".into() }))
     }
     async fn code_present(&self, bucket: &str, key: &str) -> Result<bool, ApiError> {
         self.call("HeadObject", key);
-        Ok(self
-            .cloud
-            .with(|w| w.objects.contains(&(bucket.to_string(), key.to_string()))))
+        Ok(self.cloud.with(|w| w.objects.contains(&(bucket.to_string(), key.to_string()))))
     }
-    async fn upload_code(
-        &self,
-        bucket: &str,
-        key: &str,
-        _body: &'static [u8],
-    ) -> Result<(), ApiError> {
+    async fn upload_code(&self, bucket: &str, key: &str, _body: &'static [u8]) -> Result<(), ApiError> {
         self.call("PutObject", key);
-        self.cloud
-            .with(|w| w.objects.insert((bucket.to_string(), key.to_string())));
+        self.cloud.with(|w| w.objects.insert((bucket.to_string(), key.to_string())));
         Ok(())
     }
     async fn empty_bucket(&self, bucket: &str) -> Result<usize, ApiError> {
@@ -929,13 +769,9 @@ impl TargetApi for FakeStacks {
     }
     async fn health(&self, _dlq_url: Option<&str>) -> Health {
         self.call("DescribeRule", RULE_NAME);
-        let deployed = self.cloud.with(|w| {
-            w.stacks
-                .contains_key(&(self.target.clone(), "ctguard-region".to_string()))
-        });
+        let deployed = self.cloud.with(|w| w.stacks.contains_key(&(self.target.clone(), "ctguard-region".to_string())));
         Health {
-            rule_state: deployed
-                .then(|| "ENABLED_WITH_ALL_CLOUDTRAIL_MANAGEMENT_EVENTS".to_string()),
+            rule_state: deployed.then(|| "ENABLED_WITH_ALL_CLOUDTRAIL_MANAGEMENT_EVENTS".to_string()),
             dlq_depth: deployed.then_some(0),
             unreadable: vec![],
         }

@@ -25,10 +25,7 @@ pub struct Target {
 
 impl Target {
     pub fn new(account: impl Into<String>, region: impl Into<String>) -> Self {
-        Target {
-            account: account.into(),
-            region: region.into(),
-        }
+        Target { account: account.into(), region: region.into() }
     }
 }
 
@@ -97,9 +94,7 @@ pub fn is_region(s: &str) -> bool {
     parts.len() >= 3
         && parts[0].len() == 2
         && parts[0].bytes().all(|b| b.is_ascii_lowercase())
-        && parts[1..parts.len() - 1]
-            .iter()
-            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_lowercase()))
+        && parts[1..parts.len() - 1].iter().all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_lowercase()))
         && parts[parts.len() - 1].parse::<u8>().is_ok()
 }
 
@@ -139,17 +134,9 @@ pub fn expand(
         ));
     }
     if !regions.iter().any(|r| r == home_region) {
-        return Err(TargetError::HomeNotDeployed {
-            home: home_region.to_string(),
-            regions: listed,
-        });
+        return Err(TargetError::HomeNotDeployed { home: home_region.to_string(), regions: listed });
     }
-    Ok(TargetSet {
-        accounts: accounts.into_iter().collect(),
-        regions,
-        home_region: home_region.to_string(),
-        warnings,
-    })
+    Ok(TargetSet { accounts: accounts.into_iter().collect(), regions, home_region: home_region.to_string(), warnings })
 }
 
 #[cfg(test)]
@@ -189,75 +176,37 @@ mod tests {
 
     #[test]
     fn us_east_1_is_required_unless_explicitly_waived_with_a_warning() {
-        let e = expand(
-            &s(&["111111111111"]),
-            &s(&["eu-west-1"]),
-            "eu-west-1",
-            false,
-        )
-        .unwrap_err();
+        let e = expand(&s(&["111111111111"]), &s(&["eu-west-1"]), "eu-west-1", false).unwrap_err();
         assert!(matches!(e, TargetError::MissingUsEast1(_)));
         assert!(e.to_string().contains("--allow-no-us-east-1"));
         let t = expand(&s(&["111111111111"]), &s(&["eu-west-1"]), "eu-west-1", true).unwrap();
         assert_eq!(t.warnings.len(), 1);
-        assert!(
-            t.warnings[0].contains("will NOT be detected"),
-            "{}",
-            t.warnings[0]
-        );
+        assert!(t.warnings[0].contains("will NOT be detected"), "{}", t.warnings[0]);
     }
 
     #[test]
     fn home_region_must_be_deployed() {
-        let e = expand(
-            &s(&["111111111111"]),
-            &s(&["us-east-1"]),
-            "eu-west-1",
-            false,
-        )
-        .unwrap_err();
-        assert_eq!(
-            e,
-            TargetError::HomeNotDeployed {
-                home: "eu-west-1".into(),
-                regions: "us-east-1".into()
-            }
-        );
+        let e = expand(&s(&["111111111111"]), &s(&["us-east-1"]), "eu-west-1", false).unwrap_err();
+        assert_eq!(e, TargetError::HomeNotDeployed { home: "eu-west-1".into(), regions: "us-east-1".into() });
     }
 
     #[test]
     fn rejects_malformed_ids_and_empty_lists() {
-        assert_eq!(
-            expand(&[], &s(&["us-east-1"]), "us-east-1", false),
-            Err(TargetError::NoAccounts)
-        );
-        assert_eq!(
-            expand(&s(&["111111111111"]), &[], "us-east-1", false),
-            Err(TargetError::NoRegions)
-        );
+        assert_eq!(expand(&[], &s(&["us-east-1"]), "us-east-1", false), Err(TargetError::NoAccounts));
+        assert_eq!(expand(&s(&["111111111111"]), &[], "us-east-1", false), Err(TargetError::NoRegions));
         assert_eq!(
             expand(&s(&["12345"]), &s(&["us-east-1"]), "us-east-1", false),
             Err(TargetError::BadAccount("12345".into()))
         );
         assert_eq!(
-            expand(
-                &s(&["111111111111"]),
-                &s(&["us-east-1", "mars"]),
-                "us-east-1",
-                false
-            ),
+            expand(&s(&["111111111111"]), &s(&["us-east-1", "mars"]), "us-east-1", false),
             Err(TargetError::BadRegion("mars".into()))
         );
     }
 
     #[test]
     fn region_shapes() {
-        for ok in [
-            "us-east-1",
-            "ap-southeast-3",
-            "us-gov-west-1",
-            "eu-central-2",
-        ] {
+        for ok in ["us-east-1", "ap-southeast-3", "us-gov-west-1", "eu-central-2"] {
             assert!(is_region(ok), "{ok}");
         }
         for bad in ["", "us-east", "US-EAST-1", "us--1", "useast1", "us-east-x"] {

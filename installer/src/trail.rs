@@ -79,33 +79,24 @@ pub fn management_coverage(sel: &Selectors) -> (bool, bool) {
     match sel {
         Selectors::Default => (true, true),
         Selectors::Basic(v) => {
-            v.iter()
-                .filter(|s| s.include_management)
-                .fold((false, false), |(r, w), s| match s.read_write.as_str() {
-                    "ReadOnly" => (true, w),
-                    "WriteOnly" => (r, true),
-                    _ => (true, true),
-                })
+            v.iter().filter(|s| s.include_management).fold((false, false), |(r, w), s| match s.read_write.as_str() {
+                "ReadOnly" => (true, w),
+                "WriteOnly" => (r, true),
+                _ => (true, true),
+            })
         }
         Selectors::Advanced(v) => v.iter().fold((false, false), |(r, w), s| {
             let field = |name: &str| s.fields.iter().find(|f| f.field == name);
-            let management =
-                field("eventCategory").is_some_and(|f| f.equals.iter().any(|e| e == "Management"));
+            let management = field("eventCategory").is_some_and(|f| f.equals.iter().any(|e| e == "Management"));
             if !management {
                 return (r, w);
             }
             match field("readOnly") {
                 None => (true, true),
-                Some(f)
-                    if f.equals.iter().any(|e| e == "true")
-                        || f.not_equals.iter().any(|e| e == "false") =>
-                {
+                Some(f) if f.equals.iter().any(|e| e == "true") || f.not_equals.iter().any(|e| e == "false") => {
                     (true, w)
                 }
-                Some(f)
-                    if f.equals.iter().any(|e| e == "false")
-                        || f.not_equals.iter().any(|e| e == "true") =>
-                {
+                Some(f) if f.equals.iter().any(|e| e == "false") || f.not_equals.iter().any(|e| e == "true") => {
                     (r, true)
                 }
                 Some(_) => (true, true),
@@ -140,17 +131,11 @@ pub fn assess(trails: &[TrailInfo]) -> TrailVerdict {
     let mut problems = Vec::new();
     for t in trails {
         match problem(t) {
-            None => {
-                return TrailVerdict::Ok {
-                    name: t.name.clone(),
-                }
-            }
+            None => return TrailVerdict::Ok { name: t.name.clone() },
             Some(p) => problems.push(p),
         }
     }
-    TrailVerdict::Missing {
-        reason: problems.join("; "),
-    }
+    TrailVerdict::Missing { reason: problems.join("; ") }
 }
 
 /// The order trails are examined in: organization trails, then multi-region, then the rest, so
@@ -165,18 +150,10 @@ mod tests {
     use super::*;
 
     fn trail(sel: Selectors) -> TrailInfo {
-        TrailInfo {
-            name: "main".into(),
-            logging: Some(true),
-            selectors: sel,
-            ..Default::default()
-        }
+        TrailInfo { name: "main".into(), logging: Some(true), selectors: sel, ..Default::default() }
     }
     fn basic(rw: &str, mgmt: bool) -> BasicSelector {
-        BasicSelector {
-            read_write: rw.into(),
-            include_management: mgmt,
-        }
+        BasicSelector { read_write: rw.into(), include_management: mgmt }
     }
     fn adv(fields: &[(&str, &[&str], &[&str])]) -> AdvancedSelector {
         AdvancedSelector {
@@ -193,67 +170,37 @@ mod tests {
 
     #[test]
     fn no_trail_is_blind() {
-        assert!(
-            matches!(assess(&[]), TrailVerdict::Missing { reason } if reason.contains("no CloudTrail trail"))
-        );
+        assert!(matches!(assess(&[]), TrailVerdict::Missing { reason } if reason.contains("no CloudTrail trail")));
     }
 
     #[test]
     fn default_and_all_management_selectors_pass() {
-        assert_eq!(
-            assess(&[trail(Selectors::Default)]),
-            TrailVerdict::Ok {
-                name: "main".into()
-            }
-        );
+        assert_eq!(assess(&[trail(Selectors::Default)]), TrailVerdict::Ok { name: "main".into() });
         assert!(assess(&[trail(Selectors::Basic(vec![basic("All", true)]))]).is_ok());
-        assert!(assess(&[trail(Selectors::Basic(vec![
-            basic("ReadOnly", true),
-            basic("WriteOnly", true)
-        ]))])
-        .is_ok());
-        assert!(assess(&[trail(Selectors::Advanced(vec![adv(&[(
-            "eventCategory",
-            &["Management"],
-            &[]
-        )])]))])
-        .is_ok());
+        assert!(assess(&[trail(Selectors::Basic(vec![basic("ReadOnly", true), basic("WriteOnly", true)]))]).is_ok());
+        assert!(assess(&[trail(Selectors::Advanced(vec![adv(&[("eventCategory", &["Management"], &[])])]))]).is_ok());
     }
 
     #[test]
     fn write_only_is_refused_with_the_reason() {
         let v = assess(&[trail(Selectors::Basic(vec![basic("WriteOnly", true)]))]);
-        assert!(
-            matches!(&v, TrailVerdict::Missing { reason } if reason.contains("read-only calls")),
-            "{v:?}"
-        );
+        assert!(matches!(&v, TrailVerdict::Missing { reason } if reason.contains("read-only calls")), "{v:?}");
         let v = assess(&[trail(Selectors::Advanced(vec![adv(&[
             ("eventCategory", &["Management"], &[]),
             ("readOnly", &["false"], &[]),
         ])]))]);
-        assert!(
-            matches!(&v, TrailVerdict::Missing { reason } if reason.contains("only write")),
-            "{v:?}"
-        );
+        assert!(matches!(&v, TrailVerdict::Missing { reason } if reason.contains("only write")), "{v:?}");
     }
 
     #[test]
     fn data_events_only_and_stopped_trails_fail() {
         let v = assess(&[trail(Selectors::Basic(vec![basic("All", false)]))]);
-        assert!(
-            matches!(&v, TrailVerdict::Missing { reason } if reason.contains("does not log management"))
-        );
-        let v = assess(&[trail(Selectors::Advanced(vec![adv(&[(
-            "eventCategory",
-            &["Data"],
-            &[],
-        )])]))]);
+        assert!(matches!(&v, TrailVerdict::Missing { reason } if reason.contains("does not log management")));
+        let v = assess(&[trail(Selectors::Advanced(vec![adv(&[("eventCategory", &["Data"], &[])])]))]);
         assert!(!v.is_ok());
         let mut stopped = trail(Selectors::Default);
         stopped.logging = Some(false);
-        assert!(
-            matches!(assess(&[stopped]), TrailVerdict::Missing { reason } if reason.contains("not logging"))
-        );
+        assert!(matches!(assess(&[stopped]), TrailVerdict::Missing { reason } if reason.contains("not logging")));
     }
 
     #[test]
@@ -261,30 +208,15 @@ mod tests {
         let bad = trail(Selectors::Basic(vec![basic("WriteOnly", true)]));
         let mut good = trail(Selectors::Default);
         good.name = "org".into();
-        assert_eq!(
-            assess(&[bad, good]),
-            TrailVerdict::Ok { name: "org".into() }
-        );
+        assert_eq!(assess(&[bad, good]), TrailVerdict::Ok { name: "org".into() });
     }
 
     #[test]
     fn organization_and_multi_region_trails_are_tried_first() {
         let mut v = [
-            TrailInfo {
-                name: "b-local".into(),
-                ..Default::default()
-            },
-            TrailInfo {
-                name: "a-multi".into(),
-                multi_region: true,
-                ..Default::default()
-            },
-            TrailInfo {
-                name: "z-org".into(),
-                organization: true,
-                multi_region: true,
-                ..Default::default()
-            },
+            TrailInfo { name: "b-local".into(), ..Default::default() },
+            TrailInfo { name: "a-multi".into(), multi_region: true, ..Default::default() },
+            TrailInfo { name: "z-org".into(), organization: true, multi_region: true, ..Default::default() },
         ];
         v.sort_by_key(preference);
         let names: Vec<_> = v.iter().map(|t| t.name.as_str()).collect();

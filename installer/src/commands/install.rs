@@ -23,6 +23,10 @@ use crate::{autodeploy, embedded, exit, progress};
 pub struct InstallArgs {
     #[command(flatten)]
     pub targets: TargetArgs,
+    /// Give up waiting on one stack operation after this many seconds (the target then
+    /// fails; a re-run resumes).
+    #[arg(long, value_name = "SECS", default_value_t = 3600)]
+    pub wait_timeout: u64,
     /// Show what would be created, changed or removed per target, and change nothing.
     #[arg(long)]
     pub plan: bool,
@@ -77,10 +81,9 @@ pub async fn run(args: &InstallArgs, g: &GlobalArgs) -> anyhow::Result<u8> {
     let policy = match &args.policy {
         None => "{}".to_string(),
         Some(p) => {
-            let text =
-                std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
-            let v: serde_json::Value = serde_json::from_str(&text)
-                .with_context(|| format!("{} is not JSON", p.display()))?;
+            let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+            let v: serde_json::Value =
+                serde_json::from_str(&text).with_context(|| format!("{} is not JSON", p.display()))?;
             serde_json::to_string(&v)?
         }
     };
@@ -109,7 +112,7 @@ pub async fn run(args: &InstallArgs, g: &GlobalArgs) -> anyhow::Result<u8> {
         concurrency: g.concurrency as usize,
         plan_only: args.plan,
         allow_missing_trail: args.allow_missing_trail,
-        poll: PollOptions::default(),
+        poll: PollOptions { timeout: std::time::Duration::from_secs(args.wait_timeout), ..PollOptions::default() },
     };
     let mode = progress::resolve(std::io::stderr().is_terminal(), progress::is_ci());
     let rep = progress::reporter(mode);
@@ -117,10 +120,7 @@ pub async fn run(args: &InstallArgs, g: &GlobalArgs) -> anyhow::Result<u8> {
 
     let mut auto_lines = Vec::new();
     if auto && report.stopped.is_none() {
-        let org = s
-            .org
-            .as_ref()
-            .ok_or_else(|| anyhow::anyhow!("auto-deploy needs AWS Organizations"))?;
+        let org = s.org.as_ref().ok_or_else(|| anyhow::anyhow!("auto-deploy needs AWS Organizations"))?;
         let ous = match &s.selection {
             Selection::Ous(o) => o.clone(),
             _ => vec![org.root_id.clone()],
@@ -140,16 +140,14 @@ pub async fn run(args: &InstallArgs, g: &GlobalArgs) -> anyhow::Result<u8> {
         } else {
             let home = Target::new(s.caller_account.clone(), s.set.home_region.clone());
             let api = s.connector.connect(&home).await?;
-            let mut r =
-                autodeploy::apply(api.cloudformation(), &reqs, &home, &opts.poll, rep.as_ref())
-                    .await;
+            let mut r = autodeploy::apply(api.cloudformation(), &reqs, &home, &opts.poll, rep.as_ref()).await;
             r.calls = api.calls();
-            report.shared_calls += r.calls;
             report.results.push(r);
         }
     } else if !auto && !args.plan {
         auto_lines.push(
-            "new accounts: NOT covered automatically (no --auto-deploy); re-run `ctguard install` when accounts join".to_string(),
+            "new accounts: NOT covered automatically (no --auto-deploy); re-run `ctguard install` when accounts join"
+                .to_string(),
         );
     }
     report.shared_calls += s.setup_calls.get();
@@ -211,24 +209,13 @@ pub fn render(fmt: Output, r: &RunReport, notes: &[String], plan_only: bool) -> 
     } else {
         let mut t = Table::new(["TARGET", "PHASE", "TRAIL", "CHANGES", "CALLS", "RESULT"]);
         for x in &r.results {
-            let changed: Vec<String> = x
-                .steps
-                .iter()
-                .filter(|s| s.done)
-                .map(|s| format!("{} {}", s.what, s.action))
-                .collect();
+            let changed: Vec<String> =
+                x.steps.iter().filter(|s| s.done).map(|s| format!("{} {}", s.what, s.action)).collect();
             t.row([
                 x.target.to_string(),
                 format!("{:?}", x.phase).to_lowercase(),
-                x.trail
-                    .as_ref()
-                    .map(|v| v.describe())
-                    .unwrap_or_else(|| "-".into()),
-                if changed.is_empty() {
-                    "none".into()
-                } else {
-                    changed.join("; ")
-                },
+                x.trail.as_ref().map(|v| v.describe()).unwrap_or_else(|| "-".into()),
+                if changed.is_empty() { "none".into() } else { changed.join("; ") },
                 x.calls.to_string(),
                 outcome_text(&x.outcome),
             ]);
@@ -240,12 +227,7 @@ pub fn render(fmt: Output, r: &RunReport, notes: &[String], plan_only: bool) -> 
         let trails: Vec<_> = r
             .results
             .iter()
-            .filter_map(|x| {
-                x.trail
-                    .as_ref()
-                    .filter(|t| !t.is_ok())
-                    .map(|t| format!("{}: {}", x.target, t.describe()))
-            })
+            .filter_map(|x| x.trail.as_ref().filter(|t| !t.is_ok()).map(|t| format!("{}: {}", x.target, t.describe())))
             .collect();
         for t in trails {
             eprintln!("trail {t}");
@@ -258,11 +240,7 @@ pub fn render(fmt: Output, r: &RunReport, notes: &[String], plan_only: bool) -> 
         eprintln!("install stopped: {s}");
     }
     let verb = if plan_only { "planned" } else { "changed" };
-    let changes = if plan_only {
-        r.plans.iter().map(|p| p.changes()).sum()
-    } else {
-        changes
-    };
+    let changes = if plan_only { r.plans.iter().map(|p| p.changes()).sum() } else { changes };
     eprintln!(
         "{} targets, {} failed, {changes} {verb}; {} AWS API calls ({:.1} per target) in {:.1} s",
         r.results.len(),

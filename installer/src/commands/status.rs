@@ -42,26 +42,14 @@ pub async fn run(args: &StatusArgs, g: &GlobalArgs) -> anyhow::Result<u8> {
         Ok(z) => InstallConfig::code_key_for(&embedded::code_hash(z)),
         Err(_) => String::new(),
     };
-    let bundled = Bundled {
-        version: env!("CARGO_PKG_VERSION").to_string(),
-        code_key,
-    };
+    let bundled = Bundled { version: env!("CARGO_PKG_VERSION").to_string(), code_key };
     let home = Target::new(s.caller_account.clone(), s.set.home_region.clone());
     let api = s.connector.connect(&home).await?;
-    let delegated = s
-        .org
-        .as_ref()
-        .is_some_and(|o| o.management_account != s.caller_account);
+    let delegated = s.org.as_ref().is_some_and(|o| o.management_account != s.caller_account);
     let coverage = autodeploy::coverage(api.cloudformation(), delegated).await;
     let auto_accounts: BTreeSet<String> = coverage.accounts.clone();
-    let (statuses, calls) = inspect::inspect(
-        &s.connector,
-        &s.set,
-        &bundled,
-        &auto_accounts,
-        g.concurrency as usize,
-    )
-    .await;
+    let (statuses, calls) =
+        inspect::inspect(&s.connector, &s.set, &bundled, &auto_accounts, g.concurrency as usize).await;
     let calls = calls + api.calls() + s.setup_calls.get() + s.connector.shared_calls();
     let unhealthy = statuses.iter().filter(|x| !x.healthy()).count();
     let covered = coverage.new_accounts_covered();
@@ -77,20 +65,15 @@ pub async fn run(args: &StatusArgs, g: &GlobalArgs) -> anyhow::Result<u8> {
         });
         output::emit(Output::Json, &lines, &Table::default())?;
     } else {
-        let mut t = Table::new([
-            "TARGET", "COVERED", "VERSION", "STACKS", "TRAIL", "RULE", "DLQ", "HEALTH",
-        ]);
+        let mut t = Table::new(["TARGET", "COVERED", "VERSION", "STACKS", "TRAIL", "RULE", "DLQ", "HEALTH"]);
         for x in &statuses {
             let version = match (&x.deployed_version, x.code_current) {
                 (Some(v), Some(true)) => format!("{v} (current)"),
                 (Some(v), _) => format!("{v} (bundled {})", x.bundled_version),
                 (None, _) => "-".into(),
             };
-            let stacks: Vec<String> = x
-                .stacks
-                .iter()
-                .map(|(n, st)| format!("{}={st}", n.trim_start_matches("ctguard-")))
-                .collect();
+            let stacks: Vec<String> =
+                x.stacks.iter().map(|(n, st)| format!("{}={st}", n.trim_start_matches("ctguard-"))).collect();
             t.row([
                 x.target.to_string(),
                 match x.covered_by {
@@ -99,37 +82,18 @@ pub async fn run(args: &StatusArgs, g: &GlobalArgs) -> anyhow::Result<u8> {
                     CoveredBy::None => "NO".to_string(),
                 },
                 version,
-                if stacks.is_empty() {
-                    "-".into()
-                } else {
-                    stacks.join(" ")
-                },
-                x.trail
-                    .as_ref()
-                    .map(|v| v.describe())
-                    .unwrap_or_else(|| "?".into()),
+                if stacks.is_empty() { "-".into() } else { stacks.join(" ") },
+                x.trail.as_ref().map(|v| v.describe()).unwrap_or_else(|| "?".into()),
                 x.health.rule_state.clone().unwrap_or_else(|| "-".into()),
-                x.health
-                    .dlq_depth
-                    .map(|d| d.to_string())
-                    .unwrap_or_else(|| "-".into()),
-                if x.healthy() {
-                    "healthy".into()
-                } else {
-                    format!("UNHEALTHY: {}", x.problems.join("; "))
-                },
+                x.health.dlq_depth.map(|d| d.to_string()).unwrap_or_else(|| "-".into()),
+                if x.healthy() { "healthy".into() } else { format!("UNHEALTHY: {}", x.problems.join("; ")) },
             ]);
         }
         output::emit::<()>(g.output(), &[], &t)?;
         if covered {
             eprintln!(
                 "new accounts: covered by StackSets auto-deployment ({})",
-                coverage
-                    .stack_sets
-                    .keys()
-                    .cloned()
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                coverage.stack_sets.keys().cloned().collect::<Vec<_>>().join(", ")
             );
         } else {
             eprintln!("new accounts: NOT covered automatically; run `ctguard install --org` (auto-deploy is on by default) or re-run install when accounts join");
@@ -137,14 +101,7 @@ pub async fn run(args: &StatusArgs, g: &GlobalArgs) -> anyhow::Result<u8> {
         if let Some(e) = &coverage.unreadable {
             eprintln!("auto-deployment coverage could not be read: {e}");
         }
-        eprintln!(
-            "{} targets, {unhealthy} unhealthy; {calls} AWS API calls",
-            statuses.len()
-        );
+        eprintln!("{} targets, {unhealthy} unhealthy; {calls} AWS API calls", statuses.len());
     }
-    Ok(if unhealthy > 0 {
-        exit::FINDINGS
-    } else {
-        exit::OK
-    })
+    Ok(if unhealthy > 0 { exit::FINDINGS } else { exit::OK })
 }

@@ -26,6 +26,10 @@ pub struct UninstallArgs {
     /// Do not ask for confirmation (required when stdin is not a terminal).
     #[arg(long, short = 'y')]
     pub yes: bool,
+    /// Give up waiting on one stack operation after this many seconds (the target then
+    /// fails; a re-run resumes).
+    #[arg(long, value_name = "SECS", default_value_t = 3600)]
+    pub wait_timeout: u64,
     /// Show what would be removed, and remove nothing.
     #[arg(long)]
     pub plan: bool,
@@ -53,23 +57,15 @@ pub async fn run(args: &UninstallArgs, g: &GlobalArgs) -> anyhow::Result<u8> {
         return Ok(exit::USAGE);
     }
     let s = session::open(g, &args.targets).await?;
-    let remove_artifacts = !args.keep_artifacts
-        && (args.remove_artifacts || matches!(s.selection, Selection::Org | Selection::Current));
+    let remove_artifacts =
+        !args.keep_artifacts && (args.remove_artifacts || matches!(s.selection, Selection::Org | Selection::Current));
     if !args.yes && !args.plan {
         let what = format!(
             "This removes ctguard from {} accounts × {} regions{}{}.",
             s.set.accounts.len(),
             s.set.regions.len(),
-            if args.keep_state {
-                " (keeping the state tables)"
-            } else {
-                ", state tables included"
-            },
-            if remove_artifacts {
-                ", and the artifacts buckets"
-            } else {
-                ""
-            }
+            if args.keep_state { " (keeping the state tables)" } else { ", state tables included" },
+            if remove_artifacts { ", and the artifacts buckets" } else { "" }
         );
         if !confirm(&what)? {
             eprintln!("nothing removed");
@@ -80,7 +76,7 @@ pub async fn run(args: &UninstallArgs, g: &GlobalArgs) -> anyhow::Result<u8> {
         concurrency: g.concurrency as usize,
         plan_only: args.plan,
         allow_missing_trail: true,
-        poll: PollOptions::default(),
+        poll: PollOptions { timeout: std::time::Duration::from_secs(args.wait_timeout), ..PollOptions::default() },
     };
     let mode = progress::resolve(std::io::stderr().is_terminal(), progress::is_ci());
     let rep = progress::reporter(mode);
@@ -92,33 +88,19 @@ pub async fn run(args: &UninstallArgs, g: &GlobalArgs) -> anyhow::Result<u8> {
         let home = Target::new(s.caller_account.clone(), s.set.home_region.clone());
         let api = s.connector.connect(&home).await?;
         let delegated = s.caller_account != org.management_account;
-        let mut r = autodeploy::remove(
-            api.cloudformation(),
-            delegated,
-            &home,
-            &opts.poll,
-            rep.as_ref(),
-        )
-        .await;
+        let mut r = autodeploy::remove(api.cloudformation(), delegated, &home, &opts.poll, rep.as_ref()).await;
         r.calls = api.calls();
         auto_result = Some(r);
     }
-    let ropts = RemoveOptions {
-        keep_state: args.keep_state,
-        remove_artifacts,
-    };
-    let mut report = deploy::uninstall(
-        &s.connector,
-        &s.set,
-        &s.caller_account,
-        &ropts,
-        &opts,
-        rep.as_ref(),
-    )
-    .await;
+    let ropts = RemoveOptions { keep_state: args.keep_state, remove_artifacts };
+    let mut report = deploy::uninstall(&s.connector, &s.set, &s.caller_account, &ropts, &opts, rep.as_ref()).await;
     if let Some(r) = auto_result {
-        report.shared_calls += r.calls;
-        report.results.insert(0, r);
+        // No StackSet found and nothing failed: no row to show (its calls still count).
+        if r.failed() || !r.steps.is_empty() {
+            report.results.insert(0, r);
+        } else {
+            report.shared_calls += r.calls;
+        }
     }
     report.shared_calls += s.setup_calls.get();
     drop(rep);
@@ -128,7 +110,11 @@ pub async fn run(args: &UninstallArgs, g: &GlobalArgs) -> anyhow::Result<u8> {
             notes.push(format!(
                 "left: nothing{}{}",
                 if args.keep_state { " (state tables kept on request)" } else { "" },
-                if remove_artifacts { "" } else { " (artifacts buckets kept: other accounts may still use them; --remove-artifacts)" }
+                if remove_artifacts {
+                    ""
+                } else {
+                    " (artifacts buckets kept: other accounts may still use them; --remove-artifacts)"
+                }
             ));
         } else {
             for (t, l) in &report.leftovers {
