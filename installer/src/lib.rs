@@ -7,6 +7,7 @@ pub mod commands;
 pub mod deploy;
 pub mod embedded;
 pub mod exit;
+pub mod forensics;
 pub mod inspect;
 pub mod org;
 pub mod output;

@@ -1,12 +1,175 @@
-//! `ctguard keys` (being built; see the issue tracker).
+//! `ctguard keys --idle-days N [--org] [--disable --yes]`: IAM user access keys and their last use.
+//!
+//! Lists every IAM user access key with `GetAccessKeyLastUsed`, in the caller's account or in
+//! every active account of the organisation (through `--assume-role-name`), marks active keys
+//! unused for N days as idle (never-used keys count from their creation), and with
+//! `--disable --yes` deactivates them. `--disable` alone prints what would be deactivated.
+//! Keys are never deleted. Exit codes: 0 no idle key, 1 idle keys found, 2 usage error,
+//! 3 some accounts could not be inventoried.
+
+use std::sync::Arc;
 
 use clap::Args;
+use ctguard_detector::time::Millis;
 
-use crate::cli::GlobalArgs;
+use crate::aws::{caller_account, for_account, load, DEFAULT_MEMBER_ROLE};
+use crate::cli::{GlobalArgs, Output};
+use crate::exit;
+use crate::forensics::keys::{inventory, Action, IamDirectory, KeyRow};
+use crate::forensics::sources::parse_time_arg;
+use crate::output::{emit, Table};
 
 #[derive(Debug, Args)]
-pub struct KeysArgs {}
+pub struct KeysArgs {
+    /// A key unused for at least this many days is idle (never-used keys count from creation).
+    #[arg(long, default_value_t = 90)]
+    pub idle_days: u64,
+    /// Every active account of the AWS Organization (run from the management account or a
+    /// delegated administrator), through --assume-role-name.
+    #[arg(long)]
+    pub org: bool,
+    /// Role assumed in member accounts with --org.
+    #[arg(long, default_value = DEFAULT_MEMBER_ROLE)]
+    pub assume_role_name: String,
+    /// Deactivate idle keys (never deletes them). Without --yes, only shows what would change.
+    #[arg(long)]
+    pub disable: bool,
+    /// Confirm --disable.
+    #[arg(long, requires = "disable")]
+    pub yes: bool,
+    /// Judge idleness as of this time instead of now (2024-06-01 or RFC 3339), for reproducible reports.
+    #[arg(long)]
+    pub as_of: Option<String>,
+}
 
-pub async fn run(_args: &KeysArgs, _g: &GlobalArgs) -> anyhow::Result<u8> {
-    anyhow::bail!("`ctguard keys` is not implemented yet")
+fn now_ms() -> Millis {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as Millis).unwrap_or(0)
+}
+
+/// Active accounts of the organisation.
+async fn org_accounts(cfg: &aws_config::SdkConfig) -> anyhow::Result<Vec<String>> {
+    let mut pages = aws_sdk_organizations::Client::new(cfg).list_accounts().into_paginator().send();
+    let mut ids = Vec::new();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| anyhow::anyhow!("organizations:ListAccounts: {}", crate::aws::err_text(&e)))?;
+        ids.extend(
+            page.accounts()
+                .iter()
+                .filter(|a| a.status().is_none_or(|s| s.as_str() == "ACTIVE"))
+                .filter_map(|a| a.id().map(str::to_string)),
+        );
+    }
+    ids.sort();
+    Ok(ids)
+}
+
+/// Rows to a table.
+pub fn table(rows: &[KeyRow]) -> Table {
+    let mut t = Table::new([
+        "ACCOUNT",
+        "USER",
+        "ACCESS KEY",
+        "STATUS",
+        "CREATED",
+        "LAST USED",
+        "SERVICE",
+        "REGION",
+        "IDLE DAYS",
+        "IDLE",
+        "ACTION",
+    ]);
+    let o = |s: &Option<String>| s.clone().unwrap_or_else(|| "-".into());
+    for r in rows {
+        t.row([
+            r.account.clone(),
+            r.user.clone(),
+            r.access_key_id.clone(),
+            r.status.clone(),
+            o(&r.created),
+            r.last_used.clone().unwrap_or_else(|| "never".into()),
+            o(&r.last_used_service),
+            o(&r.last_used_region),
+            r.idle_days.map(|d| d.to_string()).unwrap_or_else(|| "-".into()),
+            if r.idle { "IDLE".into() } else { String::new() },
+            r.action.clone(),
+        ]);
+    }
+    t
+}
+
+pub async fn run(args: &KeysArgs, g: &GlobalArgs) -> anyhow::Result<u8> {
+    let as_of = match &args.as_of {
+        Some(s) => parse_time_arg(s, false).map_err(anyhow::Error::msg)?,
+        None => now_ms(),
+    };
+    let action = match (args.disable, args.yes) {
+        (false, _) => Action::Report,
+        (true, false) => Action::Plan,
+        (true, true) => Action::Disable,
+    };
+    let base = load(g).await;
+    let caller = caller_account(&base).await?;
+    let accounts = if args.org { org_accounts(&base).await? } else { vec![caller.clone()] };
+
+    let limit = Arc::new(tokio::sync::Semaphore::new(usize::from(g.concurrency)));
+    let mut tasks = tokio::task::JoinSet::new();
+    for (i, account) in accounts.iter().enumerate() {
+        let (base, caller, account, role, limit) =
+            (base.clone(), caller.clone(), account.clone(), args.assume_role_name.clone(), Arc::clone(&limit));
+        let idle_days = args.idle_days;
+        tasks.spawn(async move {
+            let _permit = limit.acquire_owned().await;
+            let cfg = for_account(&base, &caller, &account, &role).await;
+            let dir = IamDirectory { client: aws_sdk_iam::Client::new(&cfg) };
+            (i, account.clone(), inventory(&dir, &account, as_of, idle_days, action).await)
+        });
+    }
+    let mut results = Vec::new();
+    while let Some(r) = tasks.join_next().await {
+        results.push(r?);
+    }
+    results.sort_by_key(|(i, _, _)| *i);
+
+    let mut rows = Vec::new();
+    let mut failed = Vec::new();
+    for (_, account, r) in results {
+        match r {
+            Ok(mut v) => rows.append(&mut v),
+            Err(e) => failed.push((account, e)),
+        }
+    }
+    if g.output() == Output::Text && rows.is_empty() {
+        println!("No IAM user access keys found.");
+    } else {
+        emit(g.output(), &rows, &table(&rows))?;
+    }
+    let idle = rows.iter().filter(|r| r.idle).count();
+    let disabled = rows.iter().filter(|r| r.action == "disabled").count();
+    let disable_failed = rows.iter().filter(|r| r.action.starts_with("disable-failed")).count();
+    let unknown = rows.iter().filter(|r| r.action.starts_with("last-use-unknown")).count();
+    eprintln!(
+        "ctguard keys: {} accounts, {} keys, {} idle for ≥ {} days{}{}{}",
+        accounts.len() - failed.len(),
+        rows.len(),
+        idle,
+        args.idle_days,
+        match action {
+            Action::Report => String::new(),
+            Action::Plan if idle > 0 => format!("; {idle} would be deactivated (add --yes)"),
+            Action::Plan => String::new(),
+            Action::Disable => format!("; {disabled} deactivated, {disable_failed} failed"),
+        },
+        if unknown > 0 { format!("; last use unknown for {unknown}") } else { String::new() },
+        if failed.is_empty() { String::new() } else { format!("; {} accounts failed", failed.len()) },
+    );
+    for (account, e) in &failed {
+        eprintln!("  {account}: {e}");
+    }
+    Ok(if !failed.is_empty() || disable_failed > 0 {
+        exit::PARTIAL
+    } else if idle > 0 {
+        exit::FINDINGS
+    } else {
+        exit::OK
+    })
 }

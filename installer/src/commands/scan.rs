@@ -1,12 +1,260 @@
-//! `ctguard scan` (being built; see the issue tracker).
+//! `ctguard scan PATH…`: replay CloudTrail/ActionTrail logs through the detector, offline.
+//!
+//! Reads files, directory trees or `s3://bucket/prefix`, replays every event in event-time
+//! order through the same engine the Lambda runs (with an in-memory state store), and prints the
+//! alerts it would have raised. With no path it scans a bundled sample so a newcomer sees it
+//! work. Exit codes: 0 no alert, 1 alerts, 2 usage error, 3 no alert but some inputs unreadable.
 
+use std::path::PathBuf;
+
+use anyhow::Context;
 use clap::Args;
+use ctguard_detector::{Alert, Policy};
 
-use crate::cli::GlobalArgs;
+use crate::cli::{GlobalArgs, Output};
+use crate::exit;
+use crate::forensics::read::default_threads;
+use crate::forensics::scan::{self, ScanOptions, ScanReport, ScanSummary};
+use crate::forensics::sources::{self, Fetcher, Kind, Source, SourceKind, TimeRange};
+use crate::forensics::{human_bytes, Progress, SAMPLE_CLOUDTRAIL, SAMPLE_NAME};
+use crate::output::{emit, Table};
 
 #[derive(Debug, Args)]
-pub struct ScanArgs {}
+pub struct ScanArgs {
+    /// Log files, directories or s3://bucket/prefix: CloudTrail (S3 delivery, gzip or plain;
+    /// JSON arrays; JSON lines; EventBridge events) or Alibaba Cloud ActionTrail. With none, a
+    /// bundled sample is scanned.
+    pub paths: Vec<String>,
+    /// Only events at or after this time (2018-11-28T23:00:00Z or 2018-11-28).
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Only events at or before this time (a bare date means the end of that day).
+    #[arg(long)]
+    pub until: Option<String>,
+    /// Detector policy (JSON: allowlists, TTLs), the same document the Lambda reads from CTGUARD_POLICY.
+    #[arg(long)]
+    pub policy: Option<PathBuf>,
+    /// Threads decoding files (default: one per core).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub threads: Option<u16>,
+}
 
-pub async fn run(_args: &ScanArgs, _g: &GlobalArgs) -> anyhow::Result<u8> {
-    anyhow::bail!("`ctguard scan` is not implemented yet")
+/// Parses `--since`/`--until`.
+pub fn time_range(since: Option<&str>, until: Option<&str>) -> anyhow::Result<TimeRange> {
+    let r = TimeRange {
+        since: since.map(|s| sources::parse_time_arg(s, false)).transpose().map_err(anyhow::Error::msg)?,
+        until: until.map(|s| sources::parse_time_arg(s, true)).transpose().map_err(anyhow::Error::msg)?,
+    };
+    if let (Some(a), Some(b)) = (r.since, r.until) {
+        anyhow::ensure!(a <= b, "--since is after --until");
+    }
+    Ok(r)
+}
+
+/// Reads `--policy`.
+pub fn load_policy(path: Option<&PathBuf>) -> anyhow::Result<Policy> {
+    match path {
+        None => Ok(Policy::default()),
+        Some(p) => {
+            let text = std::fs::read_to_string(p).with_context(|| format!("cannot read policy {}", p.display()))?;
+            Policy::from_json(&text).with_context(|| format!("policy {}", p.display()))
+        }
+    }
+}
+
+/// The bundled sample as a source.
+pub fn sample_source() -> Source {
+    Source {
+        name: SAMPLE_NAME.into(),
+        kind: SourceKind::Embedded(SAMPLE_CLOUDTRAIL),
+        size: SAMPLE_CLOUDTRAIL.len() as u64,
+    }
+}
+
+/// Lists the inputs (or the sample when there are none).
+pub async fn inputs(
+    paths: &[String],
+    kind: Kind,
+    range: &TimeRange,
+    g: &GlobalArgs,
+) -> anyhow::Result<sources::Inputs> {
+    if paths.is_empty() {
+        eprintln!("ctguard: no path given: using {SAMPLE_NAME} (pass files, directories or s3://bucket/prefix)");
+        return Ok(sources::Inputs {
+            sources: vec![sample_source()],
+            fetcher: Fetcher::local(),
+            listing: Default::default(),
+        });
+    }
+    let inputs = sources::resolve(paths, kind, range, g).await.map_err(anyhow::Error::msg)?;
+    if inputs.sources.is_empty() {
+        anyhow::bail!(
+            "no log files found in {} ({} pruned by the time range, {} ignored by extension)",
+            paths.join(", "),
+            inputs.listing.pruned,
+            inputs.listing.ignored
+        );
+    }
+    Ok(inputs)
+}
+
+pub async fn run(args: &ScanArgs, g: &GlobalArgs) -> anyhow::Result<u8> {
+    let range = time_range(args.since.as_deref(), args.until.as_deref())?;
+    let policy = load_policy(args.policy.as_ref())?;
+    let inputs = inputs(&args.paths, Kind::Trail, &range, g).await?;
+    let threads = args.threads.map_or_else(default_threads, usize::from);
+    let progress = Progress::bytes(inputs.listing.bytes, inputs.sources.len(), "scanning");
+    let opts = ScanOptions { policy, range, threads, ..ScanOptions::default() };
+    let started = std::time::Instant::now();
+    let report = scan::scan(inputs.sources, inputs.fetcher, opts, progress.callback()).await?;
+    progress.finish();
+    render(&report, g.output())?;
+    eprint!("{}", summary_text(&report.summary, inputs.listing.pruned, started.elapsed()));
+    Ok(exit_code(&report))
+}
+
+/// 1 when there are alerts, else 3 when inputs were unreadable, else 0.
+pub fn exit_code(r: &ScanReport) -> u8 {
+    if !r.alerts.is_empty() {
+        exit::FINDINGS
+    } else if r.summary.read.failed_files > 0 {
+        exit::PARTIAL
+    } else {
+        exit::OK
+    }
+}
+
+/// The alerts as a table.
+pub fn alerts_table(alerts: &[Alert]) -> Table {
+    let mut t =
+        Table::new(["TIME", "SEVERITY", "ACCESS KEY", "SEEN FROM", "TRUSTED", "PRINCIPAL", "API", "ACCOUNT", "REGION"]);
+    let shown = |k: &str| k.split_once(':').map(|(_, v)| v.to_string()).unwrap_or_else(|| k.to_string());
+    for a in alerts {
+        let principal = a.role_arn.as_deref().or(a.principal_arn.as_deref()).unwrap_or("-");
+        let api = format!(
+            "{}:{}",
+            a.offending.event_source.as_deref().map(crate::forensics::risk::service_of).unwrap_or("?"),
+            a.offending.event_name.as_deref().unwrap_or("?")
+        );
+        let sev =
+            if a.synthetic { format!("{} (synthetic)", a.severity.as_str()) } else { a.severity.as_str().to_string() };
+        t.row([
+            a.offending.event_time.clone(),
+            sev,
+            a.access_key_id.clone(),
+            shown(&a.seen_identity),
+            a.expected.iter().map(|e| shown(&e.identity)).collect::<Vec<_>>().join(" "),
+            principal.to_string(),
+            api,
+            a.account.clone().unwrap_or_else(|| "-".into()),
+            a.offending.region.clone().unwrap_or_else(|| "-".into()),
+        ]);
+    }
+    t
+}
+
+fn render(r: &ScanReport, fmt: Output) -> anyhow::Result<()> {
+    if fmt == Output::Text && r.alerts.is_empty() {
+        println!("No credential reuse found.");
+        return Ok(());
+    }
+    emit(fmt, &r.alerts, &alerts_table(&r.alerts))?;
+    Ok(())
+}
+
+/// The human summary written to stderr.
+pub fn summary_text(s: &ScanSummary, pruned: u64, elapsed: std::time::Duration) -> String {
+    let mut out = format!(
+        "ctguard scan: {} files ({} read, {} decoded) in {:.1}s; {} records, {} events{}\n",
+        s.read.files,
+        human_bytes(s.read.bytes_read),
+        human_bytes(s.read.bytes_decoded),
+        elapsed.as_secs_f64(),
+        s.read.records,
+        s.fold.events,
+        match (&s.first_event, &s.last_event) {
+            (Some(a), Some(b)) => format!(" from {a} to {b}"),
+            _ => String::new(),
+        }
+    );
+    out.push_str(&format!(
+        "  uses of temporary keys: {} ({} distinct key × network identity, {} repeats); alerts: {}\n",
+        s.fold.uses, s.distinct_uses, s.fold.repeats, s.alerts
+    ));
+    if s.fold.skipped.values().any(|v| *v > 0) {
+        let parts: Vec<String> = s
+            .fold
+            .skipped
+            .iter()
+            .map(|(k, v)| {
+                format!(
+                    "{} {v}",
+                    serde_json::to_value(k).ok().and_then(|x| x.as_str().map(str::to_string)).unwrap_or_default()
+                )
+            })
+            .collect();
+        out.push_str(&format!("  not checked: {}\n", parts.join(", ")));
+    }
+    let mut odd = Vec::new();
+    for (n, what) in [
+        (s.read.unreadable, "unreadable lines"),
+        (s.read.malformed, "malformed records"),
+        (s.fold.opaque_sources, "uses from non-IP sources (compared verbatim)"),
+        (s.fold.out_of_range, "outside the time range"),
+        (s.fold.untimed_excluded, "without a time (excluded by the range)"),
+        (s.read.actiontrail, "ActionTrail events"),
+        (pruned, "files/folders pruned by date"),
+    ] {
+        if n > 0 {
+            odd.push(format!("{n} {what}"));
+        }
+    }
+    if !odd.is_empty() {
+        out.push_str(&format!("  {}\n", odd.join("; ")));
+    }
+    for e in &s.errors {
+        out.push_str(&format!("  unreadable: {}: {}\n", e.source, e.error));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_sample_raises_exactly_one_alert() {
+        let opts = ScanOptions::default();
+        let r = scan::scan(vec![sample_source()], Fetcher::local(), opts, |_| {}).await.expect("scan");
+        assert_eq!(r.alerts.len(), 1);
+        let a = &r.alerts[0];
+        assert_eq!(a.access_key_id, "ASIAY34FZKBOKMUTVV7A");
+        assert_eq!(a.seen_identity, "ip:203.0.113.66");
+        assert_eq!(a.scope, "instance");
+        assert_eq!(a.offending.event_time, "2024-03-12T09:14:02Z");
+        assert_eq!(exit_code(&r), exit::FINDINGS);
+        let text = alerts_table(&r.alerts).render_text();
+        assert!(text.contains("203.0.113.66") && text.contains("54.210.33.17"), "{text}");
+        let sum = summary_text(&r.summary, 0, std::time::Duration::from_millis(5));
+        assert!(sum.contains("alerts: 1"), "{sum}");
+        assert!(sum.contains("console 1"), "{sum}");
+    }
+
+    #[test]
+    fn time_ranges_are_validated() {
+        assert!(time_range(Some("2024-01-02"), Some("2024-01-01")).is_err());
+        assert!(time_range(Some("soon"), None).is_err());
+        let r = time_range(Some("2024-01-01"), Some("2024-01-01")).expect("range");
+        assert_eq!(r.until.zip(r.since).map(|(u, s)| u - s), Some(86_399_999));
+    }
+
+    #[test]
+    fn policies_are_read_and_checked() {
+        assert!(load_policy(None).is_ok());
+        let dir = std::env::temp_dir().join(format!("ctguard-scan-policy-{}.json", std::process::id()));
+        std::fs::write(&dir, r#"{"allow_cidrs":["10.0.0.0/99"]}"#).expect("write");
+        let e = load_policy(Some(&dir)).expect_err("bad prefix");
+        assert!(format!("{e:#}").contains("prefix"), "{e:#}");
+        let _ = std::fs::remove_file(&dir);
+    }
 }
