@@ -104,6 +104,7 @@ pub async fn run(args: &ScanArgs, g: &GlobalArgs) -> anyhow::Result<u8> {
     let inputs = inputs(&args.paths, Kind::Trail, &range, g).await?;
     let threads = args.threads.map_or_else(default_threads, usize::from);
     let progress = Progress::bytes(inputs.listing.bytes, inputs.sources.len(), "scanning");
+    let threads = sources::workers_for(&inputs.sources, threads);
     let opts = ScanOptions { policy, range, threads, ..ScanOptions::default() };
     let started = std::time::Instant::now();
     let report = scan::scan(inputs.sources, inputs.fetcher, opts, progress.callback()).await?;

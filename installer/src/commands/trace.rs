@@ -119,11 +119,12 @@ pub async fn run(args: &TraceArgs, g: &GlobalArgs) -> anyhow::Result<u8> {
     let flow = flow_setup(args)?;
     let threads = args.threads.map_or_else(default_threads, usize::from);
     let inputs = inputs(&args.paths, Kind::Trail, &range, g).await?;
+    let workers = sources::workers_for(&inputs.sources, threads);
     let opts = TraceOptions {
         key: args.access_key.clone(),
         range,
         policy,
-        threads,
+        threads: workers,
         discover_nats: !args.flow_logs.is_empty(),
     };
     let progress = Progress::bytes(inputs.listing.bytes, inputs.sources.len(), "tracing");
@@ -171,6 +172,7 @@ async fn attribute(
     let inputs = sources::resolve(paths, Kind::FlowLogs, &range, g).await.map_err(anyhow::Error::msg)?;
     anyhow::ensure!(!inputs.sources.is_empty(), "no flow-log files found in {}", paths.join(", "));
     let fmt = flow.format.clone();
+    let threads = sources::workers_for(&inputs.sources, threads);
     let (candidates, counts, errors) =
         tokio::task::spawn_blocking(move || trace::attribute(queries, &inputs.sources, &inputs.fetcher, &fmt, threads))
             .await?;

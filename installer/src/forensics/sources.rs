@@ -398,6 +398,19 @@ impl Fetcher {
     }
 }
 
+/// Objects fetched at once from S3: fetching is latency-bound, so S3 inputs get this many
+/// workers even on a small machine (each holds one object at a time).
+pub const S3_FETCHES: usize = 16;
+
+/// Worker threads for `sources`: `threads` for local files, at least [`S3_FETCHES`] with S3.
+pub fn workers_for(sources: &[Source], threads: usize) -> usize {
+    if sources.iter().any(|s| matches!(s.kind, SourceKind::S3 { .. })) {
+        threads.max(S3_FETCHES)
+    } else {
+        threads
+    }
+}
+
 /// Resolved inputs: sources in reading order and a fetcher able to read them all.
 pub struct Inputs {
     pub sources: Vec<Source>,
