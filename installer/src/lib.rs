@@ -25,10 +25,7 @@ use cli::{Cli, Command};
 pub fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("CTGUARD_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
 }
 
 /// Runs one command and returns its exit code.
@@ -38,10 +35,7 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Package(a) => commands::package::run(&a, &g),
         Command::Template(a) => commands::template::run(&a, &g),
         other => {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(4)
-                .enable_all()
-                .build()?;
+            let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(4).enable_all().build()?;
             rt.block_on(async move {
                 match other {
                     Command::Install(a) => commands::install::run(&a, &g).await,
