@@ -482,7 +482,15 @@ pub async fn install<C: Connector>(
     report.plans = art_plans.iter().chain(plans.iter()).cloned().collect();
 
     let calls_of = |o: &Observed<C::Api>| o.api.as_ref().map(|a| a.calls()).unwrap_or(0);
+    let blind = obs.iter().filter(|o| o.trail.as_ref().is_some_and(|t| !t.is_ok())).count();
+    let blind_msg = format!(
+        "{blind} of {} targets have no CloudTrail trail logging management events (read and write); the detector would be blind there",
+        obs.len()
+    );
     if opts.plan_only {
+        if blind > 0 && !opts.allow_missing_trail {
+            report.stopped = Some(format!("{blind_msg}; install would stop (see --allow-missing-trail)"));
+        }
         for (p, o) in art_plans.iter().zip(&art_obs).chain(plans.iter().zip(&obs)) {
             let mut r = skipped(p, Phase::Stacks, o.trail.clone(), calls_of(o), "plan only");
             if let Some(e) = &o.error {
@@ -495,14 +503,9 @@ pub async fn install<C: Connector>(
         return report;
     }
 
-    // 3. Prerequisites: unreadable targets and missing trails.
-    let blind: Vec<_> = obs.iter().filter(|o| o.trail.as_ref().is_some_and(|t| !t.is_ok())).collect();
-    if !blind.is_empty() {
-        let msg = format!(
-            "{} of {} targets have no CloudTrail trail logging management events (read and write); the detector would be blind there",
-            blind.len(),
-            obs.len()
-        );
+    // 3. Prerequisite: a trail logging management events in every target.
+    if blind > 0 {
+        let msg = blind_msg;
         if !opts.allow_missing_trail {
             for (p, o) in plans.iter().zip(&obs) {
                 let mut r = skipped(
@@ -756,9 +759,8 @@ pub async fn discover<C: Connector>(c: &C, set: &TargetSet, concurrency: usize) 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
-    use std::sync::Mutex;
-
     use super::*;
+    use crate::progress::Recorder;
     use crate::stacks::FakeCloud;
     use crate::targets::expand;
 
@@ -796,14 +798,6 @@ mod tests {
         }
     }
 
-    #[derive(Default)]
-    struct Recorder(Mutex<Vec<DeployEvent>>);
-    impl Reporter for Recorder {
-        fn report(&self, e: &DeployEvent) {
-            self.0.lock().unwrap().push(e.clone());
-        }
-    }
-
     static ZIP: &[u8] = b"zip";
 
     fn stack_count(cloud: &FakeCloud) -> usize {
@@ -821,7 +815,7 @@ mod tests {
         // 2 artifacts + per account (state, account, region@home, region@eu) = 2 + 2*4.
         assert_eq!(stack_count(&cloud), 10);
         assert_eq!(cloud.with(|w| w.objects.len()), 2, "code uploaded to both regional buckets");
-        let events = rec.0.lock().unwrap().clone();
+        let events = rec.events();
         assert!(events
             .iter()
             .any(|e| matches!(e, DeployEvent::StackStatus { status, .. } if status == "CREATE_IN_PROGRESS")));
@@ -915,6 +909,14 @@ mod tests {
             w.trails
                 .insert(Target::new("222222222222", "us-east-1"), TrailVerdict::Missing { reason: "no trail".into() })
         });
+        let mut plan = opts();
+        plan.plan_only = true;
+        let r = install(&cloud, &s, &cfg(), ZIP, &plan, &Recorder::default()).await;
+        assert!(
+            r.stopped.as_deref().is_some_and(|m| m.contains("install would stop")),
+            "--plan tells: {:?}",
+            r.stopped
+        );
         let r = install(&cloud, &s, &cfg(), ZIP, &opts(), &Recorder::default()).await;
         assert!(r.stopped.as_deref().is_some_and(|m| m.contains("--allow-missing-trail")), "{:?}", r.stopped);
         assert_eq!(stack_count(&cloud), 0);

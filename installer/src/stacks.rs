@@ -180,6 +180,8 @@ pub struct AwsConnector {
 }
 
 impl AwsConnector {
+    /// `base` must come from [`crate::aws::load`] (or `aws_config::defaults`): assuming roles
+    /// needs the time source and sleep implementation the loader sets up.
     pub fn new(base: SdkConfig, caller_account: String, role_name: String) -> Self {
         AwsConnector { base, caller_account, role_name, accounts: Default::default(), shared: CallCounter::default() }
     }

@@ -108,6 +108,11 @@ pub async fn run(args: &InstallArgs, g: &GlobalArgs) -> anyhow::Result<u8> {
         log_retention_days: args.log_retention_days,
         default_ttl_hours: args.default_ttl_hours,
     };
+    if let (Some(arn), Some(org)) = (&args.alert_topic_arn, &s.org) {
+        if let Some(w) = central_topic_warning(s.connector.base(), arn, &org.id).await {
+            eprintln!("warning: {w}");
+        }
+    }
     let opts = RunOptions {
         concurrency: g.concurrency as usize,
         plan_only: args.plan,
@@ -154,6 +159,21 @@ pub async fn run(args: &InstallArgs, g: &GlobalArgs) -> anyhow::Result<u8> {
     drop(rep);
     render(g.output(), &report, &auto_lines, args.plan)?;
     Ok(exit_code(&report))
+}
+
+/// Checks that a central topic lets the organization publish (`aws:PrincipalOrgID`); `None`
+/// when it does or when the topic cannot be read from here (another account's topic).
+async fn central_topic_warning(base: &aws_config::SdkConfig, arn: &str, org_id: &str) -> Option<String> {
+    let region = arn.split(':').nth(3)?;
+    let sns = aws_sdk_sns::Client::new(&crate::aws::in_region(base, region));
+    let attrs = sns.get_topic_attributes().topic_arn(arn).send().await.ok()?;
+    let policy = attrs.attributes().and_then(|a| a.get("Policy")).cloned().unwrap_or_default();
+    (!(policy.contains("aws:PrincipalOrgID") && policy.contains(org_id))).then(|| {
+        format!(
+            "the central topic {arn} has no policy statement scoped with aws:PrincipalOrgID = {org_id}: \
+             detectors in member accounts will not be able to publish to it"
+        )
+    })
 }
 
 /// OK when every target succeeded; USAGE when a prerequisite stopped the run before any
@@ -237,7 +257,7 @@ pub fn render(fmt: Output, r: &RunReport, notes: &[String], plan_only: bool) -> 
         eprintln!("{n}");
     }
     if let Some(s) = &r.stopped {
-        eprintln!("install stopped: {s}");
+        eprintln!("{}{s}", if plan_only { "" } else { "install stopped: " });
     }
     let verb = if plan_only { "planned" } else { "changed" };
     let changes = if plan_only { r.plans.iter().map(|p| p.changes()).sum() } else { changes };
