@@ -6,6 +6,8 @@
 # Build output goes to $CARGO_TARGET_DIR (default ~/.cache/ctguard-target) so repeat runs are
 # incremental even from a fresh clone.
 set -euo pipefail
+# Nothing here reads the terminal; a closed or odd stdin must not reach rustc's target probes.
+exec </dev/null
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/ctguard-target}"
 

@@ -2,6 +2,8 @@
 # Runs every check and test: formatting, clippy, unit tests, scenario tests, and the end-to-end
 # tests against moto server and cargo-lambda's runtime emulator (which the tests start).
 set -euo pipefail
+# Nothing here reads the terminal; a closed or odd stdin must not reach rustc's target probes.
+exec </dev/null
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/ctguard-target}"
 bash scripts/setup.sh
