@@ -148,21 +148,41 @@ impl Intercept for CallCounter {
     }
 }
 
-/// Credentials provider that counts how often it really fetches (AssumeRole calls: the
-/// identity cache in front of it only asks when credentials are missing or expiring).
+/// The member-account credentials provider: assumes the role once and shares the result.
+///
+/// Every target of an account builds its own clients, and the SDK's identity cache does not
+/// merge concurrent first loads, so without this the targets of one account would each call
+/// AssumeRole when they start together. Here the first caller fetches while the others wait on
+/// the lock; credentials are reused until five minutes before they expire. Each real fetch is
+/// counted (the benchmark reports AssumeRole calls).
 #[derive(Debug)]
-struct CountingProvider {
+struct SharedAssumedRole {
     inner: aws_config::sts::AssumeRoleProvider,
     counter: CallCounter,
+    cached: tokio::sync::Mutex<Option<aws_credential_types::Credentials>>,
 }
 
-impl ProvideCredentials for CountingProvider {
+/// Credentials closer than this to expiry are fetched again.
+const CREDENTIALS_REFRESH_MARGIN: std::time::Duration = std::time::Duration::from_secs(5 * 60);
+
+impl ProvideCredentials for SharedAssumedRole {
     fn provide_credentials<'a>(&'a self) -> future::ProvideCredentials<'a>
     where
         Self: 'a,
     {
-        self.counter.add();
-        self.inner.provide_credentials()
+        future::ProvideCredentials::new(async move {
+            let mut cached = self.cached.lock().await;
+            if let Some(c) = cached.as_ref() {
+                let fresh = c.expiry().is_none_or(|e| e > std::time::SystemTime::now() + CREDENTIALS_REFRESH_MARGIN);
+                if fresh {
+                    return Ok(c.clone());
+                }
+            }
+            self.counter.add();
+            let c = self.inner.provide_credentials().await?;
+            *cached = Some(c.clone());
+            Ok(c)
+        })
     }
 }
 
@@ -209,7 +229,7 @@ impl AwsConnector {
             .configure(&self.base)
             .build()
             .await;
-        let provider = CountingProvider { inner, counter: self.shared.clone() };
+        let provider = SharedAssumedRole { inner, counter: self.shared.clone(), cached: Default::default() };
         let cfg =
             self.base.clone().into_builder().credentials_provider(SharedCredentialsProvider::new(provider)).build();
         cache.insert(account.to_string(), cfg.clone());
