@@ -43,6 +43,6 @@ if [ ! -x "$CARGO_TARGET_DIR/debug/ctguard" ]; then
   echo "cargo build -p ctguard failed" >&2
   exit 1
 fi
-"$CARGO_TARGET_DIR/debug/ctguard" package --out /dev/null 2>/dev/null \
+"$CARGO_TARGET_DIR/debug/ctguard" package --out - >/dev/null \
   || { echo "the ctguard binary has no bundled Lambda zip" >&2; exit 1; }
 echo "ready: $CARGO_TARGET_DIR/debug/ctguard" >&2

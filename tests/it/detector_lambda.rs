@@ -243,6 +243,12 @@ fn package_writes_a_zip_with_bootstrap_at_its_root() {
     assert!(names.lines().any(|l| l.split_whitespace().next() == Some("bootstrap")), "{names}");
     let size = std::fs::metadata(&zip).expect("zip").len();
     assert!(size > 1_000_000, "suspiciously small zip: {size} bytes");
+    // A destination that is not a regular file is written through, never replaced (renaming
+    // over it would, as root, replace a device such as /dev/null): a directory is refused and
+    // stays a directory.
+    let out = ctguard(None).args(["package", "--out"]).arg(&dir).output().expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(dir.is_dir());
     // Bad input: an unwritable destination is a clear error, exit 2.
     let out = ctguard(None).args(["package", "--out", "/nonexistent-dir/x.zip"]).output().expect("run");
     assert_eq!(out.status.code(), Some(2));
