@@ -72,8 +72,7 @@ pub async fn caller_account(cfg: &SdkConfig) -> anyhow::Result<String> {
         .send()
         .await
         .map_err(|e| anyhow::anyhow!("cannot identify the caller (are AWS credentials set?): {}", err_text(&e)))?;
-    out.account
-        .ok_or_else(|| anyhow::anyhow!("sts:GetCallerIdentity returned no account"))
+    out.account.ok_or_else(|| anyhow::anyhow!("sts:GetCallerIdentity returned no account"))
 }
 
 /// A readable one-line description of an SDK error: code and message when the service sent them.
@@ -95,7 +94,9 @@ where
         let body = raw.body().bytes().map(|b| String::from_utf8_lossy(b).chars().take(160).collect::<String>());
         return format!(
             "HTTP {status} with no AWS error code{}",
-            body.filter(|b| !b.trim().is_empty()).map(|b| format!(": {}", b.split_whitespace().collect::<Vec<_>>().join(" "))).unwrap_or_default()
+            body.filter(|b| !b.trim().is_empty())
+                .map(|b| format!(": {}", b.split_whitespace().collect::<Vec<_>>().join(" ")))
+                .unwrap_or_default()
         );
     }
     let mut s = e.to_string();
