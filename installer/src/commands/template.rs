@@ -8,7 +8,7 @@ use crate::exit;
 
 #[derive(Debug, Args)]
 pub struct TemplateArgs {
-    /// Template to print (`artifacts`, `account`, `region`); all of them when omitted.
+    /// Template to print (`artifacts`, `state`, `account`, `region`); all of them when omitted.
     pub name: Option<String>,
     /// Only list the template names.
     #[arg(long)]
