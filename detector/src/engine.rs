@@ -501,7 +501,9 @@ impl<S: StateStore, A: AlertSink> Detector<S, A> {
         }
     }
 
-    async fn apply_signal(&self, sig: &Signal) -> Result<(), Error> {
+    /// Applies a rotation or accepted-move signal to the store (as [`Detector::process_record`]
+    /// does for a record carrying one); `ctguard scan` uses it for pre-classified signals.
+    pub async fn apply_signal(&self, sig: &Signal) -> Result<(), Error> {
         match sig {
             Signal::Rotation { scope, access_key, expires_at } => {
                 self.store.bind(&scope.key(), access_key, *expires_at).await?;

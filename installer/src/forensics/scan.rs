@@ -25,7 +25,7 @@ use std::collections::{BTreeMap, HashMap};
 use ctguard_detector::engine::{classify, Observation, Signal, Skip};
 use ctguard_detector::time::{format_rfc3339, Millis};
 use ctguard_detector::{
-    Alert, CollectingSink, Decision, Detector, MemoryStore, NetworkIdentity, Policy, Record, StateStore, Stats,
+    Alert, CollectingSink, Decision, Detector, MemoryStore, NetworkIdentity, Policy, Record, Stats,
 };
 use serde::Serialize;
 
@@ -246,30 +246,6 @@ enum Item {
     Use(Box<Observation>),
 }
 
-/// Applies a rotation or move to the store, as `Detector::process_record` does for a record
-/// carrying one. (Mirrors the engine's private `apply_signal`; the engine offers no public way
-/// to apply a pre-classified signal.)
-async fn apply_signal<S: StateStore>(
-    store: &S,
-    sig: &Signal,
-    rotations: &mut u64,
-    moves: &mut u64,
-) -> anyhow::Result<()> {
-    match sig {
-        Signal::Rotation { scope, access_key, expires_at } => {
-            store.bind(&scope.key(), access_key, *expires_at).await?;
-            *rotations += 1;
-        }
-        Signal::Move { scopes, until, expires_at } => {
-            for sc in scopes {
-                store.arm(&sc.key(), *until, *expires_at).await?;
-                *moves += 1;
-            }
-        }
-    }
-    Ok(())
-}
-
 /// Replays a fold in event-time order through a fresh detector with `policy`.
 pub async fn replay(fold: Fold, policy: Policy) -> anyhow::Result<ScanReport> {
     let Fold { firsts, signals, read, counts, errors } = fold;
@@ -279,20 +255,21 @@ pub async fn replay(fold: Fold, policy: Policy) -> anyhow::Result<ScanReport> {
     items.extend(firsts.into_values().map(|f| (f.at.0, f.at.1, 1, Item::Use(Box::new(f.obs)))));
     items.sort_by_key(|(t, s, k, _)| (*t, *s, *k));
     let det = Detector::new(MemoryStore::new(), CollectingSink::new(), policy, ctguard_detector::VERSION);
-    let (mut rotations, mut moves) = (0, 0);
     for (_, _, _, item) in items {
         match item {
-            Item::Signal(sig) => apply_signal(det.store(), &sig, &mut rotations, &mut moves).await?,
+            Item::Signal(sig) => det.apply_signal(&sig).await?,
             Item::Use(obs) => {
                 let _: Decision = det.decide(&obs).await?;
             }
         }
     }
     let alerts = det.sink().alerts();
+    let engine = det.stats();
+    let (rotations, moves) = (engine.rotations, engine.moves_armed);
     let summary = ScanSummary {
         read,
         distinct_uses: distinct,
-        engine: det.stats(),
+        engine,
         rotations,
         moves_armed: moves,
         alerts: alerts.len() as u64,
