@@ -7,5 +7,10 @@ pub const OK: u8 = 0;
 pub const FINDINGS: u8 = 1;
 /// Bad usage, bad input, or a set-up error before any target was touched.
 pub const USAGE: u8 = 2;
-/// Some targets failed; the others completed (see the results table).
+/// Some targets failed, or (`scan`, `trace`) some input could not be read: files, records or
+/// directories; the rest completed (see the results and the summary, which says what was lost).
+/// A CI gate must not read this as clean.
 pub const PARTIAL: u8 = 3;
+/// (`scan`, `trace`) The input held nothing to check: not one CloudTrail or ActionTrail record
+/// (a wrong path, a file that is not a log, every file unreadable). Never "clean".
+pub const NO_RECORDS: u8 = 4;

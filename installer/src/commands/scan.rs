@@ -3,7 +3,9 @@
 //! Reads files, directory trees or `s3://bucket/prefix`, replays every event in event-time
 //! order through the same engine the Lambda runs (with an in-memory state store), and prints the
 //! alerts it would have raised. With no path it scans a bundled sample so a newcomer sees it
-//! work. Exit codes: 0 no alert, 1 alerts, 2 usage error, 3 no alert but some inputs unreadable.
+//! work. The summary always says how much of the input could not be read, and where.
+//! Exit codes: 0 no alert and every input read, 1 alerts, 2 usage error, 3 no alert but some
+//! input unreadable, 4 no CloudTrail or ActionTrail record in the input at all.
 
 use std::path::PathBuf;
 
@@ -13,9 +15,10 @@ use ctguard_detector::{Alert, Policy};
 
 use crate::cli::{GlobalArgs, Output};
 use crate::exit;
-use crate::forensics::read::default_threads;
+use crate::forensics::decode::{Limits, DEFAULT_MAX_DECOMPRESSED};
+use crate::forensics::read::{default_threads, FileError, ReadCounts, ReadOptions};
 use crate::forensics::scan::{self, ScanOptions, ScanReport, ScanSummary};
-use crate::forensics::sources::{self, Fetcher, Kind, Source, SourceKind, TimeRange};
+use crate::forensics::sources::{self, Fetcher, Kind, Listing, Source, SourceKind, TimeRange};
 use crate::forensics::{human_bytes, Progress, SAMPLE_CLOUDTRAIL, SAMPLE_NAME};
 use crate::output::{emit, Table};
 
@@ -37,6 +40,37 @@ pub struct ScanArgs {
     /// Threads decoding files (default: one per core).
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub threads: Option<u16>,
+    #[command(flatten)]
+    pub limits: LimitArgs,
+}
+
+/// Limits on what one file may cost.
+#[derive(Debug, Args)]
+pub struct LimitArgs {
+    /// Most decompressed data read from one file (512MiB, 16GiB…; default 4GiB). The rest of a
+    /// larger file (a gzip bomb, a device) is reported as not read, and the run goes on.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub max_file_size: Option<u64>,
+}
+
+impl LimitArgs {
+    pub fn read_options(&self) -> ReadOptions {
+        let max_decompressed = self.max_file_size.unwrap_or(DEFAULT_MAX_DECOMPRESSED);
+        ReadOptions { limits: Limits { max_decompressed }, pipeline: false }
+    }
+}
+
+/// Parses a size such as `512MiB`, `4GiB` or `1000000`.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let v = s
+        .trim()
+        .parse::<bytesize::ByteSize>()
+        .map_err(|e| format!("`{s}` is not a size (use e.g. 512MiB or 4GiB): {e}"))?
+        .as_u64();
+    if v == 0 {
+        return Err("the size must be above zero".into());
+    }
+    Ok(v)
 }
 
 /// Parses `--since`/`--until`.
@@ -105,20 +139,25 @@ pub async fn run(args: &ScanArgs, g: &GlobalArgs) -> anyhow::Result<u8> {
     let threads = args.threads.map_or_else(default_threads, usize::from);
     let progress = Progress::bytes(inputs.listing.bytes, inputs.sources.len(), "scanning");
     let threads = sources::workers_for(&inputs.sources, threads);
-    let opts = ScanOptions { policy, range, threads, ..ScanOptions::default() };
+    let opts = ScanOptions { policy, range, threads, read: args.limits.read_options(), ..ScanOptions::default() };
     let started = std::time::Instant::now();
-    let report = scan::scan(inputs.sources, inputs.fetcher, opts, progress.callback()).await?;
+    let listing = inputs.listing;
+    let mut report = scan::scan(inputs.sources, inputs.fetcher, opts, progress.callback()).await?;
+    report.summary.listing = listing;
     progress.finish();
     render(&report, g.output())?;
-    eprint!("{}", summary_text(&report.summary, inputs.listing.pruned, started.elapsed()));
+    eprint!("{}", summary_text(&report.summary, started.elapsed()));
     Ok(exit_code(&report))
 }
 
-/// 1 when there are alerts, else 3 when inputs were unreadable, else 0.
+/// 1 when there are alerts, else 4 when not one record was read, else 3 when some input could
+/// not be read, else 0.
 pub fn exit_code(r: &ScanReport) -> u8 {
     if !r.alerts.is_empty() {
         exit::FINDINGS
-    } else if r.summary.read.failed_files > 0 {
+    } else if r.summary.read.records == 0 {
+        exit::NO_RECORDS
+    } else if !r.summary.complete() {
         exit::PARTIAL
     } else {
         exit::OK
@@ -155,16 +194,96 @@ pub fn alerts_table(alerts: &[Alert]) -> Table {
 }
 
 fn render(r: &ScanReport, fmt: Output) -> anyhow::Result<()> {
-    if fmt == Output::Text && r.alerts.is_empty() {
-        println!("No credential reuse found.");
-        return Ok(());
+    match fmt {
+        Output::Text if r.alerts.is_empty() => println!("{}", no_alert_line(&r.summary)),
+        Output::Json => {
+            emit(fmt, &r.alerts, &alerts_table(&r.alerts))?;
+            // The last line says what was read, so a script never takes "no alert" for "clean".
+            let mut v = serde_json::to_value(&r.summary)?;
+            if let Some(o) = v.as_object_mut() {
+                o.insert("kind".into(), "summary".into());
+                o.insert("complete".into(), r.summary.complete().into());
+            }
+            println!("{}", serde_json::to_string(&v)?);
+        }
+        _ => emit(fmt, &r.alerts, &alerts_table(&r.alerts))?,
     }
-    emit(fmt, &r.alerts, &alerts_table(&r.alerts))?;
     Ok(())
 }
 
+/// What "no alert" means for this input.
+pub fn no_alert_line(s: &ScanSummary) -> &'static str {
+    if s.read.records == 0 {
+        "No CloudTrail or ActionTrail record in the input: nothing was checked."
+    } else if !s.complete() {
+        "No credential reuse found in the records that could be read, but PART OF THE INPUT COULD NOT BE READ (see the summary)."
+    } else {
+        "No credential reuse found."
+    }
+}
+
+/// Places of losses shown in the text summary (the JSON lists more).
+const PLACES_SHOWN: usize = 10;
+
+/// How much of the input could not be read, and where: always one line, more when anything
+/// was lost. Shared by `scan` and `trace` (`label` names the input: "" or "flow logs: ").
+pub fn input_health(label: &str, listing: &Listing, read: &ReadCounts, open_errors: &[FileError]) -> String {
+    let mut out = String::new();
+    let mut notes = Vec::new();
+    for (n, what) in [
+        (listing.special, "FIFOs/sockets/devices skipped"),
+        (listing.loops, "symlink loops not followed"),
+        (listing.duplicates, "files reached twice, read once"),
+        (read.other_objects, "JSON objects that are not log records"),
+    ] {
+        if n > 0 {
+            notes.push(format!("{n} {what}"));
+        }
+    }
+    if !notes.is_empty() {
+        out.push_str(&format!("  {label}{}\n", notes.join("; ")));
+    }
+    let complete = read.complete() && open_errors.is_empty() && listing.errors.is_empty();
+    if complete {
+        out.push_str(&format!("  {label}unreadable input: none\n"));
+        return out;
+    }
+    let mut parts = Vec::new();
+    if read.lost.records() > 0 {
+        parts.push(format!("{} records lost", read.lost.records()));
+    }
+    if read.lost.regions() > 0 {
+        parts.push(format!("{} stretches of data lost", read.lost.regions()));
+    }
+    if read.failed_files + open_errors.len() as u64 > 0 {
+        parts.push(format!("{} files not read at all", read.failed_files + open_errors.len() as u64));
+    }
+    if read.damaged_files > 0 {
+        parts.push(format!("{} files read in part", read.damaged_files));
+    }
+    if !listing.errors.is_empty() {
+        parts.push(format!("{} directories or entries not listed", listing.errors.len()));
+    }
+    out.push_str(&format!("  {label}UNREADABLE INPUT: {}\n", parts.join(", ")));
+    if !read.lost.is_empty() {
+        out.push_str(&format!("    by reason: {}\n", read.lost.summary()));
+    }
+    for e in listing.errors.iter().chain(open_errors) {
+        out.push_str(&format!("    {}: {}\n", e.source, e.error));
+    }
+    for l in read.lost.places.iter().take(PLACES_SHOWN) {
+        let detail = l.detail.as_deref().map(|d| format!(": {d}")).unwrap_or_default();
+        out.push_str(&format!("    {}: {}: {}{detail}\n", l.source, l.place(), l.kind.describe()));
+    }
+    let more = read.lost.total().saturating_sub(read.lost.places.len().min(PLACES_SHOWN) as u64);
+    if more > 0 {
+        out.push_str(&format!("    … and {more} more (--json lists the first {})\n", crate::forensics::loss::MAX_PLACES));
+    }
+    out
+}
+
 /// The human summary written to stderr.
-pub fn summary_text(s: &ScanSummary, pruned: u64, elapsed: std::time::Duration) -> String {
+pub fn summary_text(s: &ScanSummary, elapsed: std::time::Duration) -> String {
     let mut out = format!(
         "ctguard scan: {} files ({} read, {} decoded) in {:.1}s; {} records, {} events{}\n",
         s.read.files,
@@ -198,13 +317,11 @@ pub fn summary_text(s: &ScanSummary, pruned: u64, elapsed: std::time::Duration) 
     }
     let mut odd = Vec::new();
     for (n, what) in [
-        (s.read.unreadable, "unreadable lines"),
-        (s.read.malformed, "malformed records"),
         (s.fold.opaque_sources, "uses from non-IP sources (compared verbatim)"),
         (s.fold.out_of_range, "outside the time range"),
         (s.fold.untimed_excluded, "without a time (excluded by the range)"),
         (s.read.actiontrail, "ActionTrail events"),
-        (pruned, "files/folders pruned by date"),
+        (s.listing.pruned, "files/folders pruned by date"),
     ] {
         if n > 0 {
             odd.push(format!("{n} {what}"));
@@ -213,9 +330,7 @@ pub fn summary_text(s: &ScanSummary, pruned: u64, elapsed: std::time::Duration) 
     if !odd.is_empty() {
         out.push_str(&format!("  {}\n", odd.join("; ")));
     }
-    for e in &s.errors {
-        out.push_str(&format!("  unreadable: {}: {}\n", e.source, e.error));
-    }
+    out.push_str(&input_health("", &s.listing, &s.read, &s.errors));
     out
 }
 
@@ -236,9 +351,38 @@ mod tests {
         assert_eq!(exit_code(&r), exit::FINDINGS);
         let text = alerts_table(&r.alerts).render_text();
         assert!(text.contains("203.0.113.66") && text.contains("54.210.33.17"), "{text}");
-        let sum = summary_text(&r.summary, 0, std::time::Duration::from_millis(5));
+        let sum = summary_text(&r.summary, std::time::Duration::from_millis(5));
         assert!(sum.contains("alerts: 1"), "{sum}");
         assert!(sum.contains("console 1"), "{sum}");
+        assert!(sum.contains("unreadable input: none"), "{sum}");
+    }
+
+    #[test]
+    fn sizes_parse() {
+        assert_eq!(parse_size("4GiB"), Ok(4 << 30));
+        assert_eq!(parse_size("512 MiB"), Ok(512 << 20));
+        assert_eq!(parse_size("1000"), Ok(1000));
+        assert!(parse_size("0").is_err());
+        assert!(parse_size("lots").is_err());
+    }
+
+    #[test]
+    fn losses_are_always_stated() {
+        use crate::forensics::loss::{Loss, LossKind};
+        let mut read = ReadCounts { records: 5, damaged_files: 1, ..ReadCounts::default() };
+        let mut l = Loss::at(LossKind::InvalidUtf8, 40).with_line(3).detail("byte 2 of the record is not UTF-8");
+        l.source = "logs/a.json".into();
+        read.lost.add(l);
+        let listing = Listing {
+            special: 2,
+            errors: vec![FileError { source: "logs/private".into(), error: "Permission denied".into() }],
+            ..Listing::default()
+        };
+        let text = input_health("", &listing, &read, &[]);
+        assert!(text.contains("UNREADABLE INPUT: 1 records lost, 1 files read in part, 1 directories"), "{text}");
+        assert!(text.contains("logs/a.json: line 3 (byte 40): record with invalid UTF-8"), "{text}");
+        assert!(text.contains("logs/private: Permission denied"), "{text}");
+        assert!(text.contains("2 FIFOs/sockets/devices skipped"), "{text}");
     }
 
     #[test]

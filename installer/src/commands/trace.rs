@@ -5,8 +5,10 @@
 //! its caveats; the high-risk operations ([`crate::forensics::risk`]); the call that minted the
 //! key; the timeline; and, with `--flow-logs`, the private hosts behind NAT-gateway calls.
 //! `--json` writes one object per line with a `kind` field; `--csv` writes the timeline.
-//! Exit codes: 0 nothing notable, 1 reuse or high-risk operations found, 2 usage error,
-//! 3 some inputs unreadable (and nothing found).
+//! The summary always says how much of the input could not be read, and the text report says so
+//! next to "no use of KEY". Exit codes: 0 nothing notable and every input read, 1 reuse or
+//! high-risk operations found, 2 usage error, 3 some input unreadable (and nothing found), 4 no
+//! CloudTrail or ActionTrail record in the input at all.
 
 use std::path::PathBuf;
 
@@ -16,11 +18,11 @@ use ctguard_detector::identity::Cidr;
 use serde_json::json;
 
 use crate::cli::{GlobalArgs, Output};
-use crate::commands::scan::{inputs, load_policy, time_range};
+use crate::commands::scan::{input_health, inputs, load_policy, time_range, LimitArgs};
 use crate::exit;
 use crate::forensics::flowlogs::{Candidate, FlowCounts, Format, IpRanges, NatGateway};
-use crate::forensics::read::{default_threads, FileError};
-use crate::forensics::sources::{self, Kind, TimeRange};
+use crate::forensics::read::{default_threads, FileError, ReadCounts, ReadOptions};
+use crate::forensics::sources::{self, Kind, Listing, TimeRange};
 use crate::forensics::trace::{self, TraceEvent, TraceOptions, TraceReport};
 use crate::forensics::Progress;
 use crate::output::Table;
@@ -63,6 +65,8 @@ pub struct TraceArgs {
     /// Threads decoding files (default: one per core).
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub threads: Option<u16>,
+    #[command(flatten)]
+    pub limits: LimitArgs,
 }
 
 /// Access key IDs are short runs of letters, digits and (Alibaba `STS.`) dots.
@@ -109,7 +113,19 @@ struct NatResult {
     candidates: Vec<Candidate>,
     counts: FlowCounts,
     errors: Vec<FileError>,
+    listing: Listing,
     calls: usize,
+}
+
+impl NatResult {
+    /// Whether the flow logs (when any had to be read) were read whole and held flow records.
+    fn complete(&self) -> bool {
+        let read_any = self.counts.files > 0;
+        self.counts.complete()
+            && self.errors.is_empty()
+            && self.listing.errors.is_empty()
+            && (!read_any || self.counts.records > 0)
+    }
 }
 
 pub async fn run(args: &TraceArgs, g: &GlobalArgs) -> anyhow::Result<u8> {
@@ -120,36 +136,46 @@ pub async fn run(args: &TraceArgs, g: &GlobalArgs) -> anyhow::Result<u8> {
     let threads = args.threads.map_or_else(default_threads, usize::from);
     let inputs = inputs(&args.paths, Kind::Trail, &range, g).await?;
     let workers = sources::workers_for(&inputs.sources, threads);
+    let read = args.limits.read_options();
     let opts = TraceOptions {
         key: args.access_key.clone(),
         range,
         policy,
         threads: workers,
         discover_nats: !args.flow_logs.is_empty(),
+        read,
     };
     let progress = Progress::bytes(inputs.listing.bytes, inputs.sources.len(), "tracing");
     let cb = progress.callback();
     let o = opts.clone();
+    let listing = inputs.listing;
     let part = tokio::task::spawn_blocking(move || trace::collect(&inputs.sources, &inputs.fetcher, &o, cb)).await?;
     progress.finish();
-    let report = trace::report(part, &opts, &flow.nats).await?;
+    let mut report = trace::report(part, &opts, &flow.nats).await?;
+    report.listing = listing;
 
     let nat = if args.flow_logs.is_empty() {
         None
     } else {
-        Some(attribute(&report, &flow, &args.flow_logs, threads, g).await?)
+        Some(attribute(&report, &flow, &args.flow_logs, threads, read, g).await?)
     };
     render(&report, nat.as_ref(), g.output())?;
     eprint!("{}", summary(&report, nat.as_ref()));
-    let findings = !report.alerts.is_empty() || !report.high_risk.is_empty();
-    let partial = !report.errors.is_empty() || nat.as_ref().is_some_and(|n| !n.errors.is_empty());
-    Ok(if findings {
+    Ok(exit_code(&report, nat.as_ref()))
+}
+
+/// 1 for reuse or high-risk calls, else 4 when not one record was read, else 3 when some input
+/// (logs or flow logs) could not be read, else 0.
+fn exit_code(report: &TraceReport, nat: Option<&NatResult>) -> u8 {
+    if !report.alerts.is_empty() || !report.high_risk.is_empty() {
         exit::FINDINGS
-    } else if partial {
+    } else if report.read.records == 0 {
+        exit::NO_RECORDS
+    } else if !report.complete() || nat.is_some_and(|n| !n.complete()) {
         exit::PARTIAL
     } else {
         exit::OK
-    })
+    }
 }
 
 async fn attribute(
@@ -157,26 +183,35 @@ async fn attribute(
     flow: &FlowSetup,
     paths: &[String],
     threads: usize,
+    read: ReadOptions,
     g: &GlobalArgs,
 ) -> anyhow::Result<NatResult> {
     let queries = trace::nat_queries(report, flow.ranges.as_ref(), &flow.cidrs);
     let calls = queries.len();
     if queries.is_empty() {
-        return Ok(NatResult { candidates: Vec::new(), counts: FlowCounts::default(), errors: Vec::new(), calls });
+        return Ok(NatResult {
+            candidates: Vec::new(),
+            counts: FlowCounts::default(),
+            errors: Vec::new(),
+            listing: Listing::default(),
+            calls,
+        });
     }
-    let lo = queries.iter().map(|q| q.time_s).min().unwrap_or(0) * 1000;
-    let hi = queries.iter().map(|q| q.time_s).max().unwrap_or(0) * 1000;
+    let lo = queries.iter().map(|q| q.time_s).min().unwrap_or(0).saturating_mul(1000);
+    let hi = queries.iter().map(|q| q.time_s).max().unwrap_or(0).saturating_mul(1000);
     // Flow windows last up to 10 minutes; a generous margin keeps pruning safe.
     let margin = 3_600_000;
-    let range = TimeRange { since: Some(lo - margin), until: Some(hi + margin) };
+    let range = TimeRange { since: Some(lo.saturating_sub(margin)), until: Some(hi.saturating_add(margin)) };
     let inputs = sources::resolve(paths, Kind::FlowLogs, &range, g).await.map_err(anyhow::Error::msg)?;
     anyhow::ensure!(!inputs.sources.is_empty(), "no flow-log files found in {}", paths.join(", "));
     let fmt = flow.format.clone();
     let threads = sources::workers_for(&inputs.sources, threads);
-    let (candidates, counts, errors) =
-        tokio::task::spawn_blocking(move || trace::attribute(queries, &inputs.sources, &inputs.fetcher, &fmt, threads))
-            .await?;
-    Ok(NatResult { candidates, counts, errors, calls })
+    let listing = inputs.listing;
+    let (candidates, counts, errors) = tokio::task::spawn_blocking(move || {
+        trace::attribute(queries, &inputs.sources, &inputs.fetcher, &fmt, threads, read)
+    })
+    .await?;
+    Ok(NatResult { candidates, counts, errors, listing, calls })
 }
 
 fn opt(s: &Option<String>) -> String {
@@ -217,9 +252,12 @@ fn render(r: &TraceReport, nat: Option<&NatResult>, fmt: Output) -> anyhow::Resu
     match fmt {
         Output::Csv => out.write_all(timeline_table(&r.timeline).render_csv().as_bytes())?,
         Output::Json => {
+            let complete = r.complete() && nat.is_none_or(NatResult::complete);
             let mut lines = vec![json!({"kind": "summary", "access_key_id": r.access_key_id, "calls": r.calls,
                 "first_use": r.first_use, "last_use": r.last_use.as_ref().and_then(|e| e.time.clone()),
-                "alerts": r.alerts.len(), "high_risk": r.high_risk.len(), "read": r.read, "errors": r.errors})];
+                "alerts": r.alerts.len(), "high_risk": r.high_risk.len(), "complete": complete,
+                "listing": r.listing, "read": r.read, "errors": r.errors,
+                "flow_logs": nat.map(|n| json!({"read": n.counts, "listing": n.listing, "errors": n.errors}))})];
             if let Some(l) = &r.last_use {
                 lines.push(json!({"kind": "last_use", "event": l}));
             }
@@ -249,7 +287,19 @@ fn render(r: &TraceReport, nat: Option<&NatResult>, fmt: Output) -> anyhow::Resu
 fn text_report(r: &TraceReport, nat: Option<&NatResult>) -> String {
     let mut s = String::new();
     let Some(last) = &r.last_use else {
-        s.push_str(&format!("No use of {} in the logs read.\n", r.access_key_id));
+        if r.read.records == 0 {
+            s.push_str(&format!(
+                "No use of {}: the input holds no CloudTrail or ActionTrail record at all, so nothing was checked.\n",
+                r.access_key_id
+            ));
+        } else {
+            s.push_str(&format!("No use of {} in the {} records read.\n", r.access_key_id, r.read.records));
+        }
+        if !r.complete() {
+            s.push_str(
+                "PART OF THE INPUT COULD NOT BE READ (see the summary): the key may have been used in what was lost.\n",
+            );
+        }
         for e in &r.issued_by {
             s.push_str(&format!("It was issued by {} at {} from {}.\n", e.api(), opt(&e.time), e.network));
         }
@@ -360,7 +410,7 @@ fn summary(r: &TraceReport, nat: Option<&NatResult>) -> String {
     let mut s = format!(
         "ctguard trace: {} files ({} parsed, {} without the key), {} records; {} calls, {} high-risk, {} reuse alerts",
         r.read.files,
-        r.read.files - r.read.skipped_files - r.read.failed_files,
+        r.read.files.saturating_sub(r.read.skipped_files).saturating_sub(r.read.failed_files),
         r.read.skipped_files,
         r.read.records,
         r.calls,
@@ -371,17 +421,22 @@ fn summary(r: &TraceReport, nat: Option<&NatResult>) -> String {
         s.push_str(&format!("; {} events outside the time range", r.out_of_range));
     }
     s.push('\n');
+    s.push_str(&input_health("", &r.listing, &r.read, &r.errors));
     if let Some(n) = nat {
         s.push_str(&format!(
             "  flow logs: {} files, {} records ({} empty, {} unreadable lines)\n",
             n.counts.files, n.counts.records, n.counts.empty, n.counts.unreadable
         ));
-        for e in &n.errors {
-            s.push_str(&format!("  unreadable: {}: {}\n", e.source, e.error));
+        if n.counts.files > 0 && n.counts.records == 0 {
+            s.push_str("  FLOW LOGS HOLD NO FLOW RECORD: no host could be attributed\n");
         }
-    }
-    for e in &r.errors {
-        s.push_str(&format!("  unreadable: {}: {}\n", e.source, e.error));
+        let flow_read = ReadCounts {
+            failed_files: n.counts.failed_files,
+            damaged_files: n.counts.damaged_files,
+            lost: n.counts.lost.clone(),
+            ..ReadCounts::default()
+        };
+        s.push_str(&input_health("flow logs: ", &n.listing, &flow_read, &n.errors));
     }
     s
 }

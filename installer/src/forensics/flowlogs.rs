@@ -23,10 +23,15 @@
 //! AWS writes at the top of every S3-delivered file or from `--flow-log-format '${…} ${…}'`.
 
 use std::collections::BTreeMap;
+use std::io::Read;
 use std::net::IpAddr;
 
 use ctguard_detector::identity::{is_public, parse_ip, Cidr};
 use serde::Serialize;
+
+use super::decode::{self, Event};
+use super::loss::{Loss, LossKind, Losses};
+use super::read::ReadOptions;
 
 /// The default (version 2) field list.
 pub const DEFAULT_FIELDS: &str =
@@ -125,21 +130,33 @@ pub struct Flow {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct FlowCounts {
     pub files: u64,
+    /// Files of which nothing could be read.
     pub failed_files: u64,
+    /// Files read only in part.
+    pub damaged_files: u64,
     pub records: u64,
     /// `NODATA`/`SKIPDATA` and records without addresses or times.
     pub empty: u64,
-    /// Lines with the wrong number of fields or unparseable values.
+    /// Lines with the wrong number of fields, unparseable values, or bytes that are not UTF-8.
     pub unreadable: u64,
+    /// What could not be read, by kind and place (unreadable lines included).
+    pub lost: Losses,
 }
 
 impl FlowCounts {
-    pub fn merge(&mut self, o: &FlowCounts) {
+    pub fn merge(&mut self, o: FlowCounts) {
         self.files += o.files;
         self.failed_files += o.failed_files;
+        self.damaged_files += o.damaged_files;
         self.records += o.records;
         self.empty += o.empty;
         self.unreadable += o.unreadable;
+        self.lost.merge(o.lost);
+    }
+
+    /// Whether every flow-log byte was read.
+    pub fn complete(&self) -> bool {
+        self.failed_files == 0 && self.lost.is_empty()
     }
 }
 
@@ -179,35 +196,142 @@ pub fn parse_line(fmt: &Format, line: &str) -> Result<Option<Flow>, String> {
     }))
 }
 
-/// Calls `f` for every flow in a file's text. The header line, when present, sets the format;
-/// otherwise `fallback` (from `--flow-log-format`, else the default v2 format) applies.
-pub fn for_each_flow(text: &str, fallback: &Format, counts: &mut FlowCounts, mut f: impl FnMut(&Flow)) {
-    let mut fmt: Option<Format> = None;
-    for line in text.lines() {
-        let line = line.trim();
+/// Flow-log lines → flows. The header line AWS writes at the top of every delivered file sets
+/// the format (anywhere, so concatenated files work); before any, `fallback` applies.
+struct FlowLines<'a> {
+    fallback: &'a Format,
+    fmt: Option<Format>,
+    counts: FlowCounts,
+    line: u64,
+    offset: u64,
+}
+
+impl FlowLines<'_> {
+    /// One line (without its newline); `line`/`offset` must already point at it.
+    fn line(&mut self, bytes: &[u8], f: &mut dyn FnMut(&Flow)) {
+        let Ok(text) = std::str::from_utf8(bytes) else {
+            self.bad(bytes.len(), "not UTF-8".into());
+            return;
+        };
+        let line = text.trim();
         if line.is_empty() {
-            continue;
+            return;
         }
-        if fmt.is_none() {
+        if line.as_bytes().first().is_some_and(u8::is_ascii_lowercase) {
             if let Some(h) = Format::from_header(line) {
-                fmt = Some(h);
-                continue;
+                self.fmt = Some(h);
+                return;
             }
-            fmt = Some(fallback.clone());
         }
-        let Some(current) = fmt.as_ref() else { continue };
+        let current = self.fmt.as_ref().unwrap_or(self.fallback);
         match parse_line(current, line) {
             Ok(Some(flow)) => {
-                counts.records += 1;
+                self.counts.records += 1;
                 f(&flow);
             }
             Ok(None) => {
-                counts.records += 1;
-                counts.empty += 1;
+                self.counts.records += 1;
+                self.counts.empty += 1;
             }
-            Err(_) => counts.unreadable += 1,
+            Err(e) => self.bad(bytes.len(), e),
         }
     }
+
+    fn bad(&mut self, len: usize, why: String) {
+        self.counts.unreadable += 1;
+        let loss = Loss::at(LossKind::BadFlowLine, self.offset).bytes(len as u64).detail(why);
+        self.counts.lost.add(Loss { line: self.line, ..loss });
+    }
+}
+
+/// Longest flow-log line read; a longer one is damage (a flow record is about 100 bytes).
+pub const MAX_FLOW_LINE: usize = 64 << 10;
+
+/// Calls `f` for every flow in a file's text (see [`read_flows`] for streams).
+pub fn for_each_flow(text: &str, fallback: &Format, counts: &mut FlowCounts, mut f: impl FnMut(&Flow)) {
+    let mut lines = FlowLines { fallback, fmt: None, counts: FlowCounts::default(), line: 0, offset: 0 };
+    for l in text.split('\n') {
+        lines.line += 1;
+        lines.line(l.as_bytes(), &mut f);
+        lines.offset += l.len() as u64 + 1;
+    }
+    counts.merge(lines.counts);
+}
+
+/// Reads one flow-log source (gzip or plain) as a stream, calling `f` for every flow. Damage
+/// costs the lines it touches; everything is counted in `counts` with its place.
+pub fn read_flows(
+    file: usize,
+    name: &str,
+    input: impl Read + Send,
+    opts: &ReadOptions,
+    fallback: &Format,
+    counts: &mut FlowCounts,
+    mut f: impl FnMut(&Flow),
+) {
+    let mut lines = FlowLines { fallback, fmt: None, counts: FlowCounts::default(), line: 1, offset: 0 };
+    let mut partial: Vec<u8> = Vec::new();
+    // Skipping the rest of a line: too long, or cut by a hole in the data.
+    let mut skipping = false;
+    let decoded = {
+        let mut on_event = |ev: Event<'_>| match ev {
+            Event::Data(mut d) => {
+                while !d.is_empty() {
+                    let (piece, rest, ends) = match memchr::memchr(b'\n', d) {
+                        Some(k) => (d.get(..k).unwrap_or_default(), d.get(k + 1..).unwrap_or_default(), true),
+                        None => (d, &[][..], false),
+                    };
+                    d = rest;
+                    if !skipping {
+                        if partial.len() + piece.len() > MAX_FLOW_LINE {
+                            lines.bad(partial.len() + piece.len(), format!("line longer than {MAX_FLOW_LINE} bytes"));
+                            partial.clear();
+                            skipping = true;
+                        } else {
+                            partial.extend_from_slice(piece);
+                        }
+                    }
+                    if ends {
+                        if !skipping {
+                            lines.line(&partial, &mut f);
+                        }
+                        lines.offset += partial.len() as u64 + 1;
+                        lines.line += 1;
+                        partial.clear();
+                        skipping = false;
+                    }
+                }
+            }
+            Event::Damage { loss, breaks } => {
+                lines.counts.lost.add(Loss { line: lines.line, ..loss });
+                if breaks {
+                    // The line cut by the hole, and the start of the next line after it, are
+                    // part of what the hole lost.
+                    partial.clear();
+                    skipping = true;
+                }
+            }
+        };
+        if opts.pipeline {
+            decode::decode_pipelined(input, opts.limits, &mut on_event)
+        } else {
+            decode::decode(input, opts.limits, &mut on_event)
+        }
+    };
+    if !skipping && !partial.is_empty() {
+        lines.line(&partial, &mut f);
+    }
+    let mut c = lines.counts;
+    c.files = 1;
+    if !c.lost.is_empty() {
+        if decoded.decoded == 0 {
+            c.failed_files = 1;
+        } else {
+            c.damaged_files = 1;
+        }
+    }
+    c.lost.set_source(file, name);
+    counts.merge(c);
 }
 
 /// A NAT gateway: its public address and what names its private side.
@@ -457,13 +581,15 @@ impl Attribution {
 
     /// Considers one flow.
     pub fn add(&mut self, f: &Flow) {
-        let lo = self.queries.partition_point(|q| q.time_s < f.start - WINDOW_SLACK_S);
-        for q in self.queries[lo..].iter().take_while(|q| q.time_s <= f.end + WINDOW_SLACK_S) {
+        // Times come from the logs: any i64, so every sum and difference saturates.
+        let lo = self.queries.partition_point(|q| q.time_s < f.start.saturating_sub(WINDOW_SLACK_S));
+        let hi = f.end.saturating_add(WINDOW_SLACK_S);
+        for q in self.queries.get(lo..).unwrap_or_default().iter().take_while(|q| q.time_s <= hi) {
             let Some((host, ev)) = judge(q, f) else { continue };
             let distance = if q.time_s < f.start {
-                f.start - q.time_s
+                f.start.saturating_sub(q.time_s)
             } else if q.time_s > f.end {
-                q.time_s - f.end
+                q.time_s.saturating_sub(f.end)
             } else {
                 0
             };
@@ -478,7 +604,7 @@ impl Attribution {
                 distance_s: distance,
             });
             c.flows += 1;
-            c.bytes += f.bytes;
+            c.bytes = c.bytes.saturating_add(f.bytes);
             c.distance_s = c.distance_s.min(distance);
             if let Some(i) = &f.interface_id {
                 if !c.interfaces.contains(i) {
@@ -497,7 +623,7 @@ impl Attribution {
             match self.found.get_mut(&k) {
                 Some(m) => {
                     m.flows += c.flows;
-                    m.bytes += c.bytes;
+                    m.bytes = m.bytes.saturating_add(c.bytes);
                     m.distance_s = m.distance_s.min(c.distance_s);
                     for i in c.interfaces {
                         if !m.interfaces.contains(&i) {

@@ -7,15 +7,21 @@
 //! envelopes), Alibaba Cloud ActionTrail and VPC flow logs, on local files or `s3://` prefixes.
 //!
 //! - [`sources`]: listing files and S3 objects, with time-range pruning on the delivery layout;
-//! - [`read`]: bytes → records (the detector's reader plus ActionTrail), on worker threads;
+//! - [`decode`]: a source's bytes → decompressed bytes, streamed, damage reported in line;
+//! - [`framing`]: decompressed text → records, one bad byte costing one record;
+//! - [`loss`]: the account of what could not be read, by reason and place;
+//! - [`read`]: records checked and parsed (envelopes, ActionTrail), on worker threads;
 //! - [`scan`]: the ordered replay through the detection engine;
 //! - [`trace`]: one key's history, sources, allowlist statement and risky operations;
 //! - [`risk`]: the documented catalogue of high-risk operations;
 //! - [`flowlogs`]: VPC flow logs and NAT-gateway attribution;
 //! - [`keys`]: IAM access keys, their last use, idle ones disabled.
 
+pub mod decode;
 pub mod flowlogs;
+pub mod framing;
 pub mod keys;
+pub mod loss;
 pub mod read;
 pub mod risk;
 pub mod scan;

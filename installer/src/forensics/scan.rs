@@ -29,8 +29,8 @@ use ctguard_detector::{
 };
 use serde::Serialize;
 
-use super::read::{self, FileError, Filter, ReadCounts, Seq};
-use super::sources::{Fetcher, Source, TimeRange};
+use super::read::{self, FileError, Filter, ReadCounts, ReadOptions, Seq};
+use super::sources::{Fetcher, Input, Listing, Source, TimeRange};
 
 /// Options of one scan.
 #[derive(Clone, Debug)]
@@ -40,11 +40,18 @@ pub struct ScanOptions {
     pub threads: usize,
     /// Only records mentioning one of these strings are parsed (used by `trace`).
     pub filter: Filter,
+    pub read: ReadOptions,
 }
 
 impl Default for ScanOptions {
     fn default() -> Self {
-        ScanOptions { policy: Policy::default(), range: TimeRange::default(), threads: 1, filter: Filter::default() }
+        ScanOptions {
+            policy: Policy::default(),
+            range: TimeRange::default(),
+            threads: 1,
+            filter: Filter::default(),
+            read: ReadOptions::default(),
+        }
     }
 }
 
@@ -154,7 +161,7 @@ impl Fold {
             }
         }
         self.signals.extend(other.signals);
-        self.read.merge(&other.read);
+        self.read.merge(other.read);
         self.errors.extend(other.errors);
         let (a, b) = (&mut self.counts, other.counts);
         a.events += b.events;
@@ -184,28 +191,32 @@ impl Fold {
     }
 }
 
-/// Folds one file's bytes.
-pub fn fold_file(index: usize, src: &Source, raw: Vec<u8>, opts: &ScanOptions) -> Fold {
+/// Folds one file.
+pub fn fold_file(index: usize, src: &Source, input: Input<'_>, opts: &ScanOptions) -> Fold {
     let mut fold = Fold::default();
     let mut counts = ReadCounts::default();
-    let res =
-        read::for_each_record(index, raw, &opts.filter, &mut counts, |r, source, seq| fold.add(r, source, seq, opts));
+    read::for_each_record(index, &src.name, input, &opts.read, &opts.filter, &mut counts, |r, source, seq| {
+        fold.add(r, source, seq, opts)
+    });
     fold.read = counts;
-    if let Err(e) = res {
-        fold.read.failed_files += 1;
-        fold.errors.push(FileError { source: src.name.clone(), error: e });
-    }
     fold
+}
+
+/// Whether to inflate on a second thread: when there are fewer files than threads, file-level
+/// parallelism leaves cores idle (one large file, say).
+pub fn pipeline_for(sources: &[Source], threads: usize, read: ReadOptions) -> ReadOptions {
+    ReadOptions { pipeline: read.pipeline || threads > sources.len(), ..read }
 }
 
 /// Folds every source on `opts.threads` threads; `progress(bytes)` is called per finished file.
 pub fn fold_sources(sources: &[Source], fetcher: &Fetcher, opts: &ScanOptions, mut progress: impl FnMut(u64)) -> Fold {
     let mut total = Fold::default();
+    let opts = &ScanOptions { read: pipeline_for(sources, opts.threads, opts.read), ..opts.clone() };
     read::process_parallel(
         sources,
         fetcher,
         opts.threads,
-        |i, src, raw| fold_file(i, src, raw, opts),
+        |i, src, input| fold_file(i, src, input, opts),
         |i, r| {
             progress(sources[i].size);
             match r {
@@ -227,6 +238,8 @@ pub struct ScanReport {
 /// The counters of a scan, for people (stderr) and machines (`--json`).
 #[derive(Clone, Debug, Serialize)]
 pub struct ScanSummary {
+    /// What listing the inputs found (set by the caller, which listed them).
+    pub listing: Listing,
     pub read: ReadCounts,
     pub fold: FoldCounts,
     pub distinct_uses: u64,
@@ -236,7 +249,15 @@ pub struct ScanSummary {
     pub alerts: u64,
     pub first_event: Option<String>,
     pub last_event: Option<String>,
+    /// Files that could not be opened.
     pub errors: Vec<FileError>,
+}
+
+impl ScanSummary {
+    /// Whether every input was listed and read whole.
+    pub fn complete(&self) -> bool {
+        self.read.complete() && self.errors.is_empty() && self.listing.errors.is_empty()
+    }
 }
 
 /// One item of the ordered replay. Signals sort before uses of the same record, as
@@ -267,6 +288,7 @@ pub async fn replay(fold: Fold, policy: Policy) -> anyhow::Result<ScanReport> {
     let engine = det.stats();
     let (rotations, moves) = (engine.rotations, engine.moves_armed);
     let summary = ScanSummary {
+        listing: Listing::default(),
         read,
         distinct_uses: distinct,
         engine,
@@ -378,9 +400,12 @@ mod tests {
     #[tokio::test]
     async fn unreadable_files_are_reported() {
         let bad = Source { name: "bad.gz".into(), kind: SourceKind::Embedded(&[0x1f, 0x8b, 8, 0, 0]), size: 5 };
-        let rep = run(vec![bad, file(&[call(K, "198.51.100.1", "2024-05-01T10:00:00Z")])], 2).await;
-        assert_eq!(rep.summary.read.failed_files, 1);
-        assert_eq!(rep.summary.errors[0].source, "bad.gz");
+        let missing = Source { name: "gone".into(), kind: SourceKind::File("/nonexistent/ctguard".into()), size: 0 };
+        let rep = run(vec![bad, missing, file(&[call(K, "198.51.100.1", "2024-05-01T10:00:00Z")])], 2).await;
+        assert_eq!(rep.summary.read.failed_files, 2);
+        assert_eq!(rep.summary.read.lost.places[0].source, "bad.gz");
+        assert_eq!(rep.summary.errors[0].source, "gone");
         assert_eq!(rep.summary.fold.uses, 1);
+        assert!(!rep.summary.complete());
     }
 }

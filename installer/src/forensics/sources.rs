@@ -9,13 +9,26 @@
 //! always delivered after it happened, and within [`DELIVERY_LATENESS_MS`] of it, which is what
 //! makes pruning safe.
 //!
+//! Directories are walked with `walkdir`, following symbolic links: a link back into a directory
+//! above it is detected and not followed, a file reached twice (links, overlapping paths) is
+//! read once, FIFOs, sockets and devices met in a directory are counted and never opened (they
+//! could block or never end), and a directory that cannot be listed is reported and skipped.
+//! A path named on the command line is read whatever it is (`<(zcat …)` is a FIFO).
+//!
 //! Reading is synchronous so that worker threads can decode files in parallel; S3 objects are
-//! fetched by blocking on the runtime that listed them.
+//! streamed by blocking on the runtime that listed them.
 
+use std::cell::Cell;
+use std::collections::HashSet;
+use std::fs::{File, Metadata, OpenOptions};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use aws_config::SdkConfig;
 use ctguard_detector::time::{parse_rfc3339, Millis};
+use walkdir::WalkDir;
+
+use super::read::FileError;
 
 /// How late CloudTrail (or a flow log) may deliver an event after it happened, for pruning.
 /// AWS quotes about 5 minutes on average and gives no bound, so the margin is generous: it only
@@ -74,7 +87,11 @@ pub struct Source {
 
 #[derive(Clone, Debug)]
 pub enum SourceKind {
+    /// A regular file (opened without blocking, and read only if it still is one).
     File(PathBuf),
+    /// A path named on the command line that is not a regular file (a FIFO, a device): read as
+    /// a stream, up to the decompressed-size limit.
+    Stream(PathBuf),
     S3 { bucket: String, key: String },
     Embedded(&'static [u8]),
 }
@@ -135,6 +152,49 @@ pub struct Listing {
     pub pruned: u64,
     /// Files in walked directories skipped for their extension (README, LICENSE, zips…).
     pub ignored: u64,
+    /// FIFOs, sockets and devices in walked directories (also behind links): never opened.
+    pub special: u64,
+    /// Links back into a directory above them: not followed again.
+    pub loops: u64,
+    /// Files reached a second time (through links or overlapping paths): read once.
+    pub duplicates: u64,
+    /// Directories and entries that could not be listed (their files were not read).
+    pub errors: Vec<FileError>,
+}
+
+impl Listing {
+    pub fn merge(&mut self, o: Listing) {
+        self.files += o.files;
+        self.bytes += o.bytes;
+        self.pruned += o.pruned;
+        self.ignored += o.ignored;
+        self.special += o.special;
+        self.loops += o.loops;
+        self.duplicates += o.duplicates;
+        self.errors.extend(o.errors);
+    }
+}
+
+/// The files already listed, by identity (device and inode on Unix), so each is read once.
+#[derive(Debug, Default)]
+pub struct Seen(HashSet<String>);
+
+impl Seen {
+    /// Whether this is the first time the file is met.
+    fn first(&mut self, meta: &Metadata, path: &Path) -> bool {
+        self.0.insert(file_identity(meta, path))
+    }
+}
+
+#[cfg(unix)]
+fn file_identity(meta: &Metadata, _path: &Path) -> String {
+    use std::os::unix::fs::MetadataExt;
+    format!("{}:{}", meta.dev(), meta.ino())
+}
+
+#[cfg(not(unix))]
+fn file_identity(_meta: &Metadata, path: &Path) -> String {
+    std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf()).display().to_string()
 }
 
 /// The delivery-time window `[lo, hi]` that a path's date components allow, if it has any:
@@ -178,14 +238,19 @@ fn date_window(parts: &[&str]) -> Option<(Millis, Millis)> {
     Some((start, end - 1))
 }
 
-/// The `YYYYMMDDTHHMMZ` delivery stamp in a CloudTrail or flow-log file name.
+/// The `YYYYMMDDTHHMMZ` delivery stamp in a CloudTrail or flow-log file name. Names are
+/// anything a file system allows, so every part is checked as ASCII digits before use.
 pub fn delivery_stamp(name: &str) -> Option<Millis> {
     name.split('_').find_map(|part| {
         let b = part.as_bytes();
-        if b.len() != 14 || b[8] != b'T' || b[13] != b'Z' {
+        if b.len() != 14 || b.get(8) != Some(&b'T') || b.get(13) != Some(&b'Z') {
             return None;
         }
-        let iso = format!("{}-{}-{}T{}:{}:00Z", &part[0..4], &part[4..6], &part[6..8], &part[9..11], &part[11..13]);
+        let digits = |from: usize, to: usize| {
+            b.get(from..to).filter(|d| d.iter().all(u8::is_ascii_digit)).and_then(|d| std::str::from_utf8(d).ok())
+        };
+        let iso =
+            format!("{}-{}-{}T{}:{}:00Z", digits(0, 4)?, digits(4, 6)?, digits(6, 8)?, digits(9, 11)?, digits(11, 13)?);
         parse_rfc3339(&iso)
     })
 }
@@ -203,66 +268,118 @@ fn skip_dir(name: &str) -> bool {
     name == "CloudTrail-Digest" || name.starts_with('.')
 }
 
-/// Lists a local file or directory tree (sorted, pruned).
-pub fn list_local(path: &Path, kind: Kind, range: &TimeRange, listing: &mut Listing) -> Result<Vec<Source>, String> {
+/// Lists a local file or directory tree (sorted, pruned, each file once).
+pub fn list_local(
+    path: &Path,
+    kind: Kind,
+    range: &TimeRange,
+    listing: &mut Listing,
+    seen: &mut Seen,
+) -> Result<Vec<Source>, String> {
     let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let mut out = Vec::new();
-    if meta.is_file() {
+    if !meta.is_dir() {
+        // Named on the command line: read whatever it is.
+        if !seen.first(&meta, path) {
+            listing.duplicates += 1;
+            return Ok(out);
+        }
+        let kind = if meta.is_file() {
+            SourceKind::File(path.to_path_buf())
+        } else {
+            SourceKind::Stream(path.to_path_buf())
+        };
+        let size = if meta.is_file() { meta.len() } else { 0 };
+        listing.files += 1;
+        listing.bytes += size;
+        out.push(Source { name: path.display().to_string(), kind, size });
+        return Ok(out);
+    }
+    let pruned = Cell::new(0u64);
+    let walker = WalkDir::new(path).follow_links(true).sort_by_file_name().into_iter().filter_entry(|e| {
+        if e.depth() == 0 || !e.file_type().is_dir() {
+            return true;
+        }
+        if skip_dir(&e.file_name().to_string_lossy()) {
+            return false;
+        }
+        let comps = components(e.path());
+        if !range.is_open() && !in_range(&comps.iter().map(String::as_str).collect::<Vec<_>>(), range) {
+            pruned.set(pruned.get() + 1);
+            return false;
+        }
+        true
+    });
+    for entry in walker {
+        let e = match entry {
+            Ok(e) => e,
+            Err(err) => {
+                if err.loop_ancestor().is_some() {
+                    listing.loops += 1;
+                    continue;
+                }
+                let p = err.path().unwrap_or(path);
+                let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                let dangling = std::fs::symlink_metadata(p).is_ok_and(|m| m.file_type().is_symlink())
+                    && std::fs::metadata(p).is_err();
+                if dangling && !kind.wants(&name) {
+                    listing.ignored += 1;
+                    continue;
+                }
+                let error = match err.io_error() {
+                    Some(io) if dangling => format!("broken link: {io}"),
+                    Some(io) => io.to_string(),
+                    None => err.to_string(),
+                };
+                listing.errors.push(FileError { source: p.display().to_string(), error });
+                continue;
+            }
+        };
+        let ft = e.file_type();
+        if ft.is_dir() {
+            continue;
+        }
+        let name = e.file_name().to_string_lossy();
+        if !ft.is_file() {
+            if !name.starts_with('.') {
+                listing.special += 1;
+            }
+            continue;
+        }
+        if !kind.wants(&name) {
+            listing.ignored += 1;
+            continue;
+        }
+        let comps = components(e.path());
+        if !range.is_open() && !in_range(&comps.iter().map(String::as_str).collect::<Vec<_>>(), range) {
+            listing.pruned += 1;
+            continue;
+        }
+        let meta = match e.metadata() {
+            Ok(m) => m,
+            Err(err) => {
+                listing.errors.push(FileError { source: e.path().display().to_string(), error: err.to_string() });
+                continue;
+            }
+        };
+        if !seen.first(&meta, e.path()) {
+            listing.duplicates += 1;
+            continue;
+        }
         listing.files += 1;
         listing.bytes += meta.len();
         out.push(Source {
-            name: path.display().to_string(),
-            kind: SourceKind::File(path.to_path_buf()),
+            name: e.path().display().to_string(),
+            kind: SourceKind::File(e.path().to_path_buf()),
             size: meta.len(),
         });
-        return Ok(out);
     }
-    walk(path, kind, range, listing, &mut out)?;
+    listing.pruned += pruned.get();
     Ok(out)
 }
 
 fn components(p: &Path) -> Vec<String> {
     p.components().map(|c| c.as_os_str().to_string_lossy().into_owned()).collect()
-}
-
-fn walk(dir: &Path, kind: Kind, range: &TimeRange, listing: &mut Listing, out: &mut Vec<Source>) -> Result<(), String> {
-    let mut entries: Vec<_> =
-        std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?.filter_map(Result::ok).collect();
-    entries.sort_by_key(|e| e.file_name());
-    for e in entries {
-        let p = e.path();
-        let name = e.file_name().to_string_lossy().into_owned();
-        let comps = components(&p);
-        let refs: Vec<&str> = comps.iter().map(String::as_str).collect();
-        let ft = match e.file_type() {
-            Ok(ft) => ft,
-            Err(_) => continue,
-        };
-        // Follow symlinks to files and directories alike.
-        let is_dir = ft.is_dir() || (ft.is_symlink() && p.is_dir());
-        if is_dir {
-            if skip_dir(&name) {
-                continue;
-            }
-            if !range.is_open() && !in_range(&refs, range) {
-                listing.pruned += 1;
-                continue;
-            }
-            walk(&p, kind, range, listing, out)?;
-        } else if kind.wants(&name) {
-            if !range.is_open() && !in_range(&refs, range) {
-                listing.pruned += 1;
-                continue;
-            }
-            let size = e.metadata().map(|m| m.len()).unwrap_or(0);
-            listing.files += 1;
-            listing.bytes += size;
-            out.push(Source { name: p.display().to_string(), kind: SourceKind::File(p), size });
-        } else {
-            listing.ignored += 1;
-        }
-    }
-    Ok(())
 }
 
 /// An S3 client for `cfg`, with path-style addressing when an endpoint override (an emulator)
@@ -368,12 +485,13 @@ impl Fetcher {
         Fetcher { s3: clients, handle: Some(handle) }
     }
 
-    /// The raw bytes of one source (still compressed if it was). Must not be called from a
-    /// runtime worker thread when reading S3.
-    pub fn fetch(&self, src: &Source) -> Result<Vec<u8>, String> {
+    /// A stream of the raw bytes of one source (still compressed if it was). Must not be called
+    /// from a runtime worker thread when reading S3.
+    pub fn open(&self, src: &Source) -> Result<Input<'_>, String> {
         match &src.kind {
-            SourceKind::File(p) => std::fs::read(p).map_err(|e| e.to_string()),
-            SourceKind::Embedded(b) => Ok(b.to_vec()),
+            SourceKind::File(p) => open_regular(p).map(|f| Box::new(f) as Input<'_>).map_err(|e| e.to_string()),
+            SourceKind::Stream(p) => File::open(p).map(|f| Box::new(f) as Input<'_>).map_err(|e| e.to_string()),
+            SourceKind::Embedded(b) => Ok(Box::new(*b)),
             SourceKind::S3 { bucket, key } => {
                 let client = self
                     .s3
@@ -382,19 +500,58 @@ impl Fetcher {
                     .map(|(_, c)| c)
                     .ok_or_else(|| format!("no S3 client for bucket {bucket}"))?;
                 let handle = self.handle.as_ref().ok_or("no runtime to read S3 with")?;
-                handle.block_on(async {
-                    let out = client
-                        .get_object()
-                        .bucket(bucket)
-                        .key(key)
-                        .send()
-                        .await
-                        .map_err(|e| crate::aws::err_text(&e))?;
-                    let body = out.body.collect().await.map_err(|e| e.to_string())?;
-                    Ok(body.into_bytes().to_vec())
-                })
+                let out = handle.block_on(async {
+                    client.get_object().bucket(bucket).key(key).send().await.map_err(|e| crate::aws::err_text(&e))
+                })?;
+                Ok(Box::new(S3Body { body: out.body, handle, chunk: bytes::Bytes::new() }))
             }
         }
+    }
+}
+
+/// The bytes of a source, streamed.
+pub type Input<'a> = Box<dyn Read + Send + 'a>;
+
+/// Opens a file found by walking: without blocking (were it swapped for a FIFO since the
+/// listing, opening it normally would wait for a writer forever), and only if it still is a
+/// regular file.
+fn open_regular(p: &Path) -> std::io::Result<File> {
+    let mut o = OpenOptions::new();
+    o.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        o.custom_flags(libc::O_NONBLOCK);
+    }
+    let f = o.open(p)?;
+    if !f.metadata()?.is_file() {
+        return Err(std::io::Error::other("no longer a regular file"));
+    }
+    Ok(f)
+}
+
+/// An S3 object body read as a blocking stream, one network chunk at a time.
+struct S3Body<'a> {
+    body: aws_sdk_s3::primitives::ByteStream,
+    handle: &'a tokio::runtime::Handle,
+    chunk: bytes::Bytes,
+}
+
+impl Read for S3Body<'_> {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        while self.chunk.is_empty() {
+            match self.handle.block_on(self.body.next()) {
+                None => return Ok(0),
+                Some(Ok(b)) => self.chunk = b,
+                Some(Err(e)) => return Err(std::io::Error::other(e)),
+            }
+        }
+        let n = out.len().min(self.chunk.len());
+        let head = self.chunk.split_to(n);
+        if let Some(dst) = out.get_mut(..n) {
+            dst.copy_from_slice(&head);
+        }
+        Ok(n)
     }
 }
 
@@ -426,12 +583,13 @@ pub async fn resolve(
     g: &crate::cli::GlobalArgs,
 ) -> Result<Inputs, String> {
     let mut listing = Listing::default();
+    let mut seen = Seen::default();
     let mut sources = Vec::new();
     let mut clients: Vec<(String, aws_sdk_s3::Client)> = Vec::new();
     let mut cfg: Option<SdkConfig> = None;
     for p in paths {
         match Location::parse(p)? {
-            Location::Local(path) => sources.extend(list_local(&path, kind, range, &mut listing)?),
+            Location::Local(path) => sources.extend(list_local(&path, kind, range, &mut listing, &mut seen)?),
             Location::S3 { bucket, prefix } => {
                 if cfg.is_none() {
                     cfg = Some(crate::aws::load(g).await);
@@ -527,7 +685,7 @@ mod tests {
         std::fs::write(dir.join("AWSLogs/1/CloudTrail-Digest/d.json.gz"), b"x").expect("write");
         std::fs::write(dir.join("README.txt"), b"x").expect("write");
         let mut l = Listing::default();
-        let all = list_local(&dir, Kind::Trail, &TimeRange::default(), &mut l).expect("list");
+        let all = list_local(&dir, Kind::Trail, &TimeRange::default(), &mut l, &mut Seen::default()).expect("list");
         let names: Vec<String> =
             all.iter().map(|s| s.name.trim_start_matches(&dir.display().to_string()).to_string()).collect();
         assert_eq!(
@@ -542,7 +700,7 @@ mod tests {
         assert_eq!((l.files, l.ignored), (4, 1));
         let mut l = Listing::default();
         let r = TimeRange { since: Some(t("2018-11-28T12:00:00Z")), until: None };
-        assert_eq!(list_local(&dir, Kind::Trail, &r, &mut l).expect("list").len(), 2);
+        assert_eq!(list_local(&dir, Kind::Trail, &r, &mut l, &mut Seen::default()).expect("list").len(), 2);
         assert_eq!(l.pruned, 1);
         let _ = std::fs::remove_dir_all(&dir);
     }

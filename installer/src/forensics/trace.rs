@@ -19,10 +19,10 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use super::flowlogs::{self, Attribution, Candidate, NatGateway, Query};
-use super::read::{self, FileError, Filter, ReadCounts, Seq};
+use super::read::{self, FileError, Filter, ReadCounts, ReadOptions, Seq};
 use super::risk::{self, Category};
-use super::scan::{self, Fold, ScanOptions};
-use super::sources::{Fetcher, Source, TimeRange};
+use super::scan::{self, pipeline_for, Fold, ScanOptions};
+use super::sources::{Fetcher, Input, Listing, Source, TimeRange};
 
 /// How a record relates to the traced key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -182,6 +182,7 @@ pub struct TraceOptions {
     pub threads: usize,
     /// Also collect NAT gateways from `CreateNatGateway` events.
     pub discover_nats: bool,
+    pub read: ReadOptions,
 }
 
 /// What one file (or a merge of files) contributed.
@@ -200,13 +201,13 @@ impl TracePart {
         self.events.extend(o.events);
         self.fold.merge(o.fold);
         self.nats.extend(o.nats);
-        self.read.merge(&o.read);
+        self.read.merge(o.read);
         self.errors.extend(o.errors);
         self.out_of_range += o.out_of_range;
     }
 }
 
-fn trace_file(index: usize, src: &Source, raw: Vec<u8>, opts: &TraceOptions, scan_opts: &ScanOptions) -> TracePart {
+fn trace_file(index: usize, src: &Source, input: Input<'_>, opts: &TraceOptions, scan_opts: &ScanOptions) -> TracePart {
     let mut part = TracePart::default();
     let mut needles = vec![opts.key.clone()];
     if opts.discover_nats {
@@ -214,7 +215,8 @@ fn trace_file(index: usize, src: &Source, raw: Vec<u8>, opts: &TraceOptions, sca
         needles.push("AssociateNatGatewayAddress".into());
     }
     let filter = Filter { needles };
-    let res = read::for_each_record(index, raw, &filter, &mut part.read, |r, source, seq| {
+    let mut counts = ReadCounts::default();
+    read::for_each_record(index, &src.name, input, &opts.read, &filter, &mut counts, |r, source, seq| {
         let name = r.event_name.get().unwrap_or("");
         if opts.discover_nats
             && r.error_code.get().is_none()
@@ -246,10 +248,7 @@ fn trace_file(index: usize, src: &Source, raw: Vec<u8>, opts: &TraceOptions, sca
             part.fold.add(r, source, seq, scan_opts);
         }
     });
-    if let Err(e) = res {
-        part.read.failed_files += 1;
-        part.errors.push(FileError { source: src.name.clone(), error: e });
-    }
+    part.read = counts;
     part
 }
 
@@ -306,20 +305,31 @@ pub struct TraceReport {
     pub timeline: Vec<TraceEvent>,
     pub alerts: Vec<Alert>,
     pub nat_gateways: Vec<NatGateway>,
+    /// What listing the inputs found (set by the caller, which listed them).
+    pub listing: Listing,
     pub read: ReadCounts,
     pub out_of_range: u64,
+    /// Files that could not be opened.
     pub errors: Vec<FileError>,
+}
+
+impl TraceReport {
+    /// Whether every input was listed and read whole.
+    pub fn complete(&self) -> bool {
+        self.read.complete() && self.errors.is_empty() && self.listing.errors.is_empty()
+    }
 }
 
 /// Reads every source and assembles the report (blocking; run it on a blocking thread).
 pub fn collect(sources: &[Source], fetcher: &Fetcher, opts: &TraceOptions, mut progress: impl FnMut(u64)) -> TracePart {
     let scan_opts = ScanOptions { policy: opts.policy.clone(), ..ScanOptions::default() };
+    let opts = &TraceOptions { read: pipeline_for(sources, opts.threads, opts.read), ..opts.clone() };
     let mut total = TracePart::default();
     read::process_parallel(
         sources,
         fetcher,
         opts.threads,
-        |i, src, raw| trace_file(i, src, raw, opts, &scan_opts),
+        |i, src, input| trace_file(i, src, input, opts, &scan_opts),
         |i, r| {
             progress(sources[i].size);
             match r {
@@ -364,6 +374,7 @@ pub async fn report(part: TracePart, opts: &TraceOptions, extra_nats: &[NatGatew
         timeline: events,
         alerts,
         nat_gateways,
+        listing: Listing::default(),
         read,
         out_of_range,
         errors,
@@ -527,31 +538,27 @@ pub fn attribute(
     fetcher: &Fetcher,
     fmt: &flowlogs::Format,
     threads: usize,
+    read: ReadOptions,
 ) -> (Vec<Candidate>, flowlogs::FlowCounts, Vec<FileError>) {
     let base = Attribution::new(queries);
     let mut total = base.fresh();
     let mut counts = flowlogs::FlowCounts::default();
     let mut errors = Vec::new();
+    let read = pipeline_for(sources, threads, read);
     read::process_parallel(
         sources,
         fetcher,
         threads,
-        |_, _, raw| {
+        |i, src, input| {
             let mut a = base.fresh();
-            let mut c = flowlogs::FlowCounts { files: 1, ..Default::default() };
-            let text = ctguard_detector::reader::to_text(raw).map_err(|e| e.to_string())?;
-            flowlogs::for_each_flow(&text, fmt, &mut c, |f| a.add(f));
-            Ok::<_, String>((a, c))
+            let mut c = flowlogs::FlowCounts::default();
+            flowlogs::read_flows(i, &src.name, input, &read, fmt, &mut c, |f| a.add(f));
+            (a, c)
         },
-        |i, r| match r {
-            Ok(Ok((a, c))) => {
+        |_, r| match r {
+            Ok((a, c)) => {
                 total.merge(a);
-                counts.merge(&c);
-            }
-            Ok(Err(e)) => {
-                counts.files += 1;
-                counts.failed_files += 1;
-                errors.push(FileError { source: sources[i].name.clone(), error: e });
+                counts.merge(c);
             }
             Err(e) => {
                 counts.files += 1;
@@ -579,6 +586,7 @@ mod tests {
             policy: Policy::default(),
             threads: 2,
             discover_nats: true,
+            read: ReadOptions::default(),
         }
     }
 
