@@ -11,13 +11,15 @@ use anyhow::Context;
 use clap::Args;
 use ctguard_detector::{Alert, Policy};
 
-use crate::cli::{GlobalArgs, Output};
+use crate::args::{GlobalArgs, Output};
 use crate::exit;
-use crate::forensics::read::default_threads;
-use crate::forensics::scan::{self, ScanOptions, ScanReport, ScanSummary};
-use crate::forensics::sources::{self, Fetcher, Kind, Source, SourceKind, TimeRange};
-use crate::forensics::{human_bytes, Progress, SAMPLE_CLOUDTRAIL, SAMPLE_NAME};
+use crate::output::human_bytes;
 use crate::output::{emit, Table};
+use crate::progress::Progress;
+use ctguard_forensics::read::default_threads;
+use ctguard_forensics::scan::{self, ScanOptions, ScanReport, ScanSummary};
+use ctguard_forensics::sources::{self, Fetcher, Kind, Source, SourceKind, TimeRange};
+use ctguard_forensics::{SAMPLE_CLOUDTRAIL, SAMPLE_NAME};
 
 #[derive(Debug, Args)]
 pub struct ScanArgs {
@@ -86,7 +88,7 @@ pub async fn inputs(
             listing: Default::default(),
         });
     }
-    let inputs = sources::resolve(paths, kind, range, g).await.map_err(anyhow::Error::msg)?;
+    let inputs = sources::resolve(paths, kind, range, &g.aws()).await.map_err(anyhow::Error::msg)?;
     if inputs.sources.is_empty() {
         anyhow::bail!(
             "no log files found in {} ({} pruned by the time range, {} ignored by extension)",
@@ -134,7 +136,7 @@ pub fn alerts_table(alerts: &[Alert]) -> Table {
         let principal = a.role_arn.as_deref().or(a.principal_arn.as_deref()).unwrap_or("-");
         let api = format!(
             "{}:{}",
-            a.offending.event_source.as_deref().map(crate::forensics::risk::service_of).unwrap_or("?"),
+            a.offending.event_source.as_deref().map(ctguard_forensics::risk::service_of).unwrap_or("?"),
             a.offending.event_name.as_deref().unwrap_or("?")
         );
         let sev =

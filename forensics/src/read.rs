@@ -168,7 +168,7 @@ pub fn default_threads() -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::forensics::sources::SourceKind;
+    use crate::sources::SourceKind;
 
     fn collect(raw: &[u8], filter: &Filter) -> (Vec<String>, ReadCounts, Result<(), String>) {
         let mut names = Vec::new();
