@@ -1,23 +1,14 @@
-//! The `ctguard` binary's library: commands, AWS plumbing, output. `main.rs` only dispatches.
+//! The `ctguard` binary's own code: the command line, one module per command, output and
+//! progress rendering, exit codes. The work is done by the library crates below it:
+//! `ctguard-deploy` (install, status, verify, uninstall), `ctguard-forensics` (scan, trace,
+//! keys) and `ctguard-aws` (SDK configuration). `main.rs` only dispatches.
 
-pub mod autodeploy;
-pub mod aws;
+pub mod args;
 pub mod cli;
 pub mod commands;
-pub mod deploy;
-pub mod embedded;
 pub mod exit;
-pub mod forensics;
-pub mod inspect;
-pub mod org;
 pub mod output;
-pub mod plan;
 pub mod progress;
-pub mod session;
-pub mod stacks;
-pub mod targets;
-pub mod trail;
-pub mod verify;
 
 use cli::{Cli, Command};
 

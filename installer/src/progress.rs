@@ -1,17 +1,18 @@
 //! Consumers of [`DeployEvent`]s: an indicatif bar per phase on a terminal, plain lines when
-//! stderr is not a terminal or under CI, and a recorder for tests. Progress always goes to
+//! stderr is not a terminal or under CI. Also the byte-count bar that `scan` and `trace` feed
+//! through the forensics library's per-file callback. Progress always goes to
 //! stderr; results go to stdout (so `ctguard install --json | jq` stays clean).
 //!
 //! The environment is probed once in the command and handed to the pure [`resolve`], which is
 //! unit-tested below (nextest's `reporter/displayer/config.rs` does the same).
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::sync::Mutex;
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::deploy::{DeployEvent, Phase, Reporter};
+use ctguard_deploy::deploy::{DeployEvent, Phase, Reporter};
 
 /// How progress is shown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -147,19 +148,51 @@ impl Drop for BarReporter {
     }
 }
 
-/// Keeps every event (tests).
-#[derive(Debug, Default)]
-pub struct Recorder(pub Mutex<Vec<DeployEvent>>);
+/// A byte-count progress bar on stderr, drawn only when stderr is a terminal; otherwise a no-op,
+/// so piped and CI output stays clean.
+pub struct Progress(Option<ProgressBar>);
 
-impl Reporter for Recorder {
-    fn report(&self, e: &DeployEvent) {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).push(e.clone());
+impl Progress {
+    /// A bar for `total` bytes over `files` files, labelled `what`.
+    pub fn bytes(total: u64, files: usize, what: &str) -> Progress {
+        Progress::resolve(std::io::stderr().is_terminal(), total, files, what)
     }
-}
 
-impl Recorder {
-    pub fn events(&self) -> Vec<DeployEvent> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    /// Decides whether to draw (pure apart from building the bar; unit-tested).
+    fn resolve(is_tty: bool, total: u64, files: usize, what: &str) -> Progress {
+        // A handful of small files finishes before a bar is worth drawing.
+        if !is_tty || files < 8 {
+            return Progress(None);
+        }
+        let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
+        let style = ProgressStyle::with_template(
+            "{msg} [{bar:30}] {binary_bytes}/{binary_total_bytes} ({binary_bytes_per_sec}, {eta})",
+        )
+        .map(|s| s.progress_chars("=> "))
+        .unwrap_or_else(|_| ProgressStyle::default_bar());
+        bar.set_style(style);
+        bar.set_message(format!("{what} {files} files"));
+        Progress(Some(bar))
+    }
+
+    /// A callback advancing the bar by one file's size.
+    pub fn callback(&self) -> impl FnMut(u64) + Send + 'static {
+        let bar = self.0.clone();
+        move |n| {
+            if let Some(b) = &bar {
+                b.inc(n);
+            }
+        }
+    }
+
+    pub fn finish(&self) {
+        if let Some(b) = &self.0 {
+            b.finish_and_clear();
+        }
+    }
+
+    pub fn is_drawn(&self) -> bool {
+        self.0.is_some()
     }
 }
 
@@ -167,7 +200,7 @@ impl Recorder {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::targets::Target;
+    use ctguard_deploy::targets::Target;
 
     #[test]
     fn bar_only_on_a_real_terminal_outside_ci() {
@@ -198,10 +231,11 @@ mod tests {
     }
 
     #[test]
-    fn recorder_keeps_events_in_order() {
-        let r = Recorder::default();
-        r.report(&DeployEvent::Warning { message: "a".into() });
-        r.report(&DeployEvent::PhaseStarted { phase: Phase::Stacks, targets: 2 });
-        assert_eq!(r.events().len(), 2);
+    fn byte_bar_only_on_a_terminal_and_for_real_work() {
+        assert!(!Progress::resolve(false, 1 << 30, 1000, "x").is_drawn());
+        assert!(!Progress::resolve(true, 10, 2, "x").is_drawn());
+        let p = Progress::resolve(true, 1 << 30, 1000, "x");
+        assert!(p.is_drawn());
+        p.finish();
     }
 }

@@ -9,11 +9,11 @@
 //! - Auto-deployment: moto's service-managed StackSets ignore `AccountFilterType` and
 //!   `AutoDeployment` (they would deploy a second copy into every directly managed account),
 //!   so every install here runs with `--no-auto-deploy`. The StackSets requests are covered by
-//!   unit tests in `installer/src/autodeploy.rs`.
+//!   unit tests in `deploy/src/autodeploy.rs`.
 //! - moto answers a CreateStack whose resource fails (here: an IAM role name already taken)
 //!   with an error and leaves the stack in CREATE_IN_PROGRESS forever, where AWS would roll
 //!   back to ROLLBACK_COMPLETE (which ctguard deletes and recreates on the next run, see the
-//!   FakeStacks tests in `installer/src/deploy.rs`); while stuck, every DescribeStacks in that
+//!   FakeStacks tests in `deploy/src/deploy.rs`); while stuck, every DescribeStacks in that
 //!   region re-raises the original error as HTTP 500. The forced-failure test therefore does
 //!   not list that region and deletes the stuck stack itself before the resuming run.
 //! - moto skips AWS::S3::BucketPolicy, AWS::SNS::TopicPolicy, AWS::SNS::Subscription,

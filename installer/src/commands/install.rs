@@ -1,6 +1,6 @@
 //! `ctguard install`: deploy the detector to the selected accounts × regions. Glue only: the
-//! session resolves targets, [`crate::deploy::install`] observes, plans and deploys,
-//! [`crate::autodeploy`] covers accounts that join later, and this file renders the results.
+//! session resolves targets, [`ctguard_deploy::deploy::install`] observes, plans and deploys,
+//! [`ctguard_deploy::autodeploy`] covers accounts that join later, and this file renders the results.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -9,15 +9,17 @@ use anyhow::Context;
 use clap::Args;
 use serde::Serialize;
 
-use crate::cli::{GlobalArgs, Output};
-use crate::deploy::{self, Outcome, PollOptions, RunOptions, RunReport};
-use crate::org::Selection;
+use crate::args::TargetArgs;
+use crate::args::{GlobalArgs, Output};
 use crate::output::{self, Table};
-use crate::plan::InstallConfig;
-use crate::session::{self, TargetArgs};
-use crate::stacks::{Connector, TargetApi};
-use crate::targets::Target;
-use crate::{autodeploy, embedded, exit, progress};
+use crate::{exit, progress};
+use ctguard_deploy::deploy::{self, Outcome, PollOptions, RunOptions, RunReport};
+use ctguard_deploy::org::Selection;
+use ctguard_deploy::plan::InstallConfig;
+use ctguard_deploy::session;
+use ctguard_deploy::stacks::{Connector, TargetApi};
+use ctguard_deploy::targets::Target;
+use ctguard_deploy::{autodeploy, embedded};
 
 #[derive(Debug, Args)]
 pub struct InstallArgs {
@@ -63,7 +65,7 @@ pub struct InstallArgs {
 #[derive(Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 enum JsonLine<'a> {
-    Plan(&'a crate::plan::TargetPlan),
+    Plan(&'a ctguard_deploy::plan::TargetPlan),
     Result(&'a deploy::TargetResult),
     Summary {
         targets: usize,
@@ -87,7 +89,7 @@ pub async fn run(args: &InstallArgs, g: &GlobalArgs) -> anyhow::Result<u8> {
             serde_json::to_string(&v)?
         }
     };
-    let s = session::open(g, &args.targets).await?;
+    let s = session::open(&g.aws(), &args.targets.options()).await?;
     let auto = match (args.auto_deploy, args.no_auto_deploy, &s.selection) {
         (_, true, _) => false,
         (true, _, Selection::Org | Selection::Ous(_)) => true,
@@ -165,7 +167,7 @@ pub async fn run(args: &InstallArgs, g: &GlobalArgs) -> anyhow::Result<u8> {
 /// when it does or when the topic cannot be read from here (another account's topic).
 async fn central_topic_warning(base: &aws_config::SdkConfig, arn: &str, org_id: &str) -> Option<String> {
     let region = arn.split(':').nth(3)?;
-    let sns = aws_sdk_sns::Client::new(&crate::aws::in_region(base, region));
+    let sns = aws_sdk_sns::Client::new(&ctguard_aws::in_region(base, region));
     let attrs = sns.get_topic_attributes().topic_arn(arn).send().await.ok()?;
     let policy = attrs.attributes().and_then(|a| a.get("Policy")).cloned().unwrap_or_default();
     (!(policy.contains("aws:PrincipalOrgID") && policy.contains(org_id))).then(|| {

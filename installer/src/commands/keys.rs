@@ -12,12 +12,12 @@ use std::sync::Arc;
 use clap::Args;
 use ctguard_detector::time::Millis;
 
-use crate::aws::{caller_account, for_account, load, DEFAULT_MEMBER_ROLE};
-use crate::cli::{GlobalArgs, Output};
+use crate::args::{GlobalArgs, Output};
 use crate::exit;
-use crate::forensics::keys::{inventory, Action, IamDirectory, KeyRow};
-use crate::forensics::sources::parse_time_arg;
 use crate::output::{emit, Table};
+use ctguard_aws::{caller_account, for_account, load, DEFAULT_MEMBER_ROLE};
+use ctguard_forensics::keys::{inventory, Action, IamDirectory, KeyRow};
+use ctguard_forensics::sources::parse_time_arg;
 
 #[derive(Debug, Args)]
 pub struct KeysArgs {
@@ -51,7 +51,7 @@ async fn org_accounts(cfg: &aws_config::SdkConfig) -> anyhow::Result<Vec<String>
     let mut pages = aws_sdk_organizations::Client::new(cfg).list_accounts().into_paginator().send();
     let mut ids = Vec::new();
     while let Some(page) = pages.next().await {
-        let page = page.map_err(|e| anyhow::anyhow!("organizations:ListAccounts: {}", crate::aws::err_text(&e)))?;
+        let page = page.map_err(|e| anyhow::anyhow!("organizations:ListAccounts: {}", ctguard_aws::err_text(&e)))?;
         ids.extend(
             page.accounts()
                 .iter()
@@ -107,7 +107,7 @@ pub async fn run(args: &KeysArgs, g: &GlobalArgs) -> anyhow::Result<u8> {
         (true, false) => Action::Plan,
         (true, true) => Action::Disable,
     };
-    let base = load(g).await;
+    let base = load(&g.aws()).await;
     let caller = caller_account(&base).await?;
     let accounts = if args.org { org_accounts(&base).await? } else { vec![caller.clone()] };
 

@@ -5,9 +5,9 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Args;
 
-use crate::cli::GlobalArgs;
-use crate::embedded;
+use crate::args::GlobalArgs;
 use crate::exit;
+use ctguard_deploy::embedded;
 
 #[derive(Debug, Args)]
 pub struct PackageArgs {

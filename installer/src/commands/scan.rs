@@ -13,14 +13,16 @@ use anyhow::Context;
 use clap::Args;
 use ctguard_detector::{Alert, Policy};
 
-use crate::cli::{GlobalArgs, Output};
+use crate::args::{GlobalArgs, Output};
 use crate::exit;
-use crate::forensics::decode::{Limits, DEFAULT_MAX_DECOMPRESSED};
-use crate::forensics::read::{default_threads, FileError, ReadCounts, ReadOptions};
-use crate::forensics::scan::{self, ScanOptions, ScanReport, ScanSummary};
-use crate::forensics::sources::{self, Fetcher, Kind, Listing, Source, SourceKind, TimeRange};
-use crate::forensics::{human_bytes, Progress, SAMPLE_CLOUDTRAIL, SAMPLE_NAME};
+use crate::output::human_bytes;
 use crate::output::{emit, Table};
+use crate::progress::Progress;
+use ctguard_forensics::decode::{Limits, DEFAULT_MAX_DECOMPRESSED};
+use ctguard_forensics::read::{default_threads, FileError, ReadCounts, ReadOptions};
+use ctguard_forensics::scan::{self, ScanOptions, ScanReport, ScanSummary};
+use ctguard_forensics::sources::{self, Fetcher, Kind, Listing, Source, SourceKind, TimeRange};
+use ctguard_forensics::{SAMPLE_CLOUDTRAIL, SAMPLE_NAME};
 
 #[derive(Debug, Args)]
 pub struct ScanArgs {
@@ -120,7 +122,7 @@ pub async fn inputs(
             listing: Default::default(),
         });
     }
-    let inputs = sources::resolve(paths, kind, range, g).await.map_err(anyhow::Error::msg)?;
+    let inputs = sources::resolve(paths, kind, range, &g.aws()).await.map_err(anyhow::Error::msg)?;
     if inputs.sources.is_empty() {
         anyhow::bail!(
             "no log files found in {} ({} pruned by the time range, {} ignored by extension)",
@@ -173,7 +175,7 @@ pub fn alerts_table(alerts: &[Alert]) -> Table {
         let principal = a.role_arn.as_deref().or(a.principal_arn.as_deref()).unwrap_or("-");
         let api = format!(
             "{}:{}",
-            a.offending.event_source.as_deref().map(crate::forensics::risk::service_of).unwrap_or("?"),
+            a.offending.event_source.as_deref().map(ctguard_forensics::risk::service_of).unwrap_or("?"),
             a.offending.event_name.as_deref().unwrap_or("?")
         );
         let sev =
@@ -277,7 +279,7 @@ pub fn input_health(label: &str, listing: &Listing, read: &ReadCounts, open_erro
     }
     let more = read.lost.total().saturating_sub(read.lost.places.len().min(PLACES_SHOWN) as u64);
     if more > 0 {
-        out.push_str(&format!("    … and {more} more (--json lists the first {})\n", crate::forensics::loss::MAX_PLACES));
+        out.push_str(&format!("    … and {more} more (--json lists the first {})\n", ctguard_forensics::loss::MAX_PLACES));
     }
     out
 }
@@ -368,7 +370,7 @@ mod tests {
 
     #[test]
     fn losses_are_always_stated() {
-        use crate::forensics::loss::{Loss, LossKind};
+        use ctguard_forensics::loss::{Loss, LossKind};
         let mut read = ReadCounts { records: 5, damaged_files: 1, ..ReadCounts::default() };
         let mut l = Loss::at(LossKind::InvalidUtf8, 40).with_line(3).detail("byte 2 of the record is not UTF-8");
         l.source = "logs/a.json".into();

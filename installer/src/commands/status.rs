@@ -7,14 +7,16 @@ use std::collections::BTreeSet;
 use clap::Args;
 use serde::Serialize;
 
-use crate::cli::{GlobalArgs, Output};
-use crate::inspect::{self, Bundled, CoveredBy, TargetStatus};
+use crate::args::TargetArgs;
+use crate::args::{GlobalArgs, Output};
+use crate::exit;
 use crate::output::{self, Table};
-use crate::plan::InstallConfig;
-use crate::session::{self, TargetArgs};
-use crate::stacks::{Connector, TargetApi};
-use crate::targets::Target;
-use crate::{autodeploy, embedded, exit};
+use ctguard_deploy::inspect::{self, Bundled, CoveredBy, TargetStatus};
+use ctguard_deploy::plan::InstallConfig;
+use ctguard_deploy::session;
+use ctguard_deploy::stacks::{Connector, TargetApi};
+use ctguard_deploy::targets::Target;
+use ctguard_deploy::{autodeploy, embedded};
 
 #[derive(Debug, Args)]
 pub struct StatusArgs {
@@ -36,7 +38,7 @@ enum JsonLine<'a> {
 }
 
 pub async fn run(args: &StatusArgs, g: &GlobalArgs) -> anyhow::Result<u8> {
-    let s = session::open(g, &args.targets).await?;
+    let s = session::open(&g.aws(), &args.targets.options()).await?;
     // What this binary would deploy (the version and the content-addressed code key).
     let code_key = match embedded::lambda_zip() {
         Ok(z) => InstallConfig::code_key_for(&embedded::code_hash(z)),

@@ -2,9 +2,9 @@
 
 use clap::Args;
 
-use crate::cli::GlobalArgs;
-use crate::embedded::TEMPLATES;
+use crate::args::GlobalArgs;
 use crate::exit;
+use ctguard_deploy::embedded::TEMPLATES;
 
 #[derive(Debug, Args)]
 pub struct TemplateArgs {

@@ -2,7 +2,7 @@
 //!
 //! Prints, in order: the last use; the network identities the key was used from, with the
 //! detector's verdict on each; an IAM statement pinning the principal to the trusted ones, with
-//! its caveats; the high-risk operations ([`crate::forensics::risk`]); the call that minted the
+//! its caveats; the high-risk operations ([`ctguard_forensics::risk`]); the call that minted the
 //! key; the timeline; and, with `--flow-logs`, the private hosts behind NAT-gateway calls.
 //! `--json` writes one object per line with a `kind` field; `--csv` writes the timeline.
 //! The summary always says how much of the input could not be read, and the text report says so
@@ -17,15 +17,15 @@ use clap::Args;
 use ctguard_detector::identity::Cidr;
 use serde_json::json;
 
-use crate::cli::{GlobalArgs, Output};
+use crate::args::{GlobalArgs, Output};
 use crate::commands::scan::{input_health, inputs, load_policy, time_range, LimitArgs};
 use crate::exit;
-use crate::forensics::flowlogs::{Candidate, FlowCounts, Format, IpRanges, NatGateway};
-use crate::forensics::read::{default_threads, FileError, ReadCounts, ReadOptions};
-use crate::forensics::sources::{self, Kind, Listing, TimeRange};
-use crate::forensics::trace::{self, TraceEvent, TraceOptions, TraceReport};
-use crate::forensics::Progress;
 use crate::output::Table;
+use crate::progress::Progress;
+use ctguard_forensics::flowlogs::{Candidate, FlowCounts, Format, IpRanges, NatGateway};
+use ctguard_forensics::read::{default_threads, FileError, ReadCounts, ReadOptions};
+use ctguard_forensics::sources::{self, Kind, Listing, TimeRange};
+use ctguard_forensics::trace::{self, TraceEvent, TraceOptions, TraceReport};
 
 #[derive(Debug, Args)]
 pub struct TraceArgs {
@@ -202,7 +202,7 @@ async fn attribute(
     // Flow windows last up to 10 minutes; a generous margin keeps pruning safe.
     let margin = 3_600_000;
     let range = TimeRange { since: Some(lo.saturating_sub(margin)), until: Some(hi.saturating_add(margin)) };
-    let inputs = sources::resolve(paths, Kind::FlowLogs, &range, g).await.map_err(anyhow::Error::msg)?;
+    let inputs = sources::resolve(paths, Kind::FlowLogs, &range, &g.aws()).await.map_err(anyhow::Error::msg)?;
     anyhow::ensure!(!inputs.sources.is_empty(), "no flow-log files found in {}", paths.join(", "));
     let fmt = flow.format.clone();
     let threads = sources::workers_for(&inputs.sources, threads);

@@ -7,14 +7,16 @@ use std::io::{BufRead, IsTerminal, Write};
 
 use clap::Args;
 
-use crate::cli::GlobalArgs;
+use crate::args::GlobalArgs;
+use crate::args::TargetArgs;
 use crate::commands::install::render;
-use crate::deploy::{self, PollOptions, RemoveOptions, RunOptions};
-use crate::org::Selection;
-use crate::session::{self, TargetArgs};
-use crate::stacks::{Connector, TargetApi};
-use crate::targets::Target;
-use crate::{autodeploy, exit, progress};
+use crate::{exit, progress};
+use ctguard_deploy::autodeploy;
+use ctguard_deploy::deploy::{self, PollOptions, RemoveOptions, RunOptions};
+use ctguard_deploy::org::Selection;
+use ctguard_deploy::session;
+use ctguard_deploy::stacks::{Connector, TargetApi};
+use ctguard_deploy::targets::Target;
 
 #[derive(Debug, Args)]
 pub struct UninstallArgs {
@@ -56,7 +58,7 @@ pub async fn run(args: &UninstallArgs, g: &GlobalArgs) -> anyhow::Result<u8> {
         eprintln!("ctguard: refusing to uninstall without --yes (stdin is not a terminal, so nobody can confirm)");
         return Ok(exit::USAGE);
     }
-    let s = session::open(g, &args.targets).await?;
+    let s = session::open(&g.aws(), &args.targets.options()).await?;
     let remove_artifacts =
         !args.keep_artifacts && (args.remove_artifacts || matches!(s.selection, Selection::Org | Selection::Current));
     if !args.yes && !args.plan {

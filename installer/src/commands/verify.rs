@@ -1,26 +1,27 @@
 //! `ctguard verify`: per installed account × region, send a synthetic credential reuse through
-//! the real pipeline and observe exactly one alert (see [`crate::verify`]). Exit 0 only when
+//! the real pipeline and observe exactly one alert (see [`ctguard_deploy::verify`]). Exit 0 only when
 //! every target passes.
 
 use std::io::IsTerminal;
 use std::time::Duration;
 
-use clap::Args;
+use clap::{Args, ValueEnum};
 
-use crate::cli::{GlobalArgs, Output};
-use crate::embedded;
+use crate::args::TargetArgs;
+use crate::args::{GlobalArgs, Output};
 use crate::exit;
 use crate::output::{emit, Table};
-use crate::session::{self, TargetArgs};
-use crate::verify::{self, Cleanup, Options, Outcome, Via};
+use ctguard_deploy::embedded;
+use ctguard_deploy::session;
+use ctguard_deploy::verify::{self, Cleanup, Options, Outcome, Via};
 
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
     #[command(flatten)]
     pub targets: TargetArgs,
     /// How the synthetic events reach the detector.
-    #[arg(long, value_enum, default_value_t = Via::Eventbridge)]
-    pub via: Via,
+    #[arg(long, value_enum, default_value_t = ViaArg::Eventbridge)]
+    pub via: ViaArg,
     /// Seconds to wait, per target, for the alert.
     #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=900))]
     pub timeout: u64,
@@ -30,9 +31,27 @@ pub struct VerifyArgs {
     pub invoke_endpoint: Option<String>,
 }
 
+/// `--via`: how events reach the detector (the command-line form of [`Via`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ViaArg {
+    /// EventBridge PutEvents on the default bus: rule → Lambda → DynamoDB → SNS.
+    Eventbridge,
+    /// The Lambda Invoke API (for environments where EventBridge cannot reach Lambda).
+    Invoke,
+}
+
+impl From<ViaArg> for Via {
+    fn from(v: ViaArg) -> Via {
+        match v {
+            ViaArg::Eventbridge => Via::Eventbridge,
+            ViaArg::Invoke => Via::Invoke,
+        }
+    }
+}
+
 pub async fn run(args: &VerifyArgs, g: &GlobalArgs) -> anyhow::Result<u8> {
     let zip = embedded::lambda_zip()?;
-    let (s, installed) = session::discover_installed(g, &args.targets).await?;
+    let (s, installed) = session::discover_installed(&g.aws(), &args.targets.options(), g.concurrency as usize).await?;
     let mut targets = Vec::new();
     let mut outcomes: Vec<Outcome> = Vec::new();
     for i in installed {
@@ -45,7 +64,7 @@ pub async fn run(args: &VerifyArgs, g: &GlobalArgs) -> anyhow::Result<u8> {
         }
     }
     let opts = Options {
-        via: args.via,
+        via: args.via.into(),
         timeout: Duration::from_secs(args.timeout),
         invoke_endpoint: args.invoke_endpoint.clone(),
         bundled_sha256_b64: verify::base64(&sha256(zip)),
@@ -108,7 +127,7 @@ pub async fn run(args: &VerifyArgs, g: &GlobalArgs) -> anyhow::Result<u8> {
     Ok(if all_pass { exit::OK } else { exit::FINDINGS })
 }
 
-fn not_checked(t: &crate::targets::Target, reason: String) -> Outcome {
+fn not_checked(t: &ctguard_deploy::targets::Target, reason: String) -> Outcome {
     Outcome {
         account: t.account.clone(),
         region: t.region.clone(),

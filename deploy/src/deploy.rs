@@ -1,7 +1,8 @@
 //! The engine of `install` and `uninstall`: observe every target, plan ([`crate::plan`]),
 //! then carry the plans out with bounded concurrency. It never prints: it emits
 //! [`DeployEvent`]s to a [`Reporter`] (progress bars, plain lines or a test recorder are
-//! consumers, see [`crate::progress`]) and returns a report the command renders.
+//! consumers; the `ctguard` binary's `progress` module renders them) and returns a report the
+//! command renders.
 //!
 //! A failing target never stops the others: its error is recorded in its [`TargetResult`] and
 //! the rest carry on (ripgrep's "keep going, remember the error" rule). A re-run observes
@@ -760,9 +761,34 @@ pub async fn discover<C: Connector>(c: &C, set: &TargetSet, concurrency: usize) 
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::progress::Recorder;
+    use std::sync::Mutex;
+
     use crate::stacks::FakeCloud;
     use crate::targets::expand;
+
+    /// Keeps every event, in order.
+    #[derive(Debug, Default)]
+    struct Recorder(Mutex<Vec<DeployEvent>>);
+
+    impl Reporter for Recorder {
+        fn report(&self, e: &DeployEvent) {
+            self.0.lock().unwrap_or_else(|p| p.into_inner()).push(e.clone());
+        }
+    }
+
+    impl Recorder {
+        fn events(&self) -> Vec<DeployEvent> {
+            self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        }
+    }
+
+    #[test]
+    fn recorder_keeps_events_in_order() {
+        let r = Recorder::default();
+        r.report(&DeployEvent::Warning { message: "a".into() });
+        r.report(&DeployEvent::PhaseStarted { phase: Phase::Stacks, targets: 2 });
+        assert_eq!(r.events().len(), 2);
+    }
 
     fn set(accounts: &[&str], regions: &[&str]) -> TargetSet {
         let a: Vec<String> = accounts.iter().map(|s| s.to_string()).collect();

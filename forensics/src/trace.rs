@@ -573,10 +573,10 @@ pub fn attribute(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::forensics::sources::SourceKind;
+    use crate::sources::SourceKind;
 
     fn sample() -> Vec<Source> {
-        vec![Source { name: "sample".into(), kind: SourceKind::Embedded(crate::forensics::SAMPLE_CLOUDTRAIL), size: 0 }]
+        vec![Source { name: "sample".into(), kind: SourceKind::Embedded(crate::SAMPLE_CLOUDTRAIL), size: 0 }]
     }
 
     fn opts(key: &str) -> TraceOptions {

@@ -281,7 +281,7 @@ pub fn default_threads() -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::forensics::sources::SourceKind;
+    use crate::sources::SourceKind;
 
     fn collect_with(raw: &[u8], filter: &Filter, opts: &ReadOptions) -> (Vec<String>, ReadCounts) {
         let mut names = Vec::new();
@@ -324,7 +324,7 @@ mod tests {
         assert_eq!(c.lost.places[0].line, 2);
         // Also inside a Records array, and in gzip.
         text = b"{\"Records\":[{\"eventName\":\"A\"},{\"eventName\":\"\xc3\"},{\"eventName\":\"C\"}]}".to_vec();
-        let gz = crate::forensics::decode::tests::gz(&text);
+        let gz = crate::decode::tests::gz(&text);
         let (names, c) = collect(&gz, &Filter::default());
         assert_eq!(names, ["A", "C"]);
         assert_eq!(kinds(&c), [(LossKind::InvalidUtf8, 1)]);

@@ -27,10 +27,10 @@ use aws_sdk_cloudformation::Client;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use serde::Serialize;
 
-use crate::aws::err_text;
 use crate::deploy::{DeployEvent, Outcome, Phase, PollOptions, Reporter, StepResult, TargetResult};
 use crate::plan::{InstallConfig, StackKind, StackSpec, OWNER_TAG, OWNER_VALUE, SPEC_TAG};
 use crate::targets::{Target, TargetSet};
+use ctguard_aws::err_text;
 
 /// Suffix of ctguard's StackSet names.
 pub const SUFFIX: &str = "-auto";

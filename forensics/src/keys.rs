@@ -160,7 +160,7 @@ impl KeyDirectory for IamDirectory {
             .send()
             .try_collect()
             .await
-            .map_err(|e| format!("iam:ListUsers: {}", crate::aws::err_text(&e)))?;
+            .map_err(|e| format!("iam:ListUsers: {}", ctguard_aws::err_text(&e)))?;
         Ok(users.into_iter().map(|u| u.user_name).collect())
     }
 
@@ -174,7 +174,7 @@ impl KeyDirectory for IamDirectory {
             .send()
             .try_collect()
             .await
-            .map_err(|e| format!("iam:ListAccessKeys {user}: {}", crate::aws::err_text(&e)))?;
+            .map_err(|e| format!("iam:ListAccessKeys {user}: {}", ctguard_aws::err_text(&e)))?;
         Ok(keys
             .into_iter()
             .filter_map(|k| {
@@ -195,7 +195,7 @@ impl KeyDirectory for IamDirectory {
             .access_key_id(access_key_id)
             .send()
             .await
-            .map_err(|e| format!("iam:GetAccessKeyLastUsed: {}", crate::aws::err_text(&e)))?;
+            .map_err(|e| format!("iam:GetAccessKeyLastUsed: {}", ctguard_aws::err_text(&e)))?;
         let Some(l) = out.access_key_last_used else { return Ok(LastUse::default()) };
         Ok(LastUse {
             at: l.last_used_date.as_ref().map(millis),
@@ -213,7 +213,7 @@ impl KeyDirectory for IamDirectory {
             .send()
             .await
             .map(|_| ())
-            .map_err(|e| format!("iam:UpdateAccessKey: {}", crate::aws::err_text(&e)))
+            .map_err(|e| format!("iam:UpdateAccessKey: {}", ctguard_aws::err_text(&e)))
     }
 }
 

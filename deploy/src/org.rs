@@ -9,8 +9,8 @@ use aws_config::SdkConfig;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use serde::Serialize;
 
-use crate::aws::err_text;
 use crate::stacks::CallCounter;
+use ctguard_aws::err_text;
 
 /// Which accounts a command works on.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -24,10 +24,10 @@ use aws_smithy_types::config_bag::ConfigBag;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use serde::Serialize;
 
-use crate::aws::{err_text, in_region};
 use crate::plan::{StackKind, StackSpec, StackState};
 use crate::targets::Target;
 use crate::trail::{self, AdvancedSelector, BasicSelector, FieldSelector, Selectors, TrailInfo, TrailVerdict};
+use ctguard_aws::{err_text, in_region};
 
 /// Fixed names of the regional resources (the templates set them; `verify` relies on them).
 pub const FUNCTION_NAME: &str = "ctguard-detector";
@@ -200,7 +200,7 @@ pub struct AwsConnector {
 }
 
 impl AwsConnector {
-    /// `base` must come from [`crate::aws::load`] (or `aws_config::defaults`): assuming roles
+    /// `base` must come from [`ctguard_aws::load`] (or `aws_config::defaults`): assuming roles
     /// needs the time source and sleep implementation the loader sets up.
     pub fn new(base: SdkConfig, caller_account: String, role_name: String) -> Self {
         AwsConnector { base, caller_account, role_name, accounts: Default::default(), shared: CallCounter::default() }

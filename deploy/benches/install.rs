@@ -3,7 +3,7 @@
 //! time and AWS API calls per target (every HTTP attempt, counted by the installer's SDK
 //! interceptor) for a first install, a no-op re-run, and the same re-run without parallelism.
 //!
-//! Run: `cargo bench -p ctguard --bench install` (needs `.venv/bin/moto_server`).
+//! Run: `cargo bench -p ctguard-deploy --bench install` (needs `.venv/bin/moto_server`).
 //! Knobs: `CTGUARD_BENCH_ACCOUNTS` (50), `CTGUARD_BENCH_REGIONS` (us-east-1,us-west-2,eu-west-1),
 //! `CTGUARD_BENCH_CONCURRENCY` (16).
 //!
@@ -19,10 +19,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
-use ctguard_installer::deploy::{self, DeployEvent, PollOptions, RunOptions, RunReport};
-use ctguard_installer::plan::InstallConfig;
-use ctguard_installer::stacks::AwsConnector;
-use ctguard_installer::targets;
+use ctguard_deploy::deploy::{self, DeployEvent, PollOptions, RunOptions, RunReport};
+use ctguard_deploy::plan::InstallConfig;
+use ctguard_deploy::stacks::AwsConnector;
+use ctguard_deploy::targets;
 
 const MGMT: &str = "123456789012";
 
@@ -64,7 +64,7 @@ async fn config(endpoint: &str, region: &str, key: &str, secret: &str, token: Op
         .region(Region::new(region.to_string()))
         .endpoint_url(endpoint)
         .credentials_provider(creds)
-        .http_client(ctguard_installer::aws::http_client())
+        .http_client(ctguard_aws::http_client())
         .load()
         .await
 }
@@ -210,7 +210,7 @@ fn main() -> Result<(), String> {
         let zip: &'static [u8] = Box::leak(tiny_zip().into_boxed_slice());
         let cfg = InstallConfig {
             version: env!("CARGO_PKG_VERSION").to_string(),
-            code_hash: ctguard_installer::embedded::code_hash(zip),
+            code_hash: ctguard_deploy::embedded::code_hash(zip),
             artifacts_account: MGMT.to_string(),
             home_region: "us-east-1".into(),
             org_id: None,

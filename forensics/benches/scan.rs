@@ -1,4 +1,4 @@
-//! `cargo bench -p ctguard --bench scan`: scan throughput on gzip CloudTrail, next to `zcat`.
+//! `cargo bench -p ctguard-forensics --bench scan`: scan throughput on gzip CloudTrail, next to `zcat`.
 //!
 //! Generates a large corpus of S3-delivered CloudTrail files (`{"Records":[…]}`, gzip) in a
 //! temporary `AWSLogs/…/CloudTrail/<region>/<yyyy>/<mm>/<dd>/` tree, from the shapes of real
@@ -27,9 +27,9 @@ use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use ctguard_detector::Policy;
-use ctguard_installer::forensics::read::{default_threads, ReadOptions};
-use ctguard_installer::forensics::scan::{fold_sources, replay, ScanOptions, ScanReport};
-use ctguard_installer::forensics::sources::{list_local, Fetcher, Kind, Listing, Seen, Source, SourceKind, TimeRange};
+use ctguard_forensics::read::{default_threads, ReadOptions};
+use ctguard_forensics::scan::{fold_sources, replay, ScanOptions, ScanReport};
+use ctguard_forensics::sources::{list_local, Fetcher, Kind, Listing, Seen, Source, SourceKind, TimeRange};
 use serde_json::Value;
 
 /// Decompressed bytes per generated file (CloudTrail files range from kilobytes to tens of MB).
@@ -77,7 +77,7 @@ fn templates() -> Vec<Value> {
         }
     }
     if texts.is_empty() {
-        texts.push(String::from_utf8_lossy(ctguard_installer::forensics::SAMPLE_CLOUDTRAIL).into_owned());
+        texts.push(String::from_utf8_lossy(ctguard_forensics::SAMPLE_CLOUDTRAIL).into_owned());
     }
     for t in &texts {
         ctguard_detector::reader::for_each_record(t, |r| {

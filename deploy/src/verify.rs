@@ -19,9 +19,9 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use tokio::sync::Mutex;
 
-use crate::aws::{err_text, in_region};
 use crate::stacks::{AwsConnector, Connector, TargetApi};
 use crate::targets::Target;
+use ctguard_aws::{err_text, in_region};
 
 /// The deterministic names the installer gives the regional resources.
 pub const FUNCTION_NAME: &str = "ctguard-detector";
@@ -33,7 +33,7 @@ pub const VERIFY_SOURCE: &str = "ctguard.verify";
 pub const EXPECTED_RULE_STATE: &str = "ENABLED_WITH_ALL_CLOUDTRAIL_MANAGEMENT_EVENTS";
 
 /// How events reach the detector.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Via {
     /// EventBridge PutEvents on the default bus: rule → Lambda → DynamoDB → SNS.

@@ -403,7 +403,7 @@ pub async fn s3_client_for_bucket(cfg: &SdkConfig, bucket: &str) -> aws_sdk_s3::
     if cfg.region().map(|r| r.as_ref()) == Some(region.as_str()) {
         return client;
     }
-    s3_client(&crate::aws::in_region(cfg, &region))
+    s3_client(&ctguard_aws::in_region(cfg, &region))
 }
 
 /// Lists `s3://bucket/prefix`: one paged listing when the range is open; otherwise a descent by
@@ -427,7 +427,7 @@ pub async fn list_s3(
             .send();
         let mut children = Vec::new();
         while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| format!("s3://{bucket}/{p}: {}", crate::aws::err_text(&e)))?;
+            let page = page.map_err(|e| format!("s3://{bucket}/{p}: {}", ctguard_aws::err_text(&e)))?;
             for o in page.contents() {
                 let Some(key) = o.key() else { continue };
                 let comps: Vec<&str> = key.split('/').collect();
@@ -501,7 +501,7 @@ impl Fetcher {
                     .ok_or_else(|| format!("no S3 client for bucket {bucket}"))?;
                 let handle = self.handle.as_ref().ok_or("no runtime to read S3 with")?;
                 let out = handle.block_on(async {
-                    client.get_object().bucket(bucket).key(key).send().await.map_err(|e| crate::aws::err_text(&e))
+                    client.get_object().bucket(bucket).key(key).send().await.map_err(|e| ctguard_aws::err_text(&e))
                 })?;
                 Ok(Box::new(S3Body { body: out.body, handle, chunk: bytes::Bytes::new() }))
             }
@@ -580,7 +580,7 @@ pub async fn resolve(
     paths: &[String],
     kind: Kind,
     range: &TimeRange,
-    g: &crate::cli::GlobalArgs,
+    g: &ctguard_aws::AwsOptions,
 ) -> Result<Inputs, String> {
     let mut listing = Listing::default();
     let mut seen = Seen::default();
@@ -592,7 +592,7 @@ pub async fn resolve(
             Location::Local(path) => sources.extend(list_local(&path, kind, range, &mut listing, &mut seen)?),
             Location::S3 { bucket, prefix } => {
                 if cfg.is_none() {
-                    cfg = Some(crate::aws::load(g).await);
+                    cfg = Some(ctguard_aws::load(g).await);
                 }
                 let Some(c) = cfg.as_ref() else { continue };
                 if !clients.iter().any(|(b, _)| b == &bucket) {

@@ -318,7 +318,7 @@ pub async fn scan(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::forensics::sources::SourceKind;
+    use crate::sources::SourceKind;
     use serde_json::json;
 
     const ROLE: &str = "arn:aws:iam::111122223333:role/web";

@@ -1,5 +1,5 @@
-//! AWS plumbing shared by the commands: one `SdkConfig` from the global options, and
-//! per-account configurations through `sts:AssumeRole`.
+//! AWS plumbing shared by the deploy and forensics crates and the `ctguard` commands: one
+//! `SdkConfig` from plain options, and per-account configurations through `sts:AssumeRole`.
 //!
 //! Clients are cheap to derive from a config; configs are expensive to load, so each is built
 //! once per account and reused for every region.
@@ -7,7 +7,16 @@
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_smithy_http_client::tls;
 
-use crate::cli::GlobalArgs;
+/// Where and as whom to call AWS: the plain form of the command line's global options.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AwsOptions {
+    /// AWS profile (default: the standard credential chain).
+    pub profile: Option<String>,
+    /// Region for the caller's own calls (default: from the profile/environment).
+    pub region: Option<String>,
+    /// Send every AWS call to this endpoint (a local emulator).
+    pub endpoint_url: Option<String>,
+}
 
 /// The role ctguard assumes in member accounts: the one AWS Organizations creates in every
 /// account it creates. Override with `--assume-role-name` where an install uses another.
@@ -22,7 +31,7 @@ pub fn http_client() -> aws_smithy_runtime_api::client::http::SharedHttpClient {
 
 /// Loads the base configuration: standard credential chain (env, profile, SSO, IMDS…),
 /// `--profile`, `--region`, and `--endpoint-url`/`AWS_ENDPOINT_URL` for emulators.
-pub async fn load(g: &GlobalArgs) -> SdkConfig {
+pub async fn load(g: &AwsOptions) -> SdkConfig {
     let mut loader = aws_config::defaults(BehaviorVersion::latest()).http_client(http_client());
     if let Some(p) = &g.profile {
         loader = loader.profile_name(p);

@@ -1,0 +1,29 @@
+//! ctguard's deployment engine: everything `ctguard install`, `status`, `verify` and
+//! `uninstall` do, without a command line or a terminal. The `ctguard` binary parses flags into
+//! the plain option structs taken here and renders the reports and [`deploy::DeployEvent`]s
+//! this crate returns and emits.
+//!
+//! - [`targets`]: accounts × regions, validated and expanded (pure);
+//! - [`org`]: account and region selection through AWS Organizations and Account Management;
+//! - [`session`]: the shared set-up (SDK config, caller, targets, connector);
+//! - [`trail`]: the CloudTrail prerequisite, judged purely;
+//! - [`plan`]: observed stack state + desired specs → actions (pure);
+//! - [`stacks`]: the AWS seam ([`stacks::StackApi`], [`stacks::TargetApi`]) and its
+//!   CloudFormation implementation;
+//! - [`deploy`]: install and uninstall over many targets with bounded concurrency;
+//! - [`autodeploy`]: service-managed StackSets for accounts that join later;
+//! - [`inspect`]: `status` without the printing;
+//! - [`verify`]: the end-to-end proof that a reused credential raises an alert;
+//! - [`embedded`]: the Lambda zip and the CloudFormation templates this crate deploys.
+
+pub mod autodeploy;
+pub mod deploy;
+pub mod embedded;
+pub mod inspect;
+pub mod org;
+pub mod plan;
+pub mod session;
+pub mod stacks;
+pub mod targets;
+pub mod trail;
+pub mod verify;
