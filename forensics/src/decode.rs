@@ -214,11 +214,11 @@ pub fn decode(input: impl Read, limits: Limits, sink: &mut dyn FnMut(Event<'_>))
 
 fn copy_plain<R: Read>(raw: &mut RawInput<R>, out: &mut Out<'_>) {
     loop {
+        let at = raw.pos;
         let n = match raw.fill_buf() {
             Ok([]) => return,
             Ok(chunk) => {
                 let n = chunk.len();
-                let at = raw.pos;
                 if !out.data(chunk, at) {
                     return;
                 }
@@ -254,6 +254,9 @@ fn inflate_members<R: Read>(raw: &mut RawInput<R>, out: &mut Out<'_>) {
             }
         };
         drop(dec);
+        // After corrupt data the bytes skipped to the next member are the rest of the damaged
+        // member, already reported.
+        let report = !matches!(&result, Err(e) if !e.to_string().contains("checksum"));
         if let Err(e) = result {
             let at_end = raw.fill_at_least(1).is_err() || raw.available().is_empty();
             let (kind, breaks) = if let Some(io) = raw.io_error.take() {
@@ -279,9 +282,7 @@ fn inflate_members<R: Read>(raw: &mut RawInput<R>, out: &mut Out<'_>) {
                 raw.consume(1);
             }
         }
-        // Between members: the next header, the end, or bytes to skip until a header. After
-        // corrupt data the skipped bytes are the rest of the damaged member, already reported.
-        let report = !matches!(&result, Err(e) if !e.to_string().contains("checksum"));
+        // Between members: the next header, the end, or bytes to skip until a header.
         match skip_to_member(raw, out, report) {
             Some(()) if !out.stopped => {}
             _ => return,
@@ -355,7 +356,7 @@ pub fn decode_pipelined(input: impl Read + Send, limits: Limits, sink: &mut dyn 
     std::thread::scope(|s| {
         let producer = s.spawn(move || {
             let mut pending: Vec<u8> = Vec::with_capacity(CHUNK);
-            let mut send = |p: Piece| tx.send(p).is_ok();
+            let send = |p: Piece| tx.send(p).is_ok();
             let mut ok = true;
             let decoded = decode(input, limits, &mut |ev| {
                 if !ok {
@@ -392,12 +393,16 @@ pub fn decode_pipelined(input: impl Read + Send, limits: Limits, sink: &mut dyn 
                 Piece::Damage { loss, breaks } => sink(Event::Damage { loss, breaks }),
             }
         }
-        producer.join().unwrap_or_default()
+        match producer.join() {
+            Ok(d) => d,
+            // A panic while inflating is a bug: let it surface, as it would without the thread.
+            Err(p) => std::panic::resume_unwind(p),
+        }
     })
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::io::Write;
 
@@ -472,7 +477,11 @@ mod tests {
         first.extend(gz(b"after"));
         let (data, dmg) = both(&first, Limits::default());
         assert!(data.ends_with(b"after"), "the next member is read");
-        assert!(dmg.first().is_some_and(|(k, b)| matches!(k, LossKind::CorruptGzip | LossKind::ChecksumMismatch) && (*b || *k == LossKind::ChecksumMismatch)), "{dmg:?}");
+        assert!(
+            dmg.first().is_some_and(|(k, b)| matches!(k, LossKind::CorruptGzip | LossKind::ChecksumMismatch)
+                && (*b || *k == LossKind::ChecksumMismatch)),
+            "{dmg:?}"
+        );
     }
 
     #[test]

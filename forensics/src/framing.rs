@@ -137,6 +137,14 @@ enum Mode {
     Skip(Skip),
 }
 
+/// What must follow a lost record in an array for the framing to be trusted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Suspect {
+    AfterRecord,
+    AfterComma,
+    AfterClose,
+}
+
 /// Where reading resumes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Resync {
@@ -168,6 +176,8 @@ pub struct Framer {
     records_key_end: Option<u64>,
     /// Quoted first keys of the records seen in arrays (`"eventVersion"`).
     keys: Vec<Vec<u8>>,
+    /// Set after a lost record in an array, with the brackets at record level.
+    suspect: Option<(Suspect, Vec<u8>, Loss)>,
     ordinal: u64,
     /// (absolute offset, newlines before it): a cursor for line numbers.
     lines: (u64, u64),
@@ -193,6 +203,7 @@ impl Framer {
             elem: None,
             records_key_end: None,
             keys: vec![b"\"eventVersion\"".to_vec()],
+            suspect: None,
             ordinal: 0,
             lines: (0, 0),
         }
@@ -220,6 +231,7 @@ impl Framer {
     pub fn damage(&mut self, mut loss: Loss, breaks: bool, sink: &mut dyn RecordSink) {
         let end = self.abs(self.buf.len());
         loss.line = self.line_at(end);
+        self.flush_suspect(sink);
         sink.loss(loss);
         if !breaks {
             return;
@@ -249,6 +261,7 @@ impl Framer {
     /// The end of the data: an open record is lost as truncated.
     pub fn finish(&mut self, sink: &mut dyn RecordSink) {
         self.run(true, sink);
+        self.flush_suspect(sink);
         let len = self.buf.len();
         if let Mode::Skip(_) = self.mode {
             self.end_skip(len, sink);
@@ -425,6 +438,9 @@ impl Framer {
             }
             let i = self.pos;
             let Some(&b) = self.buf.get(i) else { return Step::Need };
+            if self.record.is_none() && self.suspect.is_some() && !self.check_suspect(i, b, sink) {
+                return Step::Again;
+            }
             self.pos = i + 1;
             match b {
                 b'"' => {
@@ -464,8 +480,7 @@ impl Framer {
         match self.record {
             Some(r) if r.level == 0 && !r.discard && self.stack.len() == 1 => {
                 let s = self.idx(self.string_start) + 1;
-                self.records_key_end =
-                    (self.buf.get(s..i) == Some(&b"Records"[..])).then(|| self.abs(i + 1));
+                self.records_key_end = (self.buf.get(s..i) == Some(&b"Records"[..])).then(|| self.abs(i + 1));
             }
             None => {
                 if let Some(e) = self.elem.filter(|e| e.string) {
@@ -534,6 +549,7 @@ impl Framer {
             }
         }
         if self.stack.is_empty() {
+            self.flush_suspect(sink);
             self.mode = Mode::Top;
             return Some(Step::Again);
         }
@@ -546,8 +562,16 @@ impl Framer {
         if !r.discard {
             let (s, e) = (self.idx(r.start), i + 1);
             self.ordinal += 1;
-            let framed = Framed { bytes: self.buf.get(s..e).unwrap_or_default(), ordinal: self.ordinal, offset: r.start };
-            match sink.record(framed) {
+            let verdict = if e - s > MAX_RECORD_BYTES {
+                // Whether a record over the limit ends within the piece at hand or not must not
+                // change what is kept.
+                Verdict::Lost(LossKind::RecordTooLarge, "larger than the record limit".into())
+            } else {
+                let framed =
+                    Framed { bytes: self.buf.get(s..e).unwrap_or_default(), ordinal: self.ordinal, offset: r.start };
+                sink.record(framed)
+            };
+            match verdict {
                 Verdict::Kept => {
                     if r.level > 0 {
                         self.learn_key(s, e);
@@ -562,7 +586,17 @@ impl Framer {
                         self.resume(c, resync, context);
                         return Some(Step::Again);
                     }
-                    self.lose(kind, r.start, (e - s) as u64, why, sink);
+                    if r.level > 0 {
+                        // Its brackets balanced, but the framing may have drifted (a lost quote
+                        // turns strings inside out): check that what follows is a separator
+                        // before reporting it (a drift extends the loss to the next record).
+                        let line = self.line_at(r.start.max(self.base));
+                        let loss = Loss::at(kind, r.start).bytes((e - s) as u64).with_line(line).detail(why);
+                        self.flush_suspect(sink);
+                        self.suspect = Some((Suspect::AfterRecord, context, loss));
+                    } else {
+                        self.lose(kind, r.start, (e - s) as u64, why, sink);
+                    }
                 }
             }
         }
@@ -571,6 +605,40 @@ impl Framer {
             return Some(Step::Again);
         }
         None
+    }
+
+    /// After a lost record inside an array, whether byte `b` at `i` is what follows a record
+    /// there. If not, the framing drifted: skip to the next record start in that array.
+    fn check_suspect(&mut self, i: usize, b: u8, sink: &mut dyn RecordSink) -> bool {
+        let Some((state, _, _)) = &self.suspect else { return true };
+        let next = match (state, b) {
+            (_, b) if is_ws(b) => return true,
+            (Suspect::AfterRecord, b',') => Some(Suspect::AfterComma),
+            (Suspect::AfterRecord | Suspect::AfterComma, b']') => Some(Suspect::AfterClose),
+            (Suspect::AfterComma, b'{') => None,
+            (Suspect::AfterClose, b'}' | b',') if self.stack.last() == Some(&WRAP) => None,
+            (Suspect::AfterClose, b',' | b']') if self.stack.last() == Some(&RECS) => None,
+            _ => {
+                let Some((_, context, loss)) = self.suspect.take() else { return true };
+                self.enter_skip(i, context, false);
+                if let Mode::Skip(s) = &mut self.mode {
+                    s.report = Report::Extend(loss);
+                }
+                return false;
+            }
+        };
+        match (next, &mut self.suspect) {
+            (Some(n), Some((state, _, _))) => *state = n,
+            _ => self.flush_suspect(sink),
+        }
+        true
+    }
+
+    /// Reports the lost record a suspicion was about.
+    fn flush_suspect(&mut self, sink: &mut dyn RecordSink) {
+        if let Some((_, _, loss)) = self.suspect.take() {
+            sink.loss(loss);
+        }
     }
 
     /// A byte between records inside an array: separators, or a value that is not an object.
@@ -1038,7 +1106,11 @@ pub(crate) mod tests {
         f.feed(b.as_bytes(), &mut c);
         f.finish(&mut c);
         assert_eq!(c.kept, ns(&[1, 2, 3]));
-        assert_eq!(c.losses.iter().map(|l| l.kind).collect::<Vec<_>>(), [LossKind::CorruptGzip], "the cut record is the hole's");
+        assert_eq!(
+            c.losses.iter().map(|l| l.kind).collect::<Vec<_>>(),
+            [LossKind::CorruptGzip],
+            "the cut record is the hole's"
+        );
         // A hole followed by a fresh document.
         let mut f = Framer::new();
         let mut c = Collect::default();

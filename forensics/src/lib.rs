@@ -21,6 +21,7 @@
 pub mod decode;
 pub mod flowlogs;
 pub mod framing;
+pub mod fuzzing;
 pub mod keys;
 pub mod loss;
 pub mod read;

@@ -92,7 +92,10 @@ pub enum SourceKind {
     /// A path named on the command line that is not a regular file (a FIFO, a device): read as
     /// a stream, up to the decompressed-size limit.
     Stream(PathBuf),
-    S3 { bucket: String, key: String },
+    S3 {
+        bucket: String,
+        key: String,
+    },
     Embedded(&'static [u8]),
 }
 
@@ -284,11 +287,8 @@ pub fn list_local(
             listing.duplicates += 1;
             return Ok(out);
         }
-        let kind = if meta.is_file() {
-            SourceKind::File(path.to_path_buf())
-        } else {
-            SourceKind::Stream(path.to_path_buf())
-        };
+        let kind =
+            if meta.is_file() { SourceKind::File(path.to_path_buf()) } else { SourceKind::Stream(path.to_path_buf()) };
         let size = if meta.is_file() { meta.len() } else { 0 };
         listing.files += 1;
         listing.bytes += size;

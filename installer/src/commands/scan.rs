@@ -279,7 +279,10 @@ pub fn input_health(label: &str, listing: &Listing, read: &ReadCounts, open_erro
     }
     let more = read.lost.total().saturating_sub(read.lost.places.len().min(PLACES_SHOWN) as u64);
     if more > 0 {
-        out.push_str(&format!("    … and {more} more (--json lists the first {})\n", ctguard_forensics::loss::MAX_PLACES));
+        out.push_str(&format!(
+            "    … and {more} more (--json lists the first {})\n",
+            ctguard_forensics::loss::MAX_PLACES
+        ));
     }
     out
 }
