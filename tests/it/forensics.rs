@@ -28,11 +28,15 @@ fn json_lines(s: &str) -> Vec<Value> {
         .collect()
 }
 
+/// Exit code, the alerts (the JSON lines before the closing summary line), stderr.
 fn scan(args: &[&str]) -> (i32, Vec<Value>, String) {
     let mut c = ctguard(None);
     c.arg("--json").arg("scan").args(args);
     let (code, out, err) = run(c);
-    (code, json_lines(&out), err)
+    let mut lines = json_lines(&out);
+    let summary = lines.pop().unwrap_or_default();
+    assert_eq!(summary["kind"], "summary", "scan --json ends with its summary: {out}");
+    (code, lines, err)
 }
 
 fn trace(key: &str, args: &[&str]) -> (i32, Vec<Value>, String) {
@@ -552,7 +556,7 @@ async fn scan_and_trace_read_s3_with_date_pruning() {
     c.args(["--json", "scan", "s3://trail-logs/org/"]);
     let (code, out, err) = run(c);
     assert_eq!(code, 1, "{err}\n{}", moto.log());
-    let alerts = json_lines(&out);
+    let alerts: Vec<Value> = json_lines(&out).into_iter().filter(|l| l["kind"] != "summary").collect();
     assert_eq!(alerts.len(), 1);
     assert_eq!(alerts[0]["seen_identity"], "ip:104.102.221.250");
     assert!(err.contains("9 files"), "{err}");
