@@ -63,6 +63,44 @@ pub struct Decoded {
     pub gzip: bool,
 }
 
+/// Buffers of [`CHUNK`] bytes kept per thread between files: a scan reads thousands of files,
+/// and allocating (and zeroing) fresh buffers for each costs more than the small ones' reading.
+mod pool {
+    use std::cell::RefCell;
+
+    thread_local! {
+        static FREE: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
+    }
+
+    /// Buffers kept per thread.
+    const KEPT: usize = 4;
+
+    /// A zeroed-once buffer of at least `len` bytes (its content is whatever was left).
+    pub fn take(len: usize) -> Vec<u8> {
+        let mut v = FREE.with(|f| f.borrow_mut().pop()).unwrap_or_default();
+        if v.len() < len {
+            v.resize(len, 0);
+        }
+        v
+    }
+
+    /// Gives a buffer back for the next file on this thread.
+    pub fn give(v: Vec<u8>) {
+        // One large record must not leave megabytes held by an idle thread.
+        if v.capacity() == 0 || v.capacity() > 4 * super::CHUNK {
+            return;
+        }
+        FREE.with(|f| {
+            let mut f = f.borrow_mut();
+            if f.len() < KEPT {
+                f.push(v);
+            }
+        });
+    }
+}
+
+pub(crate) use pool::{give as give_buffer, take as take_buffer};
+
 /// A buffered reader that counts what it consumes and can look ahead a few bytes.
 struct RawInput<R> {
     inner: R,
@@ -78,7 +116,7 @@ struct RawInput<R> {
 
 impl<R: Read> RawInput<R> {
     fn new(inner: R) -> Self {
-        RawInput { inner, buf: vec![0; CHUNK], start: 0, end: 0, pos: 0, eof: false, io_error: None }
+        RawInput { inner, buf: take_buffer(CHUNK), start: 0, end: 0, pos: 0, eof: false, io_error: None }
     }
 
     fn available(&self) -> &[u8] {
@@ -105,6 +143,12 @@ impl<R: Read> RawInput<R> {
             }
         }
         Ok(())
+    }
+}
+
+impl<R> Drop for RawInput<R> {
+    fn drop(&mut self) {
+        give_buffer(std::mem::take(&mut self.buf));
     }
 }
 
@@ -236,12 +280,13 @@ fn copy_plain<R: Read>(raw: &mut RawInput<R>, out: &mut Out<'_>) {
 
 /// Inflates gzip members one after the other, resynchronising on damage.
 fn inflate_members<R: Read>(raw: &mut RawInput<R>, out: &mut Out<'_>) {
-    let mut chunk = vec![0u8; CHUNK];
+    let mut chunk = Chunk(take_buffer(CHUNK));
+    let chunk = &mut chunk.0;
     loop {
         let member_at = raw.pos;
         let mut dec = flate2::bufread::GzDecoder::new(&mut *raw);
         let result = loop {
-            match dec.read(&mut chunk) {
+            match dec.read(chunk) {
                 Ok(0) => break Ok(()),
                 Ok(n) => {
                     let at = dec.get_ref().pos;
@@ -287,6 +332,15 @@ fn inflate_members<R: Read>(raw: &mut RawInput<R>, out: &mut Out<'_>) {
             Some(()) if !out.stopped => {}
             _ => return,
         }
+    }
+}
+
+/// A pooled buffer, given back however the function returns.
+struct Chunk(Vec<u8>);
+
+impl Drop for Chunk {
+    fn drop(&mut self) {
+        give_buffer(std::mem::take(&mut self.0));
     }
 }
 

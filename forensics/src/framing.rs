@@ -183,6 +183,12 @@ pub struct Framer {
     lines: (u64, u64),
 }
 
+impl Drop for Framer {
+    fn drop(&mut self) {
+        crate::decode::give_buffer(std::mem::take(&mut self.buf));
+    }
+}
+
 impl Default for Framer {
     fn default() -> Self {
         Framer::new()
@@ -191,8 +197,10 @@ impl Default for Framer {
 
 impl Framer {
     pub fn new() -> Framer {
+        let mut buf = crate::decode::take_buffer(0);
+        buf.clear();
         Framer {
-            buf: Vec::new(),
+            buf,
             base: 0,
             pos: 0,
             mode: Mode::Top,
@@ -347,6 +355,9 @@ impl Framer {
     }
 
     fn scan_top(&mut self, eof: bool) -> Step {
+        // Zero padding can be gigabytes (a preallocated file, a device): skip it in blocks.
+        let rest = self.buf.get(self.pos..).unwrap_or_default();
+        self.pos += rest.chunks_exact(16).take_while(|c| c.iter().all(|&b| b == 0)).count() * 16;
         while let Some(&b) = self.buf.get(self.pos) {
             let i = self.pos;
             match b {
