@@ -393,6 +393,20 @@ fn report_skipped(n: u64, nonzero: bool, from: u64, out: &mut Out<'_>) {
     }
 }
 
+/// [`decode`], or [`decode_pipelined`] when `pipeline`.
+pub fn decode_with(
+    input: impl Read + Send,
+    limits: Limits,
+    pipeline: bool,
+    sink: &mut dyn FnMut(Event<'_>),
+) -> Decoded {
+    if pipeline {
+        decode_pipelined(input, limits, sink)
+    } else {
+        decode(input, limits, sink)
+    }
+}
+
 /// An owned [`Event`], to cross threads.
 enum Piece {
     Data(Vec<u8>),

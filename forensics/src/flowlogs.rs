@@ -312,24 +312,14 @@ pub fn read_flows(
                 }
             }
         };
-        if opts.pipeline {
-            decode::decode_pipelined(input, opts.limits, &mut on_event)
-        } else {
-            decode::decode(input, opts.limits, &mut on_event)
-        }
+        decode::decode_with(input, opts.limits, opts.pipeline, &mut on_event)
     };
     if !skipping && !partial.is_empty() {
         lines.line(&partial, &mut f);
     }
     let mut c = lines.counts;
     c.files = 1;
-    if !c.lost.is_empty() {
-        if decoded.decoded == 0 {
-            c.failed_files = 1;
-        } else {
-            c.damaged_files = 1;
-        }
-    }
+    (c.failed_files, c.damaged_files) = c.lost.file_outcome(decoded.decoded);
     c.lost.set_source(file, name);
     counts.merge(c);
 }

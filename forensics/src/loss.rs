@@ -210,6 +210,16 @@ impl Losses {
         self.by_kind.iter().map(|(k, n)| format!("{n} {}", k.describe())).collect::<Vec<_>>().join(", ")
     }
 
+    /// (failed, damaged) file counts for a file with these losses of which `decoded` bytes were
+    /// read: nothing read is a failed file, something read a damaged one.
+    pub fn file_outcome(&self, decoded: u64) -> (u64, u64) {
+        match (self.is_empty(), decoded) {
+            (true, _) => (0, 0),
+            (false, 0) => (1, 0),
+            (false, _) => (0, 1),
+        }
+    }
+
     /// Sets the source of every listed place (the reader knows it, the framer does not).
     pub fn set_source(&mut self, file: usize, name: &str) {
         for l in &mut self.places {

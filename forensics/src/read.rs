@@ -210,11 +210,7 @@ pub fn for_each_record(
             Event::Data(d) => framer.feed(d, &mut reader),
             Event::Damage { loss, breaks } => framer.damage(loss, breaks, &mut reader),
         };
-        if opts.pipeline {
-            decode::decode_pipelined(input, opts.limits, &mut on_event)
-        } else {
-            decode::decode(input, opts.limits, &mut on_event)
-        }
+        decode::decode_with(input, opts.limits, opts.pipeline, &mut on_event)
     };
     framer.finish(&mut reader);
     let mut c = reader.counts;
@@ -224,13 +220,7 @@ pub fn for_each_record(
     if !filter.needles.is_empty() && !reader.matched {
         c.skipped_files = 1;
     }
-    if !c.lost.is_empty() {
-        if decoded.decoded == 0 {
-            c.failed_files = 1;
-        } else {
-            c.damaged_files = 1;
-        }
-    }
+    (c.failed_files, c.damaged_files) = c.lost.file_outcome(decoded.decoded);
     c.lost.set_source(file, name);
     counts.merge(c);
 }
