@@ -375,9 +375,12 @@ fn unprivileged(dir: &Path) -> Command {
     if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
         return ctguard(None);
     }
-    // The built binary sits under root's home, which others cannot enter: run a copy.
+    // The built binary sits under root's home, which others cannot enter: run it through a
+    // link elsewhere (a copy when the file systems differ).
     let bin = dir.join("ctguard-copy");
-    std::fs::copy(ctguard_bin(), &bin).expect("copy ctguard");
+    if std::fs::hard_link(ctguard_bin(), &bin).is_err() {
+        std::fs::copy(ctguard_bin(), &bin).expect("copy ctguard");
+    }
     let template = ctguard(None);
     let mut c = Command::new("setpriv");
     c.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"]).arg(&bin);

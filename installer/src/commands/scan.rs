@@ -124,11 +124,15 @@ pub async fn inputs(
     }
     let inputs = sources::resolve(paths, kind, range, &g.aws()).await.map_err(anyhow::Error::msg)?;
     if inputs.sources.is_empty() {
+        let l = &inputs.listing;
+        let unreadable: Vec<String> = l.errors.iter().map(|e| format!("{}: {}", e.source, e.error)).collect();
         anyhow::bail!(
-            "no log files found in {} ({} pruned by the time range, {} ignored by extension)",
+            "no log files found in {} ({} pruned by the time range, {} ignored by extension, {} FIFOs/sockets/devices skipped{})",
             paths.join(", "),
-            inputs.listing.pruned,
-            inputs.listing.ignored
+            l.pruned,
+            l.ignored,
+            l.special,
+            if unreadable.is_empty() { String::new() } else { format!("; not readable: {}", unreadable.join("; ")) }
         );
     }
     Ok(inputs)
