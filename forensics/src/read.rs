@@ -168,7 +168,8 @@ impl<F: FnMut(&Record, Option<&str>, Seq)> RecordSink for Reader<'_, F> {
         self.matched = true;
         let (json, source) = unwrap_envelope(text);
         // `acsRegion` is the mark of ActionTrail ([`actiontrail::looks_like`]), found faster here.
-        let rewritten = if ACS_REGION.find(json.as_bytes()).is_some() { actiontrail::to_cloudtrail(json) } else { None };
+        let rewritten =
+            if ACS_REGION.find(json.as_bytes()).is_some() { actiontrail::to_cloudtrail(json) } else { None };
         if rewritten.is_some() {
             self.counts.actiontrail += 1;
         }
