@@ -480,7 +480,7 @@ fn main() {
         (format!("gzip bomb, {:.1} MiB -> {} MiB of zeros", mib(bomb_bytes), big_mb), file(&bomb, false), cores),
         ("/dev/zero named as input (4 GiB cap)".to_string(), file(Path::new("/dev/zero"), true), cores),
     ];
-    println!("{:<48} {:>8} {:>12} {:>10} {:>9}  {}", "input", "wall s", "MB/s json", "peak RSS", "records", "unread");
+    println!("{:<48} {:>8} {:>12} {:>10} {:>9}  unread", "input", "wall s", "MB/s json", "peak RSS", "records");
     for (label, src, threads) in cases {
         reset_peak();
         let (r, w, ..) = scan(std::slice::from_ref(&src), threads, plain);

@@ -140,9 +140,12 @@ enum Mode {
 /// What must follow a lost record in an array for the framing to be trusted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Suspect {
-    AfterRecord,
-    AfterComma,
-    AfterClose,
+    /// Just after the lost record: `,` or `]` must follow.
+    Record,
+    /// After its `,`: the next record's `{` must follow.
+    Comma,
+    /// After the array's `]`: what closes or continues the container must follow.
+    Close,
 }
 
 /// Where reading resumes.
@@ -542,10 +545,7 @@ impl Framer {
     }
 
     fn close(&mut self, i: usize, b: u8, sink: &mut dyn RecordSink) -> Option<Step> {
-        let fits = match (b, self.stack.last()) {
-            (b'}', Some(&OBJ | &WRAP)) | (b']', Some(&ARR | &RECS)) => true,
-            _ => false,
-        };
+        let fits = matches!((b, self.stack.last()), (b'}', Some(&OBJ | &WRAP)) | (b']', Some(&ARR | &RECS)));
         if !fits {
             self.anomaly(i, LossKind::Malformed, "unbalanced brackets", sink);
             return Some(Step::Again);
@@ -604,7 +604,7 @@ impl Framer {
                         let line = self.line_at(r.start.max(self.base));
                         let loss = Loss::at(kind, r.start).bytes((e - s) as u64).with_line(line).detail(why);
                         self.flush_suspect(sink);
-                        self.suspect = Some((Suspect::AfterRecord, context, loss));
+                        self.suspect = Some((Suspect::Record, context, loss));
                     } else {
                         self.lose(kind, r.start, (e - s) as u64, why, sink);
                     }
@@ -624,11 +624,11 @@ impl Framer {
         let Some((state, _, _)) = &self.suspect else { return true };
         let next = match (state, b) {
             (_, b) if is_ws(b) => return true,
-            (Suspect::AfterRecord, b',') => Some(Suspect::AfterComma),
-            (Suspect::AfterRecord | Suspect::AfterComma, b']') => Some(Suspect::AfterClose),
-            (Suspect::AfterComma, b'{') => None,
-            (Suspect::AfterClose, b'}' | b',') if self.stack.last() == Some(&WRAP) => None,
-            (Suspect::AfterClose, b',' | b']') if self.stack.last() == Some(&RECS) => None,
+            (Suspect::Record, b',') => Some(Suspect::Comma),
+            (Suspect::Record | Suspect::Comma, b']') => Some(Suspect::Close),
+            (Suspect::Comma, b'{') => None,
+            (Suspect::Close, b'}' | b',') if self.stack.last() == Some(&WRAP) => None,
+            (Suspect::Close, b',' | b']') if self.stack.last() == Some(&RECS) => None,
             _ => {
                 let Some((_, context, loss)) = self.suspect.take() else { return true };
                 self.enter_skip(i, context, false);
