@@ -421,7 +421,8 @@ fn skipped(plan: &TargetPlan, phase: Phase, trail: Option<TrailVerdict>, calls: 
 }
 
 /// `install`: artifacts in every region of the installing account, then the account and
-/// regional stacks of every target. `code` is the Lambda zip to upload where missing.
+/// regional stacks of every target. `code` is the Lambda zip to upload where missing. Every
+/// setting of `cfg` is applied as given (see [`install_with`] to keep deployed values).
 pub async fn install<C: Connector>(
     c: &C,
     set: &TargetSet,
@@ -430,6 +431,33 @@ pub async fn install<C: Connector>(
     opts: &RunOptions,
     rep: &dyn Reporter,
 ) -> RunReport {
+    let req = Request { cfg, stated: plan::Stated::ALL, gate: &|_: &[TargetPlan]| Ok(()) };
+    install_with(c, set, &req, code, opts, rep).await
+}
+
+/// Decides, once every plan is known and before any change, whether the run may go on
+/// (`Err` says why not: e.g. a person declined a change that lowers protection).
+pub type Gate<'a> = &'a (dyn Fn(&[TargetPlan]) -> Result<(), String> + Sync);
+
+/// What an install should reach: the configuration, which of its settings this run states
+/// (the others keep each target's deployed values), and the gate before changes.
+pub struct Request<'a> {
+    pub cfg: &'a InstallConfig,
+    pub stated: plan::Stated,
+    pub gate: Gate<'a>,
+}
+
+/// [`install`] keeping the deployed value of every setting `req.stated` leaves out, per target,
+/// and asking `req.gate` before the first change.
+pub async fn install_with<C: Connector>(
+    c: &C,
+    set: &TargetSet,
+    req: &Request<'_>,
+    code: &'static [u8],
+    opts: &RunOptions,
+    rep: &dyn Reporter,
+) -> RunReport {
+    let cfg = req.cfg;
     let start = Instant::now();
     let mut report = RunReport::default();
     for w in &set.warnings {
@@ -476,7 +504,7 @@ pub async fn install<C: Connector>(
     let plans: Vec<TargetPlan> = obs
         .iter()
         .map(|o| {
-            let (kinds, desired) = cfg.for_target(set.is_home(&o.target));
+            let (kinds, desired) = cfg.keeping(req.stated, &o.stacks).for_target(set.is_home(&o.target));
             plan::plan_target(&o.target, &kinds, &desired, &o.stacks)
         })
         .collect();
@@ -527,6 +555,15 @@ pub async fn install<C: Connector>(
             return report;
         }
         rep.report(&DeployEvent::Warning { message: format!("{msg}; installing anyway (--allow-missing-trail)") });
+    }
+    if let Err(why) = (req.gate)(&report.plans) {
+        for (p, o) in art_plans.iter().zip(&art_obs).chain(plans.iter().zip(&obs)) {
+            report.results.push(skipped(p, Phase::Stacks, o.trail.clone(), calls_of(o), "not confirmed"));
+        }
+        report.stopped = Some(format!("{why}; nothing was changed"));
+        report.shared_calls = c.shared_calls();
+        report.elapsed_ms = start.elapsed().as_millis();
+        return report;
     }
 
     // 4. Artifacts, every region, before any function needs its code.

@@ -70,8 +70,15 @@ pub async fn open(g: &AwsOptions, t: &TargetOptions) -> anyhow::Result<Session> 
         })?),
     };
     let accounts = org::resolve_accounts(&org_cfg, &setup_calls, &caller_account, &selection).await?;
-    let regions =
-        if t.regions.is_empty() { org::enabled_regions(&base, &setup_calls).await? } else { t.regions.clone() };
+    let regions = if t.regions.is_empty() {
+        org::enabled_regions(&base, &setup_calls).await?
+    } else {
+        // Refuse an unknown region before any target is touched: against the account's own
+        // list when it answers, against every published region name otherwise.
+        let enabled = org::enabled_regions(&base, &setup_calls).await.ok();
+        crate::validate::regions(&t.regions, enabled.as_deref())?;
+        t.regions.clone()
+    };
     let set = targets::expand(&accounts, &regions, &t.home_region, t.allow_no_us_east_1)?;
     let connector = AwsConnector::new(base, caller_account.clone(), t.role_name.clone());
     Ok(Session { connector, set, caller_account, org, selection, setup_calls })

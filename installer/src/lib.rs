@@ -6,6 +6,7 @@
 pub mod args;
 pub mod cli;
 pub mod commands;
+pub mod config;
 pub mod exit;
 pub mod output;
 pub mod progress;

@@ -22,7 +22,9 @@ use ctguard_forensics::sources::parse_time_arg;
 #[derive(Debug, Args)]
 pub struct KeysArgs {
     /// A key unused for at least this many days is idle (never-used keys count from creation).
-    #[arg(long, default_value_t = 90)]
+    /// At least 1: with 0 every active key would be idle, and `--disable --yes` would turn off
+    /// every key of the organization.
+    #[arg(long, default_value_t = 90, value_parser = clap::value_parser!(u64).range(1..))]
     pub idle_days: u64,
     /// Every active account of the AWS Organization (run from the management account or a
     /// delegated administrator), through --assume-role-name.
@@ -102,6 +104,13 @@ pub async fn run(args: &KeysArgs, g: &GlobalArgs) -> anyhow::Result<u8> {
         Some(s) => parse_time_arg(s, false).map_err(anyhow::Error::msg)?,
         None => now_ms(),
     };
+    // A future "as of" makes every key look idle (and `--disable --yes` would disable them all).
+    // A minute of slack covers clock skew for `--as-of` given as "now".
+    anyhow::ensure!(
+        as_of <= now_ms().saturating_add(60_000),
+        "--as-of {} is in the future: keys would look idle that are in use",
+        args.as_of.as_deref().unwrap_or("")
+    );
     let action = match (args.disable, args.yes) {
         (false, _) => Action::Report,
         (true, false) => Action::Plan,
