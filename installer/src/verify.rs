@@ -203,7 +203,10 @@ pub fn invoke_permission(policy: Option<&str>, rule_arn: Option<&str>, account: 
     const NAME: &str = "invoke permission";
     let Some(rule_arn) = rule_arn else { return Check::unknown(NAME, "the rule's ARN is unknown") };
     let Some(policy) = policy else {
-        return Check::fail(NAME, "the function has no resource policy: EventBridge may not invoke it");
+        return Check::fail(
+            NAME,
+            "the function has no resource policy, so events.amazonaws.com may not invoke it: EventBridge cannot deliver (events go to the rule's DLQ)",
+        );
     };
     let Ok(doc) = serde_json::from_str::<Value>(policy) else {
         return Check::unknown(NAME, "the function's resource policy is not JSON");
@@ -401,14 +404,17 @@ impl Cleanup {
                     .await
                     .map(|_| ())
                     .map_err(|e| format!("queue {url}: {}", err_text(&e))),
-                Created::StateItem { cfg, table, pk } => aws_sdk_dynamodb::Client::new(cfg)
+                Created::StateItem { cfg, table, pk } => match aws_sdk_dynamodb::Client::new(cfg)
                     .delete_item()
                     .table_name(table)
                     .key("pk", aws_sdk_dynamodb::types::AttributeValue::S(pk.clone()))
                     .send()
                     .await
-                    .map(|_| ())
-                    .map_err(|e| format!("state item {pk}: {}", err_text(&e))),
+                {
+                    // No table, no item: nothing was left behind.
+                    Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_not_found_exception()) => Ok(()),
+                    r => r.map(|_| ()).map_err(|e| format!("state item {pk}: {}", err_text(&e))),
+                },
             };
             if let Err(e) = r {
                 left.push(e);
@@ -698,20 +704,20 @@ async fn end_to_end(
         )),
     }
 
-    // The state record: present, with a TTL.
+    // The state record: present, with a TTL. (A failure here is a check, not an early
+    // return: the checks above, the diagnosis above all, must reach the report.)
     let item = aws_sdk_dynamodb::Client::new(&table_cfg)
         .get_item()
         .table_name(&table)
         .key("pk", aws_sdk_dynamodb::types::AttributeValue::S(format!("K#{key}")))
         .consistent_read(true)
         .send()
-        .await
-        .map_err(|e| format!("cannot read the state table {table}: {}", err_text(&e)))?
-        .item;
-    checks.push(match item {
-        Some(i) if i.contains_key("ttl") => Check::pass("state", "first use recorded, with a TTL"),
-        Some(_) => Check::fail("state", "first use recorded without a TTL"),
-        None => Check::fail("state", format!("no state record for the synthetic key in {table}")),
+        .await;
+    checks.push(match item.map(|o| o.item) {
+        Ok(Some(i)) if i.contains_key("ttl") => Check::pass("state", "first use recorded, with a TTL"),
+        Ok(Some(_)) => Check::fail("state", "first use recorded without a TTL"),
+        Ok(None) => Check::fail("state", format!("no state record for the synthetic key in {table}")),
+        Err(e) => Check::fail("state", format!("cannot read the state table {table}: {}", err_text(&e))),
     });
     Ok((checks, latency))
 }
