@@ -82,6 +82,7 @@ import heapq
 import io
 import itertools
 import json
+import logging
 import os
 import platform
 import re
@@ -537,12 +538,19 @@ class Instance:
                 self.api.cond.wait(0.05)
             if self.api.init_error is not None:
                 etype, body = self.api.init_error
+                try:
+                    posted = json.loads(body)
+                except ValueError:
+                    posted = None
+                if isinstance(posted, dict):
+                    raise InitFailure(str(posted.get("errorType") or etype), str(posted.get("errorMessage", "")))
                 raise InitFailure(etype, body.decode("utf-8", "replace"))
 
     def _pump(self, stream: Any) -> None:
-        for raw in iter(stream.readline, b""):
-            with self.lines_lock:
-                self.lines.append(raw.decode("utf-8", "replace").rstrip("\n"))
+        with stream:
+            for raw in iter(stream.readline, b""):
+                with self.lines_lock:
+                    self.lines.append(raw.decode("utf-8", "replace").rstrip("\n"))
 
     def take_lines(self) -> list[str]:
         with self.lines_lock:
@@ -1280,7 +1288,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--exit-on-stdin-eof", action="store_true", help="stop when stdin closes (for test harnesses)")
     ap.add_argument("--max-lifetime", type=float, default=0, help="stop after this many seconds (0: never)")
+    ap.add_argument("--verbose", action="store_true", help="log every request (as moto_server does)")
     args = ap.parse_args(argv)
+    if not args.verbose:
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         ap.error("the emulator serves loopback only")
     emu = Emulator(args.host, args.port).start()
