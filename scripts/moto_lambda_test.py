@@ -370,6 +370,28 @@ class CloudFormationGapTest(unittest.TestCase):
         self.assertEqual(json.loads(a.messages(url)[0]["Body"])["requestContext"]["approximateInvokeCount"], 1)
 
 
+class TestApiTest(unittest.TestCase):
+    def call(self, method, path, body):
+        import urllib.error
+        import urllib.request
+
+        req = urllib.request.Request(EMU.endpoint + path, data=body, method=method)
+        try:
+            with urllib.request.urlopen(req, timeout=30) as r:
+                return r.status, json.loads(r.read())
+        except urllib.error.HTTPError as e:
+            return e.code, json.loads(e.read())
+
+    def test_bad_requests_are_refused_clearly(self):
+        self.assertEqual(self.call("POST", "/_ctguard/cloudtrail", b"{not json")[0], 400)
+        status, answer = self.call("POST", "/_ctguard/cloudtrail", b'{"records": {"a": 1}}')
+        self.assertEqual((status, answer["error"]), (400, "records must be a list of CloudTrail records"))
+        self.assertEqual(self.call("POST", "/_ctguard/drain", b'{"timeout": "soon"}')[0], 400)
+        self.assertEqual(self.call("GET", "/_ctguard/nothing", None)[0], 404)
+        status, answer = self.call("POST", "/_ctguard/cloudtrail", json.dumps({"records": [7, {}, {"eventType": "AwsApiCall"}]}).encode())
+        self.assertEqual(answer, {"delivered": 0, "dropped": {"not_a_record": 1, "no_account_region_or_source": 2}})
+
+
 class LifecycleTest(unittest.TestCase):
     def test_the_launcher_prints_its_endpoint_and_stops_its_functions(self):
         import subprocess
