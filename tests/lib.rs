@@ -86,6 +86,16 @@ fn wait_for_port(port: u16, child: &mut Child, what: &str, log: &Arc<Mutex<Strin
     );
 }
 
+/// Appends every line of `stream` to `log` until it ends.
+fn pump_lines(stream: impl BufRead, log: &Mutex<String>) {
+    for line in stream.lines().map_while(Result::ok) {
+        if let Ok(mut l) = log.lock() {
+            l.push_str(&line);
+            l.push('\n');
+        }
+    }
+}
+
 fn capture(child: &mut Child) -> Arc<Mutex<String>> {
     let log = Arc::new(Mutex::new(String::new()));
     for stream in [
@@ -96,14 +106,7 @@ fn capture(child: &mut Child) -> Arc<Mutex<String>> {
     .flatten()
     {
         let log = Arc::clone(&log);
-        std::thread::spawn(move || {
-            for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                if let Ok(mut l) = log.lock() {
-                    l.push_str(&line);
-                    l.push('\n');
-                }
-            }
-        });
+        std::thread::spawn(move || pump_lines(BufReader::new(stream), &log));
     }
     log
 }
@@ -350,31 +353,16 @@ impl Emulator {
         let stdout = child.stdout.take().expect("stdout");
         let out_log = Arc::clone(&log);
         std::thread::spawn(move || {
-            let mut first = Some(tx);
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                match first.take() {
-                    Some(tx) => {
-                        let _ = tx.send(line);
-                    }
-                    None => {
-                        if let Ok(mut l) = out_log.lock() {
-                            l.push_str(&line);
-                            l.push('\n');
-                        }
-                    }
-                }
-            }
+            // The first line names the endpoint; the rest is log.
+            let mut out = BufReader::new(stdout);
+            let mut first = String::new();
+            let _ = out.read_line(&mut first);
+            let _ = tx.send(first);
+            pump_lines(out, &out_log);
         });
         let stderr = child.stderr.take().expect("stderr");
         let err_log = Arc::clone(&log);
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Ok(mut l) = err_log.lock() {
-                    l.push_str(&line);
-                    l.push('\n');
-                }
-            }
-        });
+        std::thread::spawn(move || pump_lines(BufReader::new(stderr), &err_log));
         let stdin = child.stdin.take();
         let first = rx.recv_timeout(Duration::from_secs(60));
         let endpoint = match first.as_deref().ok().and_then(|l| l.strip_prefix("moto_lambda listening on ")) {
@@ -571,4 +559,23 @@ pub async fn receive_all(cfg: &SdkConfig, url: &str, quiet: Duration) -> Vec<aws
 pub fn alert_of(m: &aws_sdk_sqs::types::Message) -> serde_json::Value {
     let envelope: serde_json::Value = serde_json::from_str(m.body().unwrap_or("null")).unwrap_or_default();
     envelope["Message"].as_str().and_then(|s| serde_json::from_str(s).ok()).unwrap_or_default()
+}
+
+/// Puts the installed rule back with another state and, optionally, another pattern: how the
+/// tests break or downgrade it.
+pub async fn put_detector_rule(
+    cfg: &SdkConfig,
+    state: aws_sdk_eventbridge::types::RuleState,
+    pattern: impl FnOnce(&str) -> String,
+) {
+    let events = aws_sdk_eventbridge::Client::new(cfg);
+    let rule = events.describe_rule().name("ctguard-detector").send().await.expect("the installed rule");
+    events
+        .put_rule()
+        .name("ctguard-detector")
+        .event_pattern(pattern(rule.event_pattern().unwrap_or("{}")))
+        .state(state)
+        .send()
+        .await
+        .expect("put the rule");
 }

@@ -123,16 +123,7 @@ async fn flaws2_replayed_through_eventbridge_raises_the_one_alert_scan_reports()
 async fn flaws2_with_the_rule_in_plain_enabled_misses_the_thiefs_read_only_call() {
     let records = records_of(&files_under(&shared_data().join("flaws2-cloudtrail")));
     let a = installed(FLAWS).await;
-    let events = aws_sdk_eventbridge::Client::new(&a.cfg);
-    let rule = events.describe_rule().name("ctguard-detector").send().await.expect("rule");
-    events
-        .put_rule()
-        .name("ctguard-detector")
-        .event_pattern(rule.event_pattern().unwrap_or("{}"))
-        .state(aws_sdk_eventbridge::types::RuleState::Enabled)
-        .send()
-        .await
-        .expect("downgrade");
+    put_detector_rule(&a.cfg, aws_sdk_eventbridge::types::RuleState::Enabled, str::to_string).await;
     a.emu.deliver_cloudtrail(&records, None, None);
     assert!(a.emu.drain(Duration::from_secs(120)));
     assert_eq!(deliveries(&a, FLAWS), 12, "ListObjects withheld: {}", a.emu.stats());

@@ -129,26 +129,13 @@ async fn each_broken_hop_fails_verify_in_its_own_target_naming_the_cause() {
     let lambda = |r: &str| aws_sdk_lambda::Client::new(&emu.config(r));
 
     events(disabled).disable_rule().name("ctguard-detector").send().await.expect("disable the rule");
-    let rule = events(downgraded).describe_rule().name("ctguard-detector").send().await.expect("rule");
-    events(downgraded)
-        .put_rule()
-        .name("ctguard-detector")
-        .event_pattern(rule.event_pattern().unwrap_or("{}"))
-        .state(aws_sdk_eventbridge::types::RuleState::Enabled)
-        .send()
-        .await
-        .expect("downgrade the rule to ENABLED");
-    let rule = events(unmatched).describe_rule().name("ctguard-detector").send().await.expect("rule");
-    let pattern = rule.event_pattern().unwrap_or("{}").replace("\"ASIA\"", "\"AKIA\"");
-    assert!(pattern.contains("AKIA"), "{pattern}");
-    events(unmatched)
-        .put_rule()
-        .name("ctguard-detector")
-        .event_pattern(pattern)
-        .state(aws_sdk_eventbridge::types::RuleState::EnabledWithAllCloudtrailManagementEvents)
-        .send()
-        .await
-        .expect("change the pattern");
+    put_detector_rule(&emu.config(downgraded), aws_sdk_eventbridge::types::RuleState::Enabled, str::to_string).await;
+    put_detector_rule(
+        &emu.config(unmatched),
+        aws_sdk_eventbridge::types::RuleState::EnabledWithAllCloudtrailManagementEvents,
+        |p| p.replace("\"ASIA\"", "\"AKIA\""),
+    )
+    .await;
     let policy: Value = serde_json::from_str(
         lambda(no_permission)
             .get_policy()
