@@ -344,7 +344,8 @@ class RuntimeApi:
                 status, answer = 400, b'{"errorType":"InvalidRequestID","errorMessage":"Invalid request ID"}'
             else:
                 if body is None:
-                    err = b'{"errorType":"Function.ResponseSizeTooLarge","errorMessage":"Response payload size exceeded maximum allowed payload size (6291556 bytes)."}'
+                    too_large = "Response payload size exceeded maximum allowed payload size (6291556 bytes)."
+                    err = _error_body("Function.ResponseSizeTooLarge", too_large)
                     inv.result = (False, err, "Function.ResponseSizeTooLarge")
                 elif m.group(2) == "response":
                     inv.result = (True, body, "")
@@ -476,9 +477,8 @@ class Instance:
         try:
             iam_backends[fn.account_id][partition].get_role_by_arn(fn.role)
         except Exception:
-            raise InitFailure(
-                "Lambda.AccessDeniedException", f"The role defined for the function cannot be assumed by Lambda: {fn.role}"
-            ) from None
+            why = f"The role defined for the function cannot be assumed by Lambda: {fn.role}"
+            raise InitFailure("Lambda.AccessDeniedException", why) from None
         # The execution role's session, in the role's account: moto maps its key to that account.
         creds = sts_backends[fn.account_id][partition].assume_role(
             region_name=fn.region,
@@ -534,7 +534,8 @@ class Instance:
                         "Runtime.ExitError", f"Runtime exited with error: exit status {self.proc.returncode}"
                     )
                 if time.monotonic() > deadline:
-                    raise InitFailure("Runtime.Unknown", f"INIT_REPORT Init Duration: {INIT_TIMEOUT_S * 1000:.0f} ms Phase: init Status: timeout")
+                    why = f"INIT_REPORT Init Duration: {INIT_TIMEOUT_S * 1000:.0f} ms Phase: init Status: timeout"
+                    raise InitFailure("Runtime.Unknown", why)
                 self.api.cond.wait(0.05)
             if self.api.init_error is not None:
                 etype, body = self.api.init_error
@@ -589,7 +590,10 @@ class Instance:
                 msg = f"{iso_now()} {request_id} Task timed out after {self.timeout_s:.2f} seconds"
                 return Outcome(False, _error_body("Sandbox.Timedout", msg), "Sandbox.Timedout", elapsed), False
             if _rss_mb(pid) > self.memory_mb:
-                msg = f"RequestId: {request_id} Error: Runtime exited with error: signal: killed (memory above {self.memory_mb} MB)"
+                msg = (
+                    f"RequestId: {request_id} Error: Runtime exited with error: signal: killed"
+                    f" (memory above {self.memory_mb} MB)"
+                )
                 return Outcome(False, _error_body("Runtime.OutOfMemory", msg), "Runtime.OutOfMemory", elapsed), False
 
     def stop(self) -> None:
@@ -1039,7 +1043,9 @@ def put_events(self: Any) -> str:
 _original_table_create = Table.create_from_cloudformation_json.__func__
 
 
-def table_create(cls: Any, resource_name: str, cloudformation_json: Any, account_id: str, region_name: str, **kw: Any) -> Any:
+def table_create(
+    cls: Any, resource_name: str, cloudformation_json: Any, account_id: str, region_name: str, **kw: Any
+) -> Any:
     table = _original_table_create(cls, resource_name, cloudformation_json, account_id, region_name, **kw)
     spec = cloudformation_json.get("Properties", {}).get("TimeToLiveSpecification")
     if isinstance(spec, dict) and "AttributeName" in spec:
