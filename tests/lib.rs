@@ -494,7 +494,11 @@ pub fn install_ctguard(endpoint: &str, creds: Option<&(String, String, String)>,
     if let Some((k, s, t)) = creds {
         c.env("AWS_ACCESS_KEY_ID", k).env("AWS_SECRET_ACCESS_KEY", s).env("AWS_SESSION_TOKEN", t);
     }
-    let out = c.args(["install", "--no-auto-deploy", "--regions", &regions.join(",")]).output().expect("run install");
+    // --wait-timeout bounds every stack wait: a stuck emulator fails the test instead of hanging it.
+    let out = c
+        .args(["install", "--no-auto-deploy", "--wait-timeout", "120", "--regions", &regions.join(",")])
+        .output()
+        .expect("run install");
     assert!(
         out.status.success(),
         "install failed:\n{}\n{}",
