@@ -4,4 +4,5 @@ mod desired_state;
 mod detector_lambda;
 mod forensics;
 mod install;
+mod pipeline;
 mod verify;
