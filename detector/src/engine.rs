@@ -749,7 +749,7 @@ impl<S: StateStore, A: AlertSink> Detector<S, A> {
         if anchor.is_later_than(t, c.ident) {
             return self.displace(c, state, anchor, published).await;
         }
-        if let Some(arm) = state.arms.iter().find(|a| a.accepts(t)) {
+        if let Some((arm, holder)) = state.arm_for(t, c.ident) {
             // A move accepts the first *new* identity: one already alerted on (or being alerted
             // on) is a known suspect and is not laundered by a move. The claim doubles as that
             // check; an unused claim expires with its lease.
@@ -758,6 +758,7 @@ impl<S: StateStore, A: AlertSink> Detector<S, A> {
                 AlertClaim::Held => return Err(Error::AlertInFlight(alert_id(key, c.ident))),
                 AlertClaim::Claimed => {}
             }
+            self.unseat(c, state, holder, published).await?;
             return Ok(match self.store.take_arm(c.scope, arm, &c.me).await? {
                 Update::Applied => {
                     self.remember(trust_fact(), t);
@@ -797,8 +798,10 @@ impl<S: StateStore, A: AlertSink> Detector<S, A> {
         anchor: &Anchor,
         published: &mut Vec<Alert>,
     ) -> Result<Step, Error> {
-        let arm = state.arms.iter().find(|a| a.accepts(anchor.first.time_ms));
-        if arm.is_none() {
+        let arm = state.arm_for(anchor.first.time_ms, &anchor.identity);
+        if let Some((_, holder)) = arm {
+            self.unseat(c, state, holder, published).await?;
+        } else {
             let expected = [c.me.clone()];
             for k in &anchor.keys {
                 let build = || self.build_alert(c.obs, k, &expected, &anchor.identity, anchor.first.clone(), true);
@@ -810,7 +813,7 @@ impl<S: StateStore, A: AlertSink> Detector<S, A> {
             }
         }
         let expires = c.expires_at.max(state.expires_at);
-        match self.store.displace(c.scope, anchor, &c.me, &c.obs.access_key_id, arm, expires).await? {
+        match self.store.displace(c.scope, anchor, &c.me, &c.obs.access_key_id, arm.map(|(a, _)| a), expires).await? {
             Update::Applied => {
                 self.remember(format!("T|{}|{}|{}", c.scope, c.obs.access_key_id, c.ident), c.obs.event.time_ms);
                 self.count(|s| s.displacements += 1);
@@ -818,6 +821,26 @@ impl<S: StateStore, A: AlertSink> Detector<S, A> {
             }
             Update::Changed(s) => Ok(Step::Again(s)),
         }
+    }
+
+    /// Before an earlier use takes a move's arm from the use that `holder` accepted, the holder
+    /// is alerted on: it was not the move's first new identity after all.
+    async fn unseat(
+        &self,
+        c: &Ctx<'_>,
+        state: &ScopeState,
+        holder: Option<&Trusted>,
+        published: &mut Vec<Alert>,
+    ) -> Result<(), Error> {
+        let Some(h) = holder.filter(|h| h.identity != c.ident) else { return Ok(()) };
+        let key = h.first.access_key_id.as_deref().unwrap_or(&c.obs.access_key_id);
+        let expected: Vec<Trusted> = state.trusted().into_iter().filter(|t| t.identity != h.identity).collect();
+        let build = || self.build_alert(c.obs, key, &expected, &h.identity, h.first.clone(), true);
+        if let Some(alert) = self.ensure_alert(c, key, &h.identity, build).await? {
+            self.count(|s| s.out_of_order_alerts += 1);
+            published.push(alert);
+        }
+        Ok(())
     }
 
     /// Makes sure the alert for (`key`, `seen`) is sent: claims it for this event, publishes,

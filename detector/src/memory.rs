@@ -150,9 +150,15 @@ fn arm_mut<'a>(s: &'a mut Scope, arm: &Arm) -> Option<&'a mut Arm> {
     s.state.arms.iter_mut().find(|a| a.from == arm.from)
 }
 
-fn accept(s: &mut Scope, identity: &Trusted) {
-    s.state.accepted.retain(|a| a.identity != identity.identity);
+/// Hands `arm` (expected to be held by `arm.taken_by`) to `identity`; false if it is not.
+fn hand_over(s: &mut Scope, arm: &Arm, identity: &Trusted) -> bool {
+    match arm_mut(s, arm) {
+        Some(a) if a.taken_by == arm.taken_by => a.taken_by = Some(identity.identity.clone()),
+        _ => return false,
+    }
+    s.state.accepted.retain(|a| a.identity != identity.identity && Some(&a.identity) != arm.taken_by.as_ref());
     s.state.accepted.push(identity.clone());
+    true
 }
 
 impl StateStore for MemoryStore {
@@ -213,15 +219,12 @@ impl StateStore for MemoryStore {
             let same = s.state.anchor.as_ref().is_some_and(|a| {
                 a.identity == old.identity && a.first.time_ms == old.first.time_ms && a.keys.len() == old.keys.len()
             });
-            let arm_free = accept_old.is_none_or(|arm| arm_mut(s, arm).is_some_and(|a| a.taken_by.is_none()));
-            if !same || !arm_free {
+            let arm_as_read = accept_old.is_none_or(|arm| arm_mut(s, arm).is_some_and(|a| a.taken_by == arm.taken_by));
+            if !same || !arm_as_read {
                 return Update::Changed(Box::new(state));
             }
             if let Some(arm) = accept_old {
-                if let Some(a) = arm_mut(s, arm) {
-                    a.taken_by = Some(old.identity.clone());
-                }
-                accept(s, &Trusted { identity: old.identity.clone(), first: old.first.clone() });
+                hand_over(s, arm, &Trusted { identity: old.identity.clone(), first: old.first.clone() });
             }
             s.state.anchor =
                 Some(Anchor { identity: new.identity.clone(), first: new.first.clone(), keys: vec![key.to_string()] });
@@ -244,12 +247,11 @@ impl StateStore for MemoryStore {
         self.enter(|c| c.take_arms += 1)?;
         self.with_scope(scope, |s| {
             let state = s.state.clone();
-            match arm_mut(s, arm) {
-                Some(a) if a.taken_by.is_none() => a.taken_by = Some(identity.identity.clone()),
-                _ => return Update::Changed(Box::new(state)),
+            if hand_over(s, arm, identity) {
+                Update::Applied
+            } else {
+                Update::Changed(Box::new(state))
             }
-            accept(s, identity);
-            Update::Applied
         })
     }
 

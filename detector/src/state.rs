@@ -103,21 +103,24 @@ impl Anchor {
     }
 }
 
-/// A window in which one new identity is accepted for an instance (a network move).
+/// A window in which one new identity is accepted for an instance (a network move): the
+/// identity of the earliest use (in event time) inside the window that no other rule trusts.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Arm {
     /// Event time of the move.
     pub from: Millis,
     /// End of the window (event time).
     pub until: Millis,
-    /// The identity that took the arm, once taken.
+    /// The identity that took the arm, once taken (its use is in [`ScopeState::accepted`]).
+    /// In a call to [`StateStore::take_arm`] or [`StateStore::displace`]: who is expected to
+    /// hold it now (`None`: nobody).
     pub taken_by: Option<String>,
 }
 
 impl Arm {
-    /// Whether the arm is free and covers a use at `time`.
-    pub fn accepts(&self, time: Millis) -> bool {
-        self.taken_by.is_none() && self.from <= time && time <= self.until
+    /// Whether the window covers a use at `time`.
+    pub fn covers(&self, time: Millis) -> bool {
+        self.from <= time && time <= self.until
     }
 }
 
@@ -133,6 +136,19 @@ pub struct ScopeState {
 }
 
 impl ScopeState {
+    /// The arm a use at `time` from `identity` may take, and the accepted use that holds it now
+    /// (`None`: free). An arm held by a *later* use is taken over: the earliest use inside the
+    /// window is the move's new identity, whatever order the uses were delivered in.
+    pub fn arm_for(&self, time: Millis, identity: &str) -> Option<(&Arm, Option<&Trusted>)> {
+        self.arms.iter().filter(|a| a.covers(time)).find_map(|a| match &a.taken_by {
+            None => Some((a, None)),
+            Some(by) => {
+                let holder = self.accepted.iter().find(|x| &x.identity == by)?;
+                ((time, identity) < (holder.first.time_ms, holder.identity.as_str())).then_some((a, Some(holder)))
+            }
+        })
+    }
+
     /// Every identity the scope trusts: the anchor first, then the accepted ones.
     pub fn trusted(&self) -> Vec<Trusted> {
         let anchor = self.anchor.iter().map(|a| Trusted { identity: a.identity.clone(), first: a.first.clone() });
@@ -198,8 +214,9 @@ pub trait StateStore: Send + Sync {
 
     /// Replaces the anchor `old` (exactly as read: identity, time, keys) by the earlier use
     /// `new` with `key`. With `accept_old`, the old anchor's identity becomes accepted, taking
-    /// that arm (its first use fell inside a move window). The caller publishes whatever alert
-    /// the old anchor owes *before* this call, so that no retry can find the alert's reason gone.
+    /// that arm from whoever `arm.taken_by` says holds it (its first use fell inside the move
+    /// window, before the holder's). The caller publishes whatever alert the old anchor (or the
+    /// arm's previous holder) owes *before* this call, so that no retry finds its reason gone.
     fn displace(
         &self,
         scope: &str,
@@ -214,7 +231,9 @@ pub trait StateStore: Send + Sync {
     /// redelivered move finds its arm, taken or not, and changes nothing).
     fn arm(&self, scope: &str, arm: &Arm, expires_at: Millis) -> impl Future<Output = Result<(), StoreError>> + Send;
 
-    /// Takes the free arm `arm` for `identity`, which becomes accepted from `identity.first`.
+    /// Takes `arm` for `identity`, which becomes accepted from `identity.first`. Applied only
+    /// while the arm is held by `arm.taken_by` (`None`: free); a previous holder other than
+    /// `identity` is no longer accepted.
     fn take_arm(
         &self,
         scope: &str,

@@ -138,6 +138,38 @@ fn accepted_value(t: &Trusted) -> AttributeValue {
     AttributeValue::M(HashMap::from([("at".to_string(), n(t.first.time_ms)), ("ev".to_string(), event_json(&t.first))]))
 }
 
+type UpdateBuilder = aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
+
+/// The SET clauses (without `SET`), the condition and the names/values that hand `arm` (held by
+/// `arm.taken_by` as read) to `identity`; see [`remove_previous`] for the previous holder.
+fn hand_over(req: UpdateBuilder, arm: &Arm, identity: &Trusted) -> (String, String, UpdateBuilder) {
+    let mut req = req
+        .expression_attribute_names("#arm", format!("{ARM}{}", arm.from))
+        .expression_attribute_names("#armby", format!("{ARM_TAKEN}{}", arm.from))
+        .expression_attribute_names("#acc", format!("{ACCEPTED}{}", identity.identity))
+        .expression_attribute_values(":taker", s(&identity.identity))
+        .expression_attribute_values(":acc", accepted_value(identity));
+    let cond = match &arm.taken_by {
+        None => "attribute_exists(#arm) AND attribute_not_exists(#armby)".to_string(),
+        Some(prev) => {
+            req = req.expression_attribute_values(":prev", s(prev));
+            if prev != &identity.identity {
+                req = req.expression_attribute_names("#accprev", format!("{ACCEPTED}{prev}"));
+            }
+            "attribute_exists(#arm) AND #armby = :prev".to_string()
+        }
+    };
+    ("#armby = :taker, #acc = :acc".to_string(), cond, req)
+}
+
+/// ` REMOVE` of the previous holder's acceptance, when the arm changes hands.
+fn remove_previous(arm: &Arm, identity: &Trusted) -> &'static str {
+    match &arm.taken_by {
+        Some(prev) if prev != &identity.identity => " REMOVE #accprev",
+        _ => "",
+    }
+}
+
 impl StateStore for DynamoStore {
     async fn claim(&self, scope: &str, first: &Trusted, key: &str, expires_at: Millis) -> Result<Claim, StoreError> {
         let r = self
@@ -222,16 +254,16 @@ impl StateStore for DynamoStore {
             .expression_attribute_values(":oldat", n(old.first.time_ms))
             .expression_attribute_values(":n", n(old.keys.len() as i64));
         if let Some(arm) = accept_old {
-            set.push_str(", #armby = :old, #acc = :acc");
-            cond.push_str(" AND attribute_exists(#arm) AND attribute_not_exists(#armby)");
-            req = req
-                .expression_attribute_names("#arm", format!("{ARM}{}", arm.from))
-                .expression_attribute_names("#armby", format!("{ARM_TAKEN}{}", arm.from))
-                .expression_attribute_names("#acc", format!("{ACCEPTED}{}", old.identity))
-                .expression_attribute_values(
-                    ":acc",
-                    accepted_value(&Trusted { identity: old.identity.clone(), first: old.first.clone() }),
-                );
+            let old_use = Trusted { identity: old.identity.clone(), first: old.first.clone() };
+            let (s2, c2, r2) = hand_over(req, arm, &old_use);
+            set.push_str(", ");
+            set.push_str(&s2);
+            cond.push_str(" AND ");
+            cond.push_str(&c2);
+            req = r2;
+        }
+        if let Some(arm) = accept_old {
+            set.push_str(remove_previous(arm, &Trusted { identity: old.identity.clone(), first: old.first.clone() }));
         }
         let r = req
             .update_expression(set)
@@ -260,15 +292,10 @@ impl StateStore for DynamoStore {
     }
 
     async fn take_arm(&self, scope: &str, arm: &Arm, identity: &Trusted) -> Result<Update, StoreError> {
-        let r = self
-            .update(scope)
-            .update_expression("SET #armby = :id, #acc = :acc")
-            .condition_expression("attribute_exists(#arm) AND attribute_not_exists(#armby)")
-            .expression_attribute_names("#arm", format!("{ARM}{}", arm.from))
-            .expression_attribute_names("#armby", format!("{ARM_TAKEN}{}", arm.from))
-            .expression_attribute_names("#acc", format!("{ACCEPTED}{}", identity.identity))
-            .expression_attribute_values(":id", s(&identity.identity))
-            .expression_attribute_values(":acc", accepted_value(identity))
+        let (set, cond, req) = hand_over(self.update(scope), arm, identity);
+        let r = req
+            .update_expression(format!("SET {set}{}", remove_previous(arm, identity)))
+            .condition_expression(cond)
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
             .await;
