@@ -185,13 +185,24 @@ fn event_ref(r: &Record, time_ms: Millis, key: Option<&str>) -> EventRef {
 /// envelope (`None` for records read from CloudTrail files). A record from an untrusted
 /// source never carries a signal: a forged `AssociateAddress` must not arm a real instance.
 pub fn classify(r: &Record, source: Option<&str>, policy: &Policy) -> Classified {
+    let (head, signal, untrusted_signal) = classify_head(r, source, policy);
+    Classified { usage: head.map(|h| h.observation(r, policy)), signal, untrusted_signal }
+}
+
+/// [`classify`] up to the borrowed head of the use, so that the detector can look the use up
+/// in its cache before copying anything out of the record.
+fn classify_head<'r>(
+    r: &'r Record,
+    source: Option<&str>,
+    policy: &Policy,
+) -> (Result<UseHead<'r>, Skip>, Option<Signal>, bool) {
     let time = r.time();
     let signal = time.and_then(|t| signal_of(r, t, policy));
-    let usage = usage_of(r, time, source, policy);
+    let head = use_head(r, time, source);
     if is_trusted_source(source) {
-        Classified { usage, signal, untrusted_signal: false }
+        (head, signal, false)
     } else {
-        Classified { usage, untrusted_signal: signal.is_some(), signal: None }
+        (head, None, signal.is_some())
     }
 }
 
@@ -262,8 +273,18 @@ fn signal_of(r: &Record, t: Millis, policy: &Policy) -> Option<Signal> {
     }
 }
 
+/// The borrowed head of a use: what the trust cache is keyed on.
+struct UseHead<'r> {
+    key: &'r str,
+    identity: NetworkIdentity,
+    time: Millis,
+    synthetic: bool,
+    account: Option<&'r str>,
+    instance: Option<String>,
+}
+
 /// The use rule: which records are uses of a temporary key, from which identity, in which scope.
-fn usage_of(r: &Record, time: Option<Millis>, source: Option<&str>, policy: &Policy) -> Result<Observation, Skip> {
+fn use_head<'r>(r: &'r Record, time: Option<Millis>, source: Option<&str>) -> Result<UseHead<'r>, Skip> {
     if r.event_type.get().is_some_and(|t| t != "AwsApiCall") {
         return Err(Skip::NotApiCall);
     }
@@ -272,10 +293,8 @@ fn usage_of(r: &Record, time: Option<Millis>, source: Option<&str>, policy: &Pol
         return Err(Skip::NotTemporaryKey);
     }
     let synthetic = is_synthetic_key(key);
-    if let Some(src) = source {
-        if !src.starts_with("aws.") && !synthetic {
-            return Err(Skip::UntrustedSource);
-        }
+    if !is_trusted_source(source) && !synthetic {
+        return Err(Skip::UntrustedSource);
     }
     if is_console(r) {
         return Err(Skip::Console);
@@ -288,33 +307,59 @@ fn usage_of(r: &Record, time: Option<Millis>, source: Option<&str>, policy: &Pol
             Origin::Missing => return Err(Skip::NoSource),
         };
     let time = time.ok_or(Skip::NoTime)?;
-    let account = r.account().map(str::to_string);
-    let instance = r.session_name().and_then(instance_id);
-    // A synthetic key only ever touches its own scope: a synthetic event naming a real
-    // instance's session must not anchor that instance's trust.
-    let scope = match (&instance, &account, synthetic) {
-        (Some(i), Some(a), false) => Scope::Instance { account: a.clone(), instance_id: i.clone() },
-        _ => Scope::Key(key.to_string()),
-    };
-    // The credential's own life when known (creation + the longest a role session lasts),
-    // else the configured default from this event; never beyond the default from this event.
-    let expires_at = r
-        .session_created()
-        .map(|c| c.max(time - policy.default_ttl_ms) + policy.default_ttl_ms)
-        .unwrap_or(time + policy.default_ttl_ms)
-        .min(time + policy.default_ttl_ms);
-    Ok(Observation {
-        access_key_id: key.to_string(),
+    Ok(UseHead {
+        key,
         identity,
-        scope,
-        event: event_ref(r, time, Some(key)),
-        expires_at,
-        account,
-        principal_arn: r.user_identity.as_ref().and_then(|u| u.arn.get()).map(str::to_string),
-        role_arn: r.role_arn().map(str::to_string),
-        instance_id: instance,
+        time,
         synthetic,
+        account: r.account(),
+        instance: r.session_name().and_then(instance_id),
     })
+}
+
+impl UseHead<'_> {
+    /// A synthetic key only ever touches its own scope: a synthetic event naming a real
+    /// instance's session must not anchor that instance's trust.
+    fn scope(&self) -> Scope {
+        match (&self.instance, self.account, self.synthetic) {
+            (Some(i), Some(a), false) => Scope::Instance { account: a.to_string(), instance_id: i.clone() },
+            _ => Scope::Key(self.key.to_string()),
+        }
+    }
+
+    /// The detector's cache key of "this key, from this identity, in this scope".
+    fn trust_fact(&self) -> String {
+        use std::fmt::Write;
+        let mut f = String::with_capacity(96);
+        let _ = match (&self.instance, self.account, self.synthetic) {
+            (Some(i), Some(a), false) => write!(f, "T|I#{a}#{i}|{}|{}", self.key, self.identity),
+            _ => write!(f, "T|K#{}|{}|{}", self.key, self.key, self.identity),
+        };
+        f
+    }
+
+    fn observation(self, r: &Record, policy: &Policy) -> Observation {
+        let time = self.time;
+        // The credential's own life when known (creation + the longest a role session lasts),
+        // else the configured default from this event; never beyond the default from this event.
+        let expires_at = r
+            .session_created()
+            .map(|c| c.max(time - policy.default_ttl_ms) + policy.default_ttl_ms)
+            .unwrap_or(time + policy.default_ttl_ms)
+            .min(time + policy.default_ttl_ms);
+        Observation {
+            access_key_id: self.key.to_string(),
+            scope: self.scope(),
+            event: event_ref(r, time, Some(self.key)),
+            expires_at,
+            account: self.account.map(str::to_string),
+            principal_arn: r.user_identity.as_ref().and_then(|u| u.arn.get()).map(str::to_string),
+            role_arn: r.role_arn().map(str::to_string),
+            instance_id: self.instance,
+            synthetic: self.synthetic,
+            identity: self.identity,
+        }
+    }
 }
 
 /// Counters of everything the detector did; returned by every invocation and by `scan`.
@@ -584,16 +629,27 @@ impl<S: StateStore, A: AlertSink> Detector<S, A> {
 
     /// Processes one parsed record.
     pub async fn process_record(&self, r: &Record<'_>, source: Option<&str>) -> Result<Vec<Decision>, Error> {
-        let c = classify(r, source, &self.policy);
+        let (head, signal, untrusted_signal) = classify_head(r, source, &self.policy);
         self.count(|s| {
             s.events += 1;
-            s.untrusted_signals += u64::from(c.untrusted_signal);
+            s.untrusted_signals += u64::from(untrusted_signal);
         });
-        if let Some(sig) = &c.signal {
+        if let Some(sig) = &signal {
             self.apply_signal(sig).await?;
         }
-        match c.usage {
-            Ok(obs) => Ok(vec![self.decide(&obs).await?]),
+        match head {
+            Ok(head) => {
+                // The warm path: a use already known to need nothing is answered before
+                // anything is copied out of the record (the same check `decide` starts with).
+                if self.cached(&head.trust_fact(), head.time) {
+                    self.count(|s| {
+                        s.uses += 1;
+                        s.trusted_cached += 1;
+                    });
+                    return Ok(vec![Decision::Trusted]);
+                }
+                Ok(vec![self.decide(&head.observation(r, &self.policy)).await?])
+            }
             Err(skip) => {
                 self.count(|s| s.skip(skip));
                 Ok(Vec::new())
@@ -940,6 +996,34 @@ impl<S: StateStore, A: AlertSink> Detector<S, A> {
             out_of_order,
             reason,
             detector_version: self.version.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The warm path's cache key (from the borrowed head) and `decide`'s (from the observation)
+    /// must be the same string, or the warm path would never hit.
+    #[test]
+    fn the_cache_key_of_a_head_is_the_one_decide_writes() {
+        let policy = Policy::default();
+        for (session, key) in [
+            ("i-0123456789abcdef0", "ASIAAAAAAAAAAAAAAAA2"),
+            ("fn", "ASIAAAAAAAAAAAAAAAA2"),
+            ("i-0123456789abcdef0", "ASIA0CTGUARDVERIFY01"),
+        ] {
+            let json = format!(
+                r#"{{"eventTime":"2024-05-01T10:00:00Z","eventType":"AwsApiCall","sourceIPAddress":"203.0.113.9",
+                "recipientAccountId":"111122223333","userIdentity":{{"type":"AssumedRole","accessKeyId":"{key}",
+                "arn":"arn:aws:sts::111122223333:assumed-role/web/{session}"}}}}"#
+            );
+            let r = Record::parse(&json).expect("record");
+            let head = use_head(&r, r.time(), None).expect("a use");
+            let fact = head.trust_fact();
+            let obs = head.observation(&r, &policy);
+            assert_eq!(fact, format!("T|{}|{}|{}", obs.scope.key(), obs.access_key_id, obs.identity.key()));
         }
     }
 }
