@@ -808,7 +808,7 @@ impl<S: StateStore, A: AlertSink> Detector<S, A> {
         if let Some((arm, holder)) = state.arm_for(t, c.ident) {
             // A move accepts the first *new* identity: one already alerted on (or being alerted
             // on) is a known suspect and is not laundered by a move. The claim doubles as that
-            // check; an unused claim expires with its lease.
+            // check, and is released once the arm is taken.
             match self.store.claim_alert(key, c.ident, &c.holder, c.now, c.expires_at).await? {
                 AlertClaim::Sent => return Ok(Step::Done(self.duplicate(key, c.ident, t))),
                 AlertClaim::Held => return Err(Error::AlertInFlight(alert_id(key, c.ident))),
@@ -817,6 +817,9 @@ impl<S: StateStore, A: AlertSink> Detector<S, A> {
             self.unseat(c, state, holder, published).await?;
             return Ok(match self.store.take_arm(c.scope, arm, &c.me).await? {
                 Update::Applied => {
+                    // The probe's claim is not an alert in flight: let it go, so that an
+                    // earlier use taking this arm over can alert on this identity at once.
+                    self.store.release_alert(key, c.ident, &c.holder).await?;
                     self.remember(trust_fact(), t);
                     self.count(|s| s.accepted_moves += 1);
                     Step::Done(Decision::AcceptedMove)

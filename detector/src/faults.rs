@@ -160,6 +160,9 @@ impl<S: StateStore> StateStore for FaultyStore<S> {
     async fn confirm_alert(&self, access_key: &str, identity: &str) -> Result<(), StoreError> {
         store_call(self.plan.next("confirm_alert"), self.inner.confirm_alert(access_key, identity)).await
     }
+    async fn release_alert(&self, access_key: &str, identity: &str, holder: &str) -> Result<(), StoreError> {
+        store_call(self.plan.next("release_alert"), self.inner.release_alert(access_key, identity, holder)).await
+    }
     async fn bind(&self, scope: &str, access_key: &str, expires_at: Millis) -> Result<(), StoreError> {
         store_call(self.plan.next("bind"), self.inner.bind(scope, access_key, expires_at)).await
     }

@@ -39,6 +39,7 @@ pub struct StoreCalls {
     pub take_arms: u64,
     pub alert_claims: u64,
     pub alert_confirms: u64,
+    pub alert_releases: u64,
     pub binds: u64,
 }
 
@@ -51,6 +52,7 @@ impl StoreCalls {
             + self.take_arms
             + self.alert_claims
             + self.alert_confirms
+            + self.alert_releases
             + self.binds
     }
 }
@@ -285,6 +287,17 @@ impl StateStore for MemoryStore {
             sent: true,
         });
         e.sent = true;
+        Ok(())
+    }
+
+    async fn release_alert(&self, access_key: &str, identity: &str, holder: &str) -> Result<(), StoreError> {
+        self.enter(|c| c.alert_releases += 1)?;
+        let mut a = self.alerts.lock().map_err(|_| StoreError::Fatal("poisoned".into()))?;
+        if let Some(item) = a.get_mut(&format!("{access_key}#{identity}")) {
+            if item.holder == holder && !item.sent {
+                item.claimed_at = 0;
+            }
+        }
         Ok(())
     }
 

@@ -258,6 +258,15 @@ pub trait StateStore: Send + Sync {
     /// Marks the alert for (`access_key`, `identity`) as sent, for good (idempotent).
     fn confirm_alert(&self, access_key: &str, identity: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
 
+    /// Gives up `holder`'s unsent claim on the alert for (`access_key`, `identity`), so that
+    /// any event may claim it at once (no-op when sent or held by another event).
+    fn release_alert(
+        &self,
+        access_key: &str,
+        identity: &str,
+        holder: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
     /// Records that `access_key` was issued to the instance scope (credential rotation) and
     /// keeps the scope alive until at least `expires_at`.
     fn bind(
@@ -323,6 +332,14 @@ impl<S: StateStore + ?Sized> StateStore for std::sync::Arc<S> {
     }
     fn confirm_alert(&self, access_key: &str, identity: &str) -> impl Future<Output = Result<(), StoreError>> + Send {
         (**self).confirm_alert(access_key, identity)
+    }
+    fn release_alert(
+        &self,
+        access_key: &str,
+        identity: &str,
+        holder: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        (**self).release_alert(access_key, identity, holder)
     }
     fn bind(
         &self,

@@ -292,6 +292,36 @@ async fn an_armed_move_never_anchors_whatever_the_delivery_order() {
     }
 }
 
+#[tokio::test]
+async fn a_moves_arm_goes_to_the_earliest_new_identity_in_its_window() {
+    // The instance at A (10:00), a move (10:10); inside the window the instance's new address B
+    // and a thief C. Whichever arrives first, B (earlier, or equal-time and smaller) is accepted
+    // and C alerted on; a take-over never waits for the first taker's claim to expire.
+    for (b_time, c_time) in
+        [("2024-05-01T10:10:30Z", "2024-05-01T10:11:00Z"), ("2024-05-01T10:10:30Z", "2024-05-01T10:10:30Z")]
+    {
+        let b = instance_call(KEY1, "198.51.100.7", b_time, "b");
+        let c = instance_call(KEY1, "198.51.100.9", c_time, "c");
+        for late_first in [false, true] {
+            let d = fresh(NOON);
+            deliver(&d, "aws.s3", instance_call(KEY1, "203.0.113.10", "2024-05-01T10:00:00Z", "a")).await;
+            deliver(&d, "aws.ec2", associate_address("2024-05-01T10:10:00Z")).await;
+            let (x, y) = if late_first { (&c, &b) } else { (&b, &c) };
+            deliver(&d, "aws.s3", x.clone()).await;
+            deliver(&d, "aws.s3", y.clone()).await;
+            assert_eq!(
+                ids(&d),
+                vec![ctguard_detector::alert_id(KEY1, "ip:198.51.100.9")],
+                "{c_time} late first {late_first}"
+            );
+            let st = d.store().state(INSTANCE_SCOPE).expect("state");
+            let accepted: Vec<&str> = st.accepted.iter().map(|t| t.identity.as_str()).collect();
+            assert_eq!(accepted, vec!["ip:198.51.100.7"], "{c_time} late first {late_first}");
+            assert_eq!(st.arms[0].taken_by.as_deref(), Some("ip:198.51.100.7"));
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Part 3: the fault-injection matrix.
 
@@ -399,6 +429,21 @@ fn scenarios() -> Vec<Scenario> {
                     from("aws.ec2", associate_address("2024-05-01T10:10:00Z")),
                     ic(KEY1, "198.51.100.7", "2024-05-01T10:10:30Z", "e2"),
                     ic(KEY1, "192.0.2.44", "2024-05-01T10:11:00Z", "e3"),
+                ],
+                vec![(KEY1, "ip:192.0.2.44")],
+            )
+        },
+        Scenario {
+            instance: true,
+            // A retry of the move behind the thief's use: the thief was seen before the move.
+            may_add: vec![(KEY1, "ip:198.51.100.7")],
+            ..sc(
+                "a move's arm goes to the earliest new identity",
+                vec![
+                    ic(KEY1, "203.0.113.10", T0, "e1"),
+                    from("aws.ec2", associate_address("2024-05-01T10:10:00Z")),
+                    ic(KEY1, "192.0.2.44", "2024-05-01T10:11:00Z", "thief"),
+                    ic(KEY1, "198.51.100.7", "2024-05-01T10:10:30Z", "moved"),
                 ],
                 vec![(KEY1, "ip:192.0.2.44")],
             )

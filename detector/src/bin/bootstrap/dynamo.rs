@@ -348,6 +348,20 @@ impl StateStore for DynamoStore {
         r.map(|_| Cond::Applied).or_else(map_err).map(|_| ())
     }
 
+    async fn release_alert(&self, access_key: &str, identity: &str, holder: &str) -> Result<(), StoreError> {
+        // A claim dated at the epoch is stale for everyone: the next event claims it at once.
+        let r = self
+            .update(&format!("A#{access_key}#{identity}"))
+            .update_expression("SET claimed_at = :zero")
+            .condition_expression("holder = :h AND sent = :f")
+            .expression_attribute_values(":zero", n(0))
+            .expression_attribute_values(":h", s(holder))
+            .expression_attribute_values(":f", AttributeValue::Bool(false))
+            .send()
+            .await;
+        r.map(|_| Cond::Applied).or_else(map_err).map(|_| ())
+    }
+
     async fn bind(&self, scope: &str, access_key: &str, expires_at: Millis) -> Result<(), StoreError> {
         // Extends the instance scope's life to the new credential's; an older binding arriving
         // late fails the condition and changes nothing.
