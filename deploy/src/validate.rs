@@ -103,6 +103,7 @@ pub fn regions(given: &[String], enabled: Option<&[String]>) -> Result<(), Input
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
