@@ -22,9 +22,9 @@ use ctguard_forensics::sources::parse_time_arg;
 #[derive(Debug, Args)]
 pub struct KeysArgs {
     /// A key unused for at least this many days is idle (never-used keys count from creation).
-    /// At least 1: with 0 every active key would be idle, and `--disable --yes` would turn off
-    /// every key of the organization.
-    #[arg(long, default_value_t = 90, value_parser = clap::value_parser!(u64).range(1..))]
+    /// With `--disable --yes` at least 1: with 0 every active key would be idle, and every key
+    /// of the organization would be turned off.
+    #[arg(long, default_value_t = 90)]
     pub idle_days: u64,
     /// Every active account of the AWS Organization (run from the management account or a
     /// delegated administrator), through --assume-role-name.
@@ -104,18 +104,21 @@ pub async fn run(args: &KeysArgs, g: &GlobalArgs) -> anyhow::Result<u8> {
         Some(s) => parse_time_arg(s, false).map_err(anyhow::Error::msg)?,
         None => now_ms(),
     };
-    // A future "as of" makes every key look idle (and `--disable --yes` would disable them all).
-    // A minute of slack covers clock skew for `--as-of` given as "now".
-    anyhow::ensure!(
-        as_of <= now_ms().saturating_add(60_000),
-        "--as-of {} is in the future: keys would look idle that are in use",
-        args.as_of.as_deref().unwrap_or("")
-    );
     let action = match (args.disable, args.yes) {
         (false, _) => Action::Report,
         (true, false) => Action::Plan,
         (true, true) => Action::Disable,
     };
+    if action == Action::Disable {
+        // Either would make keys in use look idle, and disable them: a report may look ahead,
+        // a deactivation may not. A minute of slack covers clock skew for "now".
+        anyhow::ensure!(args.idle_days >= 1, "--disable --yes needs --idle-days of at least 1");
+        anyhow::ensure!(
+            as_of <= now_ms().saturating_add(60_000),
+            "--as-of {} is in the future: --disable --yes would deactivate keys that are in use",
+            args.as_of.as_deref().unwrap_or("")
+        );
+    }
     let base = load(&g.aws()).await;
     let caller = caller_account(&base).await?;
     let accounts = if args.org { org_accounts(&base).await? } else { vec![caller.clone()] };
