@@ -883,7 +883,9 @@ impl<S: StateStore, A: AlertSink> Detector<S, A> {
     }
 
     /// Before an earlier use takes a move's arm from the use that `holder` accepted, the holder
-    /// is alerted on: it was not the move's first new identity after all.
+    /// is alerted on: it was not the move's first new identity after all. Unless the holder is
+    /// the scope's anchor (its earlier use, delivered late, displaced the old anchor): the
+    /// anchor is trusted without the arm, and in event-time order it never needed it.
     async fn unseat(
         &self,
         c: &Ctx<'_>,
@@ -891,7 +893,8 @@ impl<S: StateStore, A: AlertSink> Detector<S, A> {
         holder: Option<&Trusted>,
         published: &mut Vec<Alert>,
     ) -> Result<(), Error> {
-        let Some(h) = holder.filter(|h| h.identity != c.ident) else { return Ok(()) };
+        let is_anchor = |h: &Trusted| state.anchor.as_ref().is_some_and(|a| a.identity == h.identity);
+        let Some(h) = holder.filter(|h| h.identity != c.ident && !is_anchor(h)) else { return Ok(()) };
         let key = h.first.access_key_id.as_deref().unwrap_or(&c.obs.access_key_id);
         let expected: Vec<Trusted> = state.trusted().into_iter().filter(|t| t.identity != h.identity).collect();
         let build = || self.build_alert(c.obs, key, &expected, &h.identity, h.first.clone(), true);

@@ -1,0 +1,50 @@
+//! Hostile-review findings on the detector's integrity (issue 8 review): each test reproduces
+//! one problem found by attacking the change, and holds its fix.
+
+mod common;
+
+use common::*;
+use ctguard_detector::{alert_id, CollectingSink, Detector, MemoryStore, Policy};
+
+/// 2024-05-01T12:00:00Z: after every event, as a processing clock would be.
+const NOON: i64 = 1_714_564_800_000;
+const INSTANCE_SCOPE: &str = "I#111122223333#i-0123456789abcdef0";
+
+fn fresh() -> Detector<MemoryStore, CollectingSink> {
+    Detector::new(MemoryStore::new(), CollectingSink::new(), Policy::default(), "t").with_clock(Box::new(|| NOON))
+}
+
+fn ids(d: &Detector<MemoryStore, CollectingSink>) -> Vec<String> {
+    let mut v: Vec<String> = d.sink().alerts().into_iter().map(|a| a.id).collect();
+    v.sort();
+    v
+}
+
+async fn run(events: &[serde_json::Value]) -> Detector<MemoryStore, CollectingSink> {
+    let d = fresh();
+    for e in events {
+        d.process_json(&e.to_string(), None).await.expect("the memory store does not fail");
+    }
+    d
+}
+
+/// An identity that took a move's arm and then became the anchor (its earlier use, delivered
+/// late, displaced the old anchor) is the scope's anchor: a still earlier use inside the window
+/// taking the arm over must not alert on it. In event-time order it is the first use and is
+/// never alerted on; every delivery order of the same events must agree.
+#[tokio::test]
+async fn an_arm_holder_that_became_the_anchor_is_not_alerted_when_the_arm_is_taken_over() {
+    let x_first = instance_call(KEY1, "198.51.100.5", "2024-05-01T09:50:00Z", "x1");
+    let a = instance_call(KEY1, "203.0.113.10", "2024-05-01T10:00:00Z", "a");
+    let mv = associate_address("2024-05-01T10:10:00Z");
+    let z = instance_call(KEY1, "198.51.100.9", "2024-05-01T10:12:00Z", "z");
+    let x_later = instance_call(KEY1, "198.51.100.5", "2024-05-01T10:15:00Z", "x2");
+    // Event-time order: X anchors, A alerts, the move arms, Z takes the arm, X is the anchor.
+    let reference = ids(&run(&[x_first.clone(), a.clone(), mv.clone(), z.clone(), x_later.clone()]).await);
+    assert_eq!(reference, vec![alert_id(KEY1, "ip:203.0.113.10")]);
+    // Delivered: A, the move, X's later use (takes the arm), X's first use (displaces A), Z.
+    let d = run(&[a, mv, x_later, x_first, z]).await;
+    assert_eq!(ids(&d), reference, "{:#?}", d.sink().alerts());
+    let st = d.store().state(INSTANCE_SCOPE).expect("state");
+    assert_eq!(st.anchor.map(|a| a.identity).as_deref(), Some("ip:198.51.100.5"));
+}
