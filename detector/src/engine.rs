@@ -342,11 +342,12 @@ impl UseHead<'_> {
         let time = self.time;
         // The credential's own life when known (creation + the longest a role session lasts),
         // else the configured default from this event; never beyond the default from this event.
-        let expires_at = r
-            .session_created()
-            .map(|c| c.max(time - policy.default_ttl_ms) + policy.default_ttl_ms)
-            .unwrap_or(time + policy.default_ttl_ms)
-            .min(time + policy.default_ttl_ms);
+        // A session already older than that lifetime is a longer kind (36 h `GetSessionToken`,
+        // or a lifetime set below 12 h): its end is unknown, and state written for it must not
+        // be born expired (its TTL would delete the anchor while the key still works).
+        let ttl = policy.default_ttl_ms;
+        let expires_at =
+            r.session_created().map(|c| c + ttl).filter(|end| *end > time).unwrap_or(time + ttl).min(time + ttl);
         Observation {
             access_key_id: self.key.to_string(),
             scope: self.scope(),

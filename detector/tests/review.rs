@@ -70,3 +70,28 @@ async fn a_move_known_late_still_alerts_on_a_later_new_identity_in_its_window() 
     let d = run(&[a, b, mv, thief]).await;
     assert!(ids(&d).contains(&thief_id), "the thief was accepted: {:?}", d.store().state(INSTANCE_SCOPE));
 }
+
+/// A session older than the state lifetime (a 36 h `GetSessionToken` session, or any role
+/// session once the operator sets `DefaultTtlHours` below 12) used to get a lifetime ending at
+/// its own event time: the anchor was written already expired, DynamoDB's TTL could delete it
+/// at any moment while the key still worked, and the next use from anywhere (the thief's)
+/// became a first use. A session whose creation no longer bounds its life gets the default
+/// lifetime from the event.
+#[tokio::test]
+async fn a_session_older_than_the_state_lifetime_is_not_written_already_expired() {
+    let policy = Policy::from_json(r#"{"default_ttl_hours": 1}"#).expect("policy");
+    let d = Detector::new(MemoryStore::new(), CollectingSink::new(), policy, "t").with_clock(Box::new(|| NOON));
+    // Created 10:00 (see `call`), first used at 11:30: older than the 1 h lifetime.
+    let first = call(KEY1, "203.0.113.10", "2024-05-01T11:30:00Z", "us-east-1", "e1");
+    d.process_json(&first.to_string(), None).await.expect("ok");
+    let st = d.store().state(&format!("K#{KEY1}")).expect("state");
+    let used_at = 1_714_563_000_000; // 11:30
+    assert!(st.expires_at > used_at, "the scope expires at {} (used at {used_at}): already dead", st.expires_at);
+    // A young session still ends with its own life (creation + lifetime), not later.
+    let d =
+        Detector::new(MemoryStore::new(), CollectingSink::new(), Policy::default(), "t").with_clock(Box::new(|| NOON));
+    let young = call(KEY1, "203.0.113.10", "2024-05-01T11:30:00Z", "us-east-1", "e1");
+    d.process_json(&young.to_string(), None).await.expect("ok");
+    let st = d.store().state(&format!("K#{KEY1}")).expect("state");
+    assert_eq!(st.expires_at, 1_714_557_600_000 + Policy::default().default_ttl_ms, "10:00 + 12 h");
+}
