@@ -19,7 +19,7 @@ pub struct AwsOptions {
 }
 
 /// The role ctguard assumes in member accounts: the one AWS Organizations creates in every
-/// account it creates. Override with `--assume-role-name` where an install uses another.
+/// account it creates. Override with `--role-name` where an install uses another.
 pub const DEFAULT_MEMBER_ROLE: &str = "OrganizationAccountAccessRole";
 
 /// The HTTPS client: rustls on ring (no C toolchain or cmake needed to build it).

@@ -692,21 +692,6 @@ async fn send(cfg: &SdkConfig, opts: &Options, ev: &Value) -> Result<(), String>
     }
 }
 
-/// Base64 (standard alphabet, padded) — Lambda reports `CodeSha256` in it.
-pub fn base64(bytes: &[u8]) -> String {
-    const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for c in bytes.chunks(3) {
-        let b = [c[0], *c.get(1).unwrap_or(&0), *c.get(2).unwrap_or(&0)];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        out.push(A[(n >> 18) as usize & 63] as char);
-        out.push(A[(n >> 12) as usize & 63] as char);
-        out.push(if c.len() > 1 { A[(n >> 6) as usize & 63] as char } else { '=' });
-        out.push(if c.len() > 2 { A[n as usize & 63] as char } else { '=' });
-    }
-    out
-}
-
 /// Per-target results keyed for stable output.
 pub fn sorted(outcomes: Vec<Outcome>) -> Vec<Outcome> {
     let mut m: BTreeMap<(String, String), Outcome> = BTreeMap::new();
@@ -803,14 +788,5 @@ mod tests {
         let o = Outcome::from_checks(&t, vec![Check::pass("alert", ""), Check::fail("state", "gone")], Some(5));
         assert!(!o.pass);
         assert!(o.reason.contains("state: gone"));
-    }
-
-    #[test]
-    fn base64_matches_rfc4648() {
-        assert_eq!(base64(b""), "");
-        assert_eq!(base64(b"f"), "Zg==");
-        assert_eq!(base64(b"fo"), "Zm8=");
-        assert_eq!(base64(b"foo"), "Zm9v");
-        assert_eq!(base64(b"foobar"), "Zm9vYmFy");
     }
 }

@@ -61,22 +61,6 @@ impl Table {
     }
 }
 
-/// Human byte counts for summaries.
-pub fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u + 1 < UNITS.len() {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
-}
-
 /// Prints `items` as JSON lines, or `table` as text or CSV, to stdout.
 pub fn emit<T: serde::Serialize>(fmt: Output, items: &[T], table: &Table) -> std::io::Result<()> {
     let mut out = std::io::stdout().lock();
@@ -104,12 +88,5 @@ mod tests {
         t.row(["quote\"d", "2"]);
         assert_eq!(t.render_text(), "A        LONGER\nx,y      1\nquote\"d  2\n");
         assert_eq!(t.render_csv(), "A,LONGER\n\"x,y\",1\n\"quote\"\"d\",2\n");
-    }
-
-    #[test]
-    fn bytes_are_human() {
-        assert_eq!(human_bytes(12), "12 B");
-        assert_eq!(human_bytes(1536), "1.5 KiB");
-        assert_eq!(human_bytes(3 << 30), "3.0 GiB");
     }
 }

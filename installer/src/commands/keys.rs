@@ -1,7 +1,7 @@
 //! `ctguard keys --idle-days N [--org] [--disable --yes]`: IAM user access keys and their last use.
 //!
 //! Lists every IAM user access key with `GetAccessKeyLastUsed`, in the caller's account or in
-//! every active account of the organisation (through `--assume-role-name`), marks active keys
+//! every active account of the organisation (through `--role-name`), marks active keys
 //! unused for N days as idle (never-used keys count from their creation), and with
 //! `--disable --yes` deactivates them. `--disable` alone prints what would be deactivated.
 //! Keys are never deleted. Exit codes: 0 no idle key, 1 idle keys found, 2 usage error,
@@ -16,6 +16,9 @@ use crate::args::{GlobalArgs, Output};
 use crate::exit;
 use crate::output::{emit, Table};
 use ctguard_aws::{caller_account, for_account, load, DEFAULT_MEMBER_ROLE};
+use ctguard_deploy::org;
+use ctguard_deploy::stacks::CallCounter;
+use ctguard_deploy::targets::US_EAST_1;
 use ctguard_forensics::keys::{inventory, Action, IamDirectory, KeyRow};
 use ctguard_forensics::sources::parse_time_arg;
 
@@ -25,12 +28,13 @@ pub struct KeysArgs {
     #[arg(long, default_value_t = 90)]
     pub idle_days: u64,
     /// Every active account of the AWS Organization (run from the management account or a
-    /// delegated administrator), through --assume-role-name.
+    /// delegated administrator), through --role-name.
     #[arg(long)]
     pub org: bool,
-    /// Role assumed in member accounts with --org.
-    #[arg(long, default_value = DEFAULT_MEMBER_ROLE)]
-    pub assume_role_name: String,
+    /// Role assumed in member accounts with --org. `--assume-role-name` is accepted too (the
+    /// spelling this command used first).
+    #[arg(long, alias = "assume-role-name", default_value = DEFAULT_MEMBER_ROLE)]
+    pub role_name: String,
     /// Deactivate idle keys (never deletes them). Without --yes, only shows what would change.
     #[arg(long)]
     pub disable: bool,
@@ -44,23 +48,6 @@ pub struct KeysArgs {
 
 fn now_ms() -> Millis {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as Millis).unwrap_or(0)
-}
-
-/// Active accounts of the organisation.
-async fn org_accounts(cfg: &aws_config::SdkConfig) -> anyhow::Result<Vec<String>> {
-    let mut pages = aws_sdk_organizations::Client::new(cfg).list_accounts().into_paginator().send();
-    let mut ids = Vec::new();
-    while let Some(page) = pages.next().await {
-        let page = page.map_err(|e| anyhow::anyhow!("organizations:ListAccounts: {}", ctguard_aws::err_text(&e)))?;
-        ids.extend(
-            page.accounts()
-                .iter()
-                .filter(|a| a.status().is_none_or(|s| s.as_str() == "ACTIVE"))
-                .filter_map(|a| a.id().map(str::to_string)),
-        );
-    }
-    ids.sort();
-    Ok(ids)
 }
 
 /// Rows to a table.
@@ -109,13 +96,19 @@ pub async fn run(args: &KeysArgs, g: &GlobalArgs) -> anyhow::Result<u8> {
     };
     let base = load(&g.aws()).await;
     let caller = caller_account(&base).await?;
-    let accounts = if args.org { org_accounts(&base).await? } else { vec![caller.clone()] };
+    let accounts = if args.org {
+        // Organizations is a global service answered in us-east-1.
+        let org_cfg = ctguard_aws::in_region(&base, US_EAST_1);
+        org::all_accounts(&org_cfg, &CallCounter::default()).await?
+    } else {
+        vec![caller.clone()]
+    };
 
     let limit = Arc::new(tokio::sync::Semaphore::new(usize::from(g.concurrency)));
     let mut tasks = tokio::task::JoinSet::new();
     for (i, account) in accounts.iter().enumerate() {
         let (base, caller, account, role, limit) =
-            (base.clone(), caller.clone(), account.clone(), args.assume_role_name.clone(), Arc::clone(&limit));
+            (base.clone(), caller.clone(), account.clone(), args.role_name.clone(), Arc::clone(&limit));
         let idle_days = args.idle_days;
         tasks.spawn(async move {
             let _permit = limit.acquire_owned().await;
