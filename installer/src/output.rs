@@ -20,24 +20,33 @@ impl Table {
         self.rows.push(cells.into_iter().map(Into::into).collect());
     }
 
-    /// Aligned columns, header first.
+    /// Aligned columns, header first, fitted to the terminal when stdout is one (cells wrap,
+    /// at word boundaries where they can); as wide as the content otherwise, so pipes and files
+    /// get whole lines.
     pub fn render_text(&self) -> String {
+        self.render_text_width(None)
+    }
+
+    /// [`Table::render_text`] with an explicit width (`None`: the terminal's, if any).
+    pub fn render_text_width(&self, width: Option<u16>) -> String {
         let n = self.header.len();
-        let mut w = vec![0usize; n];
-        for r in std::iter::once(&self.header).chain(&self.rows) {
-            for (i, c) in r.iter().enumerate().take(n) {
-                w[i] = w[i].max(c.chars().count());
-            }
+        let mut t = comfy_table::Table::new();
+        t.load_preset(comfy_table::presets::NOTHING)
+            .set_content_arrangement(comfy_table::ContentArrangement::Dynamic)
+            .set_header(self.header.iter().map(|h| comfy_table::Cell::new(h)));
+        if let Some(w) = width {
+            t.force_no_tty().set_width(w);
+        }
+        for r in &self.rows {
+            t.add_row(r.iter().take(n).map(|c| comfy_table::Cell::new(c)));
+        }
+        // Two spaces between columns, none at the edges: the layout of the plain tables before.
+        for c in t.column_iter_mut() {
+            c.set_padding((0, 2));
         }
         let mut out = String::new();
-        for r in std::iter::once(&self.header).chain(&self.rows) {
-            let line: Vec<String> = r
-                .iter()
-                .enumerate()
-                .take(n)
-                .map(|(i, c)| if i + 1 == n { c.clone() } else { format!("{c:<width$}", width = w[i]) })
-                .collect();
-            out.push_str(line.join("  ").trim_end());
+        for line in t.lines() {
+            out.push_str(line.trim_end());
             out.push('\n');
         }
         out
@@ -88,5 +97,20 @@ mod tests {
         t.row(["quote\"d", "2"]);
         assert_eq!(t.render_text(), "A        LONGER\nx,y      1\nquote\"d  2\n");
         assert_eq!(t.render_csv(), "A,LONGER\n\"x,y\",1\n\"quote\"\"d\",2\n");
+    }
+
+    #[test]
+    fn text_wraps_to_the_width_it_is_given() {
+        let mut t = Table::new(["TARGET", "REASON"]);
+        t.row(["111111111111/us-east-1", "the rule is disabled and the DLQ holds seven events the detector failed on"]);
+        let narrow = t.render_text_width(Some(60));
+        assert!(narrow.lines().count() > 2, "{narrow}");
+        assert!(narrow.lines().all(|l| l.chars().count() <= 60), "{narrow}");
+        // Every word survives the wrapping.
+        for w in ["disabled", "seven", "failed"] {
+            assert!(narrow.contains(w), "{narrow}");
+        }
+        let wide = t.render_text_width(Some(400));
+        assert_eq!(wide.lines().count(), 2, "{wide}");
     }
 }
