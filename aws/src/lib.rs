@@ -74,14 +74,24 @@ pub async fn for_account(base: &SdkConfig, caller_account: &str, account: &str, 
         .build()
 }
 
+/// What can go wrong before any target is touched.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AwsError {
+    /// `sts:GetCallerIdentity` failed (with the SDK's error text).
+    #[error("cannot identify the caller (are AWS credentials set?): {0}")]
+    UnknownCaller(String),
+    #[error("sts:GetCallerIdentity returned no account")]
+    NoAccount,
+}
+
 /// The caller's account id (`sts:GetCallerIdentity`).
-pub async fn caller_account(cfg: &SdkConfig) -> anyhow::Result<String> {
+pub async fn caller_account(cfg: &SdkConfig) -> Result<String, AwsError> {
     let out = aws_sdk_sts::Client::new(cfg)
         .get_caller_identity()
         .send()
         .await
-        .map_err(|e| anyhow::anyhow!("cannot identify the caller (are AWS credentials set?): {}", err_text(&e)))?;
-    out.account.ok_or_else(|| anyhow::anyhow!("sts:GetCallerIdentity returned no account"))
+        .map_err(|e| AwsError::UnknownCaller(err_text(&e)))?;
+    out.account.ok_or(AwsError::NoAccount)
 }
 
 /// A readable one-line description of an SDK error: code and message when the service sent them.

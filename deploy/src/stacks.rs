@@ -48,7 +48,10 @@ impl ApiError {
     pub fn new(message: impl Into<String>) -> Self {
         ApiError { code: None, message: message.into() }
     }
-    fn from_sdk<E>(op: &str, e: &SdkError<E, aws_smithy_runtime_api::client::orchestrator::HttpResponse>) -> Self
+    pub(crate) fn from_sdk<E>(
+        op: &str,
+        e: &SdkError<E, aws_smithy_runtime_api::client::orchestrator::HttpResponse>,
+    ) -> Self
     where
         E: ProvideErrorMetadata + std::error::Error + 'static,
     {
