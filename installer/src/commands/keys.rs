@@ -98,8 +98,8 @@ pub async fn run(args: &KeysArgs, g: &GlobalArgs) -> anyhow::Result<u8> {
     let caller = caller_account(&base).await?;
     let accounts = if args.org {
         // Organizations is a global service answered in us-east-1.
-        let org_cfg = ctguard_aws::in_region(&base, US_EAST_1);
-        org::all_accounts(&org_cfg, &CallCounter::default()).await?
+        let directory = org::AwsOrg::new(&ctguard_aws::in_region(&base, US_EAST_1), &base, &CallCounter::default());
+        org::all_accounts(&directory).await?
     } else {
         vec![caller.clone()]
     };
