@@ -48,6 +48,15 @@ impl ApiError {
     pub fn new(message: impl Into<String>) -> Self {
         ApiError { code: None, message: message.into() }
     }
+
+    /// An SDK error as the service's code and the readable text, without naming the call.
+    pub(crate) fn from_sdk_text<E>(e: &SdkError<E, aws_smithy_runtime_api::client::orchestrator::HttpResponse>) -> Self
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+    {
+        ApiError { code: e.code().map(str::to_string), message: err_text(e) }
+    }
+
     pub(crate) fn from_sdk<E>(
         op: &str,
         e: &SdkError<E, aws_smithy_runtime_api::client::orchestrator::HttpResponse>,

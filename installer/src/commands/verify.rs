@@ -99,7 +99,7 @@ pub async fn run(args: &VerifyArgs, g: &GlobalArgs) -> anyhow::Result<u8> {
         _ = tokio::signal::ctrl_c() => None,
     };
     // Cleanup always runs: normal end, failure, or Ctrl-C.
-    let left = cleanup.run().await;
+    let left = cleanup.run(&s.connector).await;
     for l in &left {
         eprintln!("ctguard: warning: could not remove {l}");
     }
