@@ -248,7 +248,7 @@ fn trace_file(index: usize, src: &Source, raw: Vec<u8>, opts: &TraceOptions, sca
     });
     if let Err(e) = res {
         part.read.failed_files += 1;
-        part.errors.push(FileError { source: src.name.clone(), error: e });
+        part.errors.push(FileError { source: src.name.clone(), error: e.to_string() });
     }
     part
 }
@@ -336,7 +336,11 @@ pub fn collect(sources: &[Source], fetcher: &Fetcher, opts: &TraceOptions, mut p
 }
 
 /// Builds the report from what was collected: replay, statistics, policy, risks.
-pub async fn report(part: TracePart, opts: &TraceOptions, extra_nats: &[NatGateway]) -> anyhow::Result<TraceReport> {
+pub async fn report(
+    part: TracePart,
+    opts: &TraceOptions,
+    extra_nats: &[NatGateway],
+) -> Result<TraceReport, scan::ScanError> {
     let TracePart { mut events, fold, nats, read, errors, out_of_range } = part;
     events.sort_by_key(TraceEvent::order);
     // The same event can be read twice (overlapping inputs); keep one of each event id.
@@ -539,9 +543,9 @@ pub fn attribute(
         |_, _, raw| {
             let mut a = base.fresh();
             let mut c = flowlogs::FlowCounts { files: 1, ..Default::default() };
-            let text = ctguard_detector::reader::to_text(raw).map_err(|e| e.to_string())?;
+            let text = ctguard_detector::reader::to_text(raw)?;
             flowlogs::for_each_flow(&text, fmt, &mut c, |f| a.add(f));
-            Ok::<_, String>((a, c))
+            Ok::<_, ctguard_detector::reader::ReadError>((a, c))
         },
         |i, r| match r {
             Ok(Ok((a, c))) => {
@@ -551,7 +555,7 @@ pub fn attribute(
             Ok(Err(e)) => {
                 counts.files += 1;
                 counts.failed_files += 1;
-                errors.push(FileError { source: sources[i].name.clone(), error: e });
+                errors.push(FileError { source: sources[i].name.clone(), error: e.to_string() });
             }
             Err(e) => {
                 counts.files += 1;
