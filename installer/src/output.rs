@@ -33,12 +33,12 @@ impl Table {
         let mut t = comfy_table::Table::new();
         t.load_preset(comfy_table::presets::NOTHING)
             .set_content_arrangement(comfy_table::ContentArrangement::Dynamic)
-            .set_header(self.header.iter().map(|h| comfy_table::Cell::new(h)));
+            .set_header(self.header.iter().map(comfy_table::Cell::new));
         if let Some(w) = width {
             t.force_no_tty().set_width(w);
         }
         for r in &self.rows {
-            t.add_row(r.iter().take(n).map(|c| comfy_table::Cell::new(c)));
+            t.add_row(r.iter().take(n).map(comfy_table::Cell::new));
         }
         // Two spaces between columns, none at the edges: the layout of the plain tables before.
         for c in t.column_iter_mut() {
