@@ -19,7 +19,7 @@ use ctguard_aws::{caller_account, for_account, load, DEFAULT_MEMBER_ROLE};
 use ctguard_deploy::org;
 use ctguard_deploy::stacks::CallCounter;
 use ctguard_deploy::targets::US_EAST_1;
-use ctguard_forensics::keys::{inventory, Action, IamDirectory, KeyRow};
+use ctguard_forensics::keys::{inventory, Action, IamDirectory, IamError, KeyRow};
 use ctguard_forensics::sources::parse_time_arg;
 
 #[derive(Debug, Args)]
@@ -84,6 +84,46 @@ pub fn table(rows: &[KeyRow]) -> Table {
     t
 }
 
+/// The inventory of every account, `concurrency` at a time (each through the member role):
+/// the rows of those that could be read, and the error of each that could not.
+async fn inventory_accounts(
+    base: &aws_config::SdkConfig,
+    caller: &str,
+    accounts: &[String],
+    args: &KeysArgs,
+    as_of: Millis,
+    action: Action,
+    concurrency: u16,
+) -> anyhow::Result<(Vec<KeyRow>, Vec<(String, IamError)>)> {
+    let limit = Arc::new(tokio::sync::Semaphore::new(usize::from(concurrency)));
+    let mut tasks = tokio::task::JoinSet::new();
+    for (i, account) in accounts.iter().enumerate() {
+        let (base, caller, account, role, limit) =
+            (base.clone(), caller.to_string(), account.clone(), args.role_name.clone(), Arc::clone(&limit));
+        let idle_days = args.idle_days;
+        tasks.spawn(async move {
+            let _permit = limit.acquire_owned().await;
+            let cfg = for_account(&base, &caller, &account, &role).await;
+            let dir = IamDirectory { client: aws_sdk_iam::Client::new(&cfg) };
+            (i, account.clone(), inventory(&dir, &account, as_of, idle_days, action).await)
+        });
+    }
+    let mut results = Vec::new();
+    while let Some(r) = tasks.join_next().await {
+        results.push(r?);
+    }
+    results.sort_by_key(|(i, _, _)| *i);
+    let mut rows = Vec::new();
+    let mut failed = Vec::new();
+    for (_, account, r) in results {
+        match r {
+            Ok(mut v) => rows.append(&mut v),
+            Err(e) => failed.push((account, e)),
+        }
+    }
+    Ok((rows, failed))
+}
+
 pub async fn run(args: &KeysArgs, g: &GlobalArgs) -> anyhow::Result<u8> {
     let as_of = match &args.as_of {
         Some(s) => parse_time_arg(s, false).map_err(anyhow::Error::msg)?,
@@ -104,33 +144,7 @@ pub async fn run(args: &KeysArgs, g: &GlobalArgs) -> anyhow::Result<u8> {
         vec![caller.clone()]
     };
 
-    let limit = Arc::new(tokio::sync::Semaphore::new(usize::from(g.concurrency)));
-    let mut tasks = tokio::task::JoinSet::new();
-    for (i, account) in accounts.iter().enumerate() {
-        let (base, caller, account, role, limit) =
-            (base.clone(), caller.clone(), account.clone(), args.role_name.clone(), Arc::clone(&limit));
-        let idle_days = args.idle_days;
-        tasks.spawn(async move {
-            let _permit = limit.acquire_owned().await;
-            let cfg = for_account(&base, &caller, &account, &role).await;
-            let dir = IamDirectory { client: aws_sdk_iam::Client::new(&cfg) };
-            (i, account.clone(), inventory(&dir, &account, as_of, idle_days, action).await)
-        });
-    }
-    let mut results = Vec::new();
-    while let Some(r) = tasks.join_next().await {
-        results.push(r?);
-    }
-    results.sort_by_key(|(i, _, _)| *i);
-
-    let mut rows = Vec::new();
-    let mut failed = Vec::new();
-    for (_, account, r) in results {
-        match r {
-            Ok(mut v) => rows.append(&mut v),
-            Err(e) => failed.push((account, e)),
-        }
-    }
+    let (rows, failed) = inventory_accounts(&base, &caller, &accounts, args, as_of, action, g.concurrency).await?;
     if g.output() == Output::Text && rows.is_empty() {
         println!("No IAM user access keys found.");
     } else {
