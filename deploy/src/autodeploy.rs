@@ -18,7 +18,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
-use std::time::Instant;
 
 use aws_sdk_cloudformation::types::{
     AccountFilterType, AutoDeployment, CallAs, Capability, DeploymentTargets, ManagedExecution, Parameter,
@@ -281,19 +280,17 @@ async fn wait_idle<S: StackSetApi>(
     delegated: bool,
     poll: &PollOptions,
 ) -> Result<(), StackSetError> {
-    let start = Instant::now();
-    let mut delay = poll.first_delay;
+    let mut clock = poll.backoff();
     loop {
         let ops = cfn.operation_statuses(name, delegated).await?;
         let running = ops.iter().any(|s| matches!(s.as_str(), "RUNNING" | "QUEUED" | "STOPPING"));
         if !running {
             return Ok(());
         }
-        if start.elapsed() > poll.timeout {
+        if clock.timed_out() {
             return Err(StackSetError::Busy { name: name.to_string(), secs: poll.timeout.as_secs() });
         }
-        tokio::time::sleep(delay).await;
-        delay = (delay * 2).min(poll.max_delay);
+        clock.sleep().await;
     }
 }
 
@@ -307,8 +304,7 @@ async fn wait_operation<S: StackSetApi>(
     rep: &dyn Reporter,
     target: &Target,
 ) -> Result<(), StackSetError> {
-    let start = Instant::now();
-    let mut delay = poll.first_delay;
+    let mut clock = poll.backoff();
     let mut last = String::new();
     loop {
         let OperationState { status, reason } = cfn.operation(name, op, delegated).await?;
@@ -329,12 +325,11 @@ async fn wait_operation<S: StackSetApi>(
             }
             _ => {}
         }
-        if start.elapsed() > poll.timeout {
+        if clock.timed_out() {
             let secs = poll.timeout.as_secs();
             return Err(StackSetError::OperationTimeout { name: name.into(), op: op.into(), status, secs });
         }
-        tokio::time::sleep(delay).await;
-        delay = (delay * 2).min(poll.max_delay);
+        clock.sleep().await;
     }
 }
 

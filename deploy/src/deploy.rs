@@ -88,6 +88,34 @@ pub struct PollOptions {
     pub timeout: Duration,
 }
 
+impl PollOptions {
+    /// The clock of one wait: `first_delay`, doubling up to `max_delay`, until `timeout`.
+    pub fn backoff(&self) -> Backoff {
+        Backoff { start: Instant::now(), delay: self.first_delay, max: self.max_delay, timeout: self.timeout }
+    }
+}
+
+/// See [`PollOptions::backoff`].
+#[derive(Debug)]
+pub struct Backoff {
+    start: Instant,
+    delay: Duration,
+    max: Duration,
+    timeout: Duration,
+}
+
+impl Backoff {
+    pub fn timed_out(&self) -> bool {
+        self.start.elapsed() > self.timeout
+    }
+
+    /// Sleeps the current delay, then doubles it (up to the maximum).
+    pub async fn sleep(&mut self) {
+        tokio::time::sleep(self.delay).await;
+        self.delay = (self.delay * 2).min(self.max);
+    }
+}
+
 impl Default for PollOptions {
     fn default() -> Self {
         PollOptions {
@@ -262,8 +290,7 @@ async fn settle<A: TargetApi>(
     poll: &PollOptions,
     rep: &dyn Reporter,
 ) -> Result<Option<StackState>, StepError> {
-    let start = Instant::now();
-    let mut delay = poll.first_delay;
+    let mut clock = poll.backoff();
     let mut last = String::new();
     loop {
         let s = api.describe(name).await?;
@@ -280,11 +307,10 @@ async fn settle<A: TargetApi>(
         if !s.in_progress() {
             return Ok(if s.status == "DELETE_COMPLETE" { None } else { Some(s) });
         }
-        if start.elapsed() > poll.timeout {
+        if clock.timed_out() {
             return Err(StepError::Timeout { name: name.into(), status: s.status, secs: poll.timeout.as_secs() });
         }
-        tokio::time::sleep(delay).await;
-        delay = (delay * 2).min(poll.max_delay);
+        clock.sleep().await;
     }
 }
 
