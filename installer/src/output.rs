@@ -41,8 +41,13 @@ impl Table {
             t.add_row(r.iter().take(n).map(comfy_table::Cell::new));
         }
         // Two spaces between columns, none at the edges: the layout of the plain tables before.
-        for c in t.column_iter_mut() {
+        // When the terminal is too narrow, cells wrap, but never a header word: a column keeps at
+        // least the width of its header's longest word.
+        for (c, h) in t.column_iter_mut().zip(&self.header) {
             c.set_padding((0, 2));
+            let word = h.split_whitespace().map(|w| w.chars().count()).max().unwrap_or(0);
+            let min = u16::try_from(word + 2).unwrap_or(u16::MAX);
+            c.set_constraint(comfy_table::ColumnConstraint::LowerBoundary(comfy_table::Width::Fixed(min)));
         }
         let mut out = String::new();
         for line in t.lines() {
@@ -112,5 +117,31 @@ mod tests {
         }
         let wide = t.render_text_width(Some(400));
         assert_eq!(wide.lines().count(), 2, "{wide}");
+    }
+
+    #[test]
+    fn many_columns_at_80_wrap_cells_but_not_header_words() {
+        let header =
+            ["TIME", "SEVERITY", "ACCESS KEY", "SEEN FROM", "TRUSTED", "PRINCIPAL", "API", "ACCOUNT", "REGION"];
+        let mut t = Table::new(header);
+        t.row([
+            "2024-03-12T09:14:02Z",
+            "HIGH",
+            "ASIAY34FZKBOKMUTVV7A",
+            "203.0.113.66",
+            "54.210.33.17",
+            "arn:aws:iam::111122223333:role/web-app",
+            "sts:GetCallerIdentity",
+            "111122223333",
+            "us-east-1",
+        ]);
+        let text = t.render_text_width(Some(80));
+        assert!(text.lines().all(|l| l.chars().count() <= 80), "{text}");
+        let head: String = text.lines().take(2).collect::<Vec<_>>().join(" ");
+        for h in ["SEVERITY", "PRINCIPAL", "ACCOUNT", "REGION", "TRUSTED"] {
+            assert!(head.contains(h), "header word {h} split:\n{text}");
+        }
+        let flat: String = text.split_whitespace().collect();
+        assert!(flat.contains("HIGH"), "{text}");
     }
 }
