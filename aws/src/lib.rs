@@ -1,5 +1,7 @@
 //! AWS plumbing shared by the deploy and forensics crates and the `ctguard` commands: one
-//! `SdkConfig` from plain options, and per-account configurations through `sts:AssumeRole`.
+//! `SdkConfig` from plain options (with the HTTPS client), the caller's identity, and readable
+//! SDK error text. Per-account configurations (`sts:AssumeRole`, assumed once per account and
+//! shared) are built by `ctguard_deploy::stacks::AwsConnector`.
 //!
 //! Clients are cheap to derive from a config; configs are expensive to load, so each is built
 //! once per account and reused for every region.
@@ -54,24 +56,6 @@ pub async fn load(g: &AwsOptions) -> SdkConfig {
 /// The same configuration pointed at another region.
 pub fn in_region(cfg: &SdkConfig, region: &str) -> SdkConfig {
     cfg.clone().into_builder().region(Region::new(region.to_string())).build()
-}
-
-/// A configuration acting in `account` through `role_name`, or `base` itself when `account`
-/// is the caller's own.
-pub async fn for_account(base: &SdkConfig, caller_account: &str, account: &str, role_name: &str) -> SdkConfig {
-    if account == caller_account {
-        return base.clone();
-    }
-    let arn = format!("arn:aws:iam::{account}:role/{role_name}");
-    let provider = aws_config::sts::AssumeRoleProvider::builder(arn)
-        .session_name("ctguard-installer")
-        .configure(base)
-        .build()
-        .await;
-    base.clone()
-        .into_builder()
-        .credentials_provider(aws_credential_types::provider::SharedCredentialsProvider::new(provider))
-        .build()
 }
 
 /// What can go wrong before any target is touched.

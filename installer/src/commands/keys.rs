@@ -15,9 +15,9 @@ use ctguard_detector::time::Millis;
 use crate::args::{GlobalArgs, Output};
 use crate::exit;
 use crate::output::{emit, Table};
-use ctguard_aws::{caller_account, for_account, load, DEFAULT_MEMBER_ROLE};
+use ctguard_aws::{caller_account, load, DEFAULT_MEMBER_ROLE};
 use ctguard_deploy::org;
-use ctguard_deploy::stacks::CallCounter;
+use ctguard_deploy::stacks::{AwsConnector, CallCounter};
 use ctguard_deploy::targets::US_EAST_1;
 use ctguard_forensics::keys::{inventory, Action, IamDirectory, IamError, KeyRow};
 use ctguard_forensics::sources::parse_time_arg;
@@ -96,14 +96,15 @@ async fn inventory_accounts(
     concurrency: u16,
 ) -> anyhow::Result<(Vec<KeyRow>, Vec<(String, IamError)>)> {
     let limit = Arc::new(tokio::sync::Semaphore::new(usize::from(concurrency)));
+    // The same role assumption as install/status: the caller's own account uses its credentials.
+    let connector = Arc::new(AwsConnector::new(base.clone(), caller.to_string(), args.role_name.clone()));
     let mut tasks = tokio::task::JoinSet::new();
     for (i, account) in accounts.iter().enumerate() {
-        let (base, caller, account, role, limit) =
-            (base.clone(), caller.to_string(), account.clone(), args.role_name.clone(), Arc::clone(&limit));
+        let (connector, account, limit) = (Arc::clone(&connector), account.clone(), Arc::clone(&limit));
         let idle_days = args.idle_days;
         tasks.spawn(async move {
             let _permit = limit.acquire_owned().await;
-            let cfg = for_account(&base, &caller, &account, &role).await;
+            let cfg = connector.account_config(&account).await;
             let dir = IamDirectory { client: aws_sdk_iam::Client::new(&cfg) };
             (i, account.clone(), inventory(&dir, &account, as_of, idle_days, action).await)
         });
