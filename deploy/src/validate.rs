@@ -48,7 +48,7 @@ pub const KNOWN_REGIONS: &[&str] = &[
     "us-west-2",
 ];
 
-#[derive(Debug, Error, PartialEq, Eq)]
+#[derive(Debug, Clone, Error, PartialEq, Eq)]
 pub enum InputError {
     #[error("`{0}` is not an SNS topic ARN (arn:aws:sns:<region>:<12-digit account>:<topic name>)")]
     TopicArn(String),

@@ -82,8 +82,9 @@ pub struct TargetArgs {
     #[arg(long)]
     pub home_region: Option<String>,
     /// Role assumed in member accounts (the caller's own account uses the caller's credentials)
-    /// [default: OrganizationAccountAccessRole].
-    #[arg(long)]
+    /// [default: OrganizationAccountAccessRole]. `--assume-role-name` is accepted too (the
+    /// spelling `keys` used).
+    #[arg(long, alias = "assume-role-name")]
     pub role_name: Option<String>,
     /// Allow a region list without us-east-1 (IAM and global STS events are then NOT detected).
     #[arg(long)]
@@ -126,6 +127,8 @@ mod tests {
         assert_eq!(p.t.regions, vec!["us-east-1", "eu-west-1"]);
         assert_eq!(p.t.options().role_name, "OrganizationAccountAccessRole");
         assert_eq!(p.t.options().home_region, "us-east-1");
+        assert_eq!(P::parse_from(["x", "--assume-role-name", "Audit"]).t.options().role_name, "Audit");
+        assert_eq!(P::parse_from(["x", "--role-name", "Audit"]).t.options().role_name, "Audit");
         assert_eq!(P::parse_from(["x", "--org"]).t.options().selection(), Selection::Org);
         assert_eq!(
             P::parse_from(["x", "--ou", "ou-ab-1"]).t.options().selection(),

@@ -74,6 +74,9 @@ pub struct InstallArgs {
     pub no_auto_deploy: bool,
 }
 
+/// What turning auto-deployment off does, for the confirmation and the plan.
+const AUTO_OFF: &str = "auto-deployment StackSets: remove (accounts joining later will NOT be covered)";
+
 /// Retention values CloudWatch Logs accepts (the regional template's AllowedValues).
 const RETENTION_DAYS: [u32; 22] =
     [1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653];
@@ -253,63 +256,34 @@ pub async fn run(args: &InstallArgs, g: &GlobalArgs) -> anyhow::Result<u8> {
     };
     let mode = progress::resolve(std::io::stderr().is_terminal(), progress::is_ci());
     let rep = progress::reporter(mode);
-    let auto_off_line = "auto-deployment StackSets: remove (accounts joining later will NOT be covered)".to_string();
     let gate = |plans: &[TargetPlan]| {
         let mut lines = plan::exposure_changes(plans);
         if turning_off {
-            lines.push(auto_off_line.clone());
+            lines.push(AUTO_OFF.to_string());
         }
         confirm_exposure(&lines, args.yes)
     };
     let req = Request { cfg: &defaults, stated, gate: &gate };
     let mut report = deploy::install_with(&s.connector, &s.set, &req, zip, &opts, rep.as_ref()).await;
 
-    let mut auto_lines = Vec::new();
-    let mut auto_changes = 0usize;
-    if auto && report.stopped.is_none() {
-        let org = s.org.as_ref().ok_or_else(|| anyhow::anyhow!("auto-deploy needs AWS Organizations"))?;
-        let ous = match &s.selection {
-            Selection::Ous(o) => o.clone(),
-            _ => vec![org.root_id.clone()],
-        };
-        let delegated = s.caller_account != org.management_account;
-        let reqs = autodeploy::plan(&cfg, &s.set, &ous, &s.set.accounts, delegated);
-        if args.plan {
-            if !stack_sets_exist {
-                auto_changes += reqs.len();
-            }
-            for r in &reqs {
-                auto_lines.push(format!(
-                    "{}: StackSet (service-managed, auto-deploy on) → {} minus {} directly managed accounts, regions {}",
-                    r.name,
-                    r.ou_ids.join(","),
-                    r.exclude_accounts.len(),
-                    r.regions.join(",")
-                ));
-            }
-        } else {
-            let api = s.connector.connect(&home).await?;
-            let mut r = autodeploy::apply(api.cloudformation(), &reqs, &home, &opts.poll, rep.as_ref()).await;
-            r.calls = api.calls();
-            report.results.push(r);
-        }
+    let mut auto_lines = if auto && report.stopped.is_none() {
+        auto_deploy(&s, &cfg, args.plan, &opts, rep.as_ref(), &mut report).await?
     } else if turning_off && report.stopped.is_none() {
-        if args.plan {
-            auto_changes += 1;
-            auto_lines.push(format!("{auto_off_line} (needs confirmation or --yes)"));
-        } else {
-            let api = s.connector.connect(&home).await?;
-            let delegated = s.org.as_ref().is_some_and(|o| o.management_account != s.caller_account);
-            let mut r = autodeploy::remove(api.cloudformation(), delegated, &home, &opts.poll, rep.as_ref()).await;
-            r.calls = api.calls();
-            report.results.push(r);
-        }
+        auto_deploy_off(&s, args.plan, &opts, rep.as_ref(), &mut report).await?
     } else if !auto && !args.plan {
-        auto_lines.push(
-            "new accounts: NOT covered automatically (no --auto-deploy); re-run `ctguard install` when accounts join"
-                .to_string(),
-        );
-    }
+        vec!["new accounts: NOT covered automatically (no --auto-deploy); re-run `ctguard install` when accounts join"
+            .to_string()]
+    } else {
+        Vec::new()
+    };
+    // With --plan, StackSets to create (or remove) are pending changes too.
+    let auto_changes = if !args.plan {
+        0
+    } else if turning_off || (auto && !stack_sets_exist) {
+        auto_lines.len()
+    } else {
+        0
+    };
     if args.plan {
         for l in plan::exposure_changes(&report.plans) {
             auto_lines.push(format!("lowers protection (needs confirmation or --yes): {l}"));
@@ -324,6 +298,66 @@ pub async fn run(args: &InstallArgs, g: &GlobalArgs) -> anyhow::Result<u8> {
     } else {
         exit_code(&report)
     })
+}
+
+/// Turning auto-deployment off (the run confirmed it through the gate): removes the StackSets,
+/// or with `--plan` says it would.
+async fn auto_deploy_off(
+    s: &session::Session,
+    plan_only: bool,
+    opts: &RunOptions,
+    rep: &dyn deploy::Reporter,
+    report: &mut RunReport,
+) -> anyhow::Result<Vec<String>> {
+    if plan_only {
+        return Ok(vec![format!("{AUTO_OFF} (needs confirmation or --yes)")]);
+    }
+    let home = Target::new(s.caller_account.clone(), s.set.home_region.clone());
+    let api = s.connector.connect(&home).await?;
+    let delegated = s.org.as_ref().is_some_and(|o| o.management_account != s.caller_account);
+    let mut r = autodeploy::remove(api.cloudformation(), delegated, &home, &opts.poll, rep).await;
+    r.calls = api.calls();
+    report.results.push(r);
+    Ok(Vec::new())
+}
+
+/// The StackSets for accounts that join later: described with `--plan`, applied otherwise (the
+/// result joins `report`). Returns the lines `--plan` prints.
+async fn auto_deploy(
+    s: &session::Session,
+    cfg: &InstallConfig,
+    plan_only: bool,
+    opts: &RunOptions,
+    rep: &dyn deploy::Reporter,
+    report: &mut RunReport,
+) -> anyhow::Result<Vec<String>> {
+    let org = s.org.as_ref().ok_or_else(|| anyhow::anyhow!("auto-deploy needs AWS Organizations"))?;
+    let ous = match &s.selection {
+        Selection::Ous(o) => o.clone(),
+        _ => vec![org.root_id.clone()],
+    };
+    let delegated = s.caller_account != org.management_account;
+    let reqs = autodeploy::plan(cfg, &s.set, &ous, &s.set.accounts, delegated);
+    if plan_only {
+        return Ok(reqs
+            .iter()
+            .map(|r| {
+                format!(
+                    "{}: StackSet (service-managed, auto-deploy on) → {} minus {} directly managed accounts, regions {}",
+                    r.name,
+                    r.ou_ids.join(","),
+                    r.exclude_accounts.len(),
+                    r.regions.join(",")
+                )
+            })
+            .collect());
+    }
+    let home = Target::new(s.caller_account.clone(), s.set.home_region.clone());
+    let api = s.connector.connect(&home).await?;
+    let mut r = autodeploy::apply(api.cloudformation(), &reqs, &home, &opts.poll, rep).await;
+    r.calls = api.calls();
+    report.results.push(r);
+    Ok(Vec::new())
 }
 
 /// Checks that a central topic lets the organization publish (`aws:PrincipalOrgID`); `None`
