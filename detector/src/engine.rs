@@ -811,12 +811,24 @@ impl<S: StateStore, A: AlertSink> Detector<S, A> {
             // on) is a known suspect and is not laundered by a move. The claim doubles as that
             // check, and is released once the arm is taken.
             match self.store.claim_alert(key, c.ident, &c.holder, c.now, c.expires_at).await? {
-                AlertClaim::Sent => return Ok(Step::Done(self.duplicate(key, c.ident, t))),
+                AlertClaim::Sent => {
+                    // Alerted before the move was known, yet the earliest new identity in the
+                    // window so far: the window is spent on it. Its record keeps later
+                    // identities out; a later holder loses its acceptance (alerted first).
+                    self.note_alerted(c, state, c.ident, t).await?;
+                    if holder.is_some() {
+                        self.unseat(c, state, holder, published).await?;
+                        if let Update::Changed(s) = self.store.take_arm(c.scope, arm, &c.me, false).await? {
+                            return Ok(Step::Again(s));
+                        }
+                    }
+                    return Ok(Step::Done(self.duplicate(key, c.ident, t)));
+                }
                 AlertClaim::Held => return Err(Error::AlertInFlight(alert_id(key, c.ident))),
                 AlertClaim::Claimed => {}
             }
             self.unseat(c, state, holder, published).await?;
-            return Ok(match self.store.take_arm(c.scope, arm, &c.me).await? {
+            return Ok(match self.store.take_arm(c.scope, arm, &c.me, true).await? {
                 Update::Applied => {
                     // The probe's claim is not an alert in flight: let it go, so that an
                     // earlier use taking this arm over can alert on this identity at once.
@@ -828,16 +840,31 @@ impl<S: StateStore, A: AlertSink> Detector<S, A> {
                 Update::Changed(s) => Step::Again(s),
             });
         }
-        // A new identity, later than the anchor: the alert. Nothing else changes.
+        // A new identity, later than the anchor: the alert; then the scope records the
+        // identity as alerted on (a move known later must not go to a later identity).
         let expected = state.trusted();
         let build = || self.build_alert(obs, key, &expected, c.ident, obs.event.clone(), false);
-        Ok(Step::Done(match self.ensure_alert(c, key, c.ident, build).await? {
+        let sent = self.ensure_alert(c, key, c.ident, build).await?;
+        self.note_alerted(c, state, c.ident, t).await?;
+        Ok(Step::Done(match sent {
             Some(alert) => {
                 self.remember(format!("A|{key}|{}", c.ident), t);
                 Decision::Alerted(Box::new(alert))
             }
             None => self.duplicate(key, c.ident, t),
         }))
+    }
+
+    /// Records in an instance's scope that `ident`, alerted on, used it at `at` (unless the
+    /// snapshot already has it at or before `at`). Key scopes have no moves, so no record.
+    /// Written after the alert is confirmed and before any change that could make a retry
+    /// skip this decision, so a failure here is retried with the alert already sent.
+    async fn note_alerted(&self, c: &Ctx<'_>, state: &ScopeState, ident: &str, at: Millis) -> Result<(), Error> {
+        if !matches!(c.obs.scope, Scope::Instance { .. }) || state.alerted_since(ident, at) {
+            return Ok(());
+        }
+        let expires = c.expires_at.max(state.expires_at);
+        Ok(self.store.note_alerted(c.scope, ident, at, expires).await?)
     }
 
     fn duplicate(&self, key: &str, ident: &str, t: Millis) -> Decision {
@@ -871,6 +898,7 @@ impl<S: StateStore, A: AlertSink> Detector<S, A> {
                 }
                 self.remember(format!("A|{k}|{}", anchor.identity), anchor.first.time_ms);
             }
+            self.note_alerted(c, state, &anchor.identity, anchor.first.time_ms).await?;
         }
         let expires = c.expires_at.max(state.expires_at);
         match self.store.displace(c.scope, anchor, &c.me, &c.obs.access_key_id, arm.map(|(a, _)| a), expires).await? {
@@ -903,7 +931,7 @@ impl<S: StateStore, A: AlertSink> Detector<S, A> {
             self.count(|s| s.out_of_order_alerts += 1);
             published.push(alert);
         }
-        Ok(())
+        self.note_alerted(c, state, &h.identity, h.first.time_ms).await
     }
 
     /// Makes sure the alert for (`key`, `seen`) is sent: claims it for this event, publishes,

@@ -143,8 +143,17 @@ impl<S: StateStore> StateStore for FaultyStore<S> {
     async fn arm(&self, scope: &str, arm: &Arm, expires_at: Millis) -> Result<(), StoreError> {
         store_call(self.plan.next("arm"), self.inner.arm(scope, arm, expires_at)).await
     }
-    async fn take_arm(&self, scope: &str, arm: &Arm, identity: &Trusted) -> Result<Update, StoreError> {
-        store_call(self.plan.next("take_arm"), self.inner.take_arm(scope, arm, identity)).await
+    async fn take_arm(&self, scope: &str, arm: &Arm, identity: &Trusted, accept: bool) -> Result<Update, StoreError> {
+        store_call(self.plan.next("take_arm"), self.inner.take_arm(scope, arm, identity, accept)).await
+    }
+    async fn note_alerted(
+        &self,
+        scope: &str,
+        identity: &str,
+        at: Millis,
+        expires_at: Millis,
+    ) -> Result<(), StoreError> {
+        store_call(self.plan.next("note_alerted"), self.inner.note_alerted(scope, identity, at, expires_at)).await
     }
     async fn claim_alert(
         &self,

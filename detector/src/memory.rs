@@ -12,7 +12,7 @@ use std::sync::Mutex;
 
 use crate::alert::{Alert, AlertSink};
 use crate::error::{SinkError, StoreError};
-use crate::state::{AlertClaim, Anchor, Arm, Claim, ScopeState, StateStore, Trusted, Update, ALERT_LEASE_MS};
+use crate::state::{AlertClaim, Anchor, Arm, Claim, ScopeState, StateStore, Suspect, Trusted, Update, ALERT_LEASE_MS};
 use crate::time::Millis;
 
 #[derive(Default)]
@@ -37,6 +37,7 @@ pub struct StoreCalls {
     pub displaces: u64,
     pub arms: u64,
     pub take_arms: u64,
+    pub alert_notes: u64,
     pub alert_claims: u64,
     pub alert_confirms: u64,
     pub alert_releases: u64,
@@ -50,6 +51,7 @@ impl StoreCalls {
             + self.displaces
             + self.arms
             + self.take_arms
+            + self.alert_notes
             + self.alert_claims
             + self.alert_confirms
             + self.alert_releases
@@ -152,14 +154,17 @@ fn arm_mut<'a>(s: &'a mut Scope, arm: &Arm) -> Option<&'a mut Arm> {
     s.state.arms.iter_mut().find(|a| a.from == arm.from)
 }
 
-/// Hands `arm` (expected to be held by `arm.taken_by`) to `identity`; false if it is not.
-fn hand_over(s: &mut Scope, arm: &Arm, identity: &Trusted) -> bool {
+/// Hands `arm` (expected to be held by `arm.taken_by`) to `identity`, accepting it when
+/// `accept`; false if the arm is not held as expected.
+fn hand_over(s: &mut Scope, arm: &Arm, identity: &Trusted, accept: bool) -> bool {
     match arm_mut(s, arm) {
         Some(a) if a.taken_by == arm.taken_by => a.taken_by = Some(identity.identity.clone()),
         _ => return false,
     }
     s.state.accepted.retain(|a| a.identity != identity.identity && Some(&a.identity) != arm.taken_by.as_ref());
-    s.state.accepted.push(identity.clone());
+    if accept {
+        s.state.accepted.push(identity.clone());
+    }
     true
 }
 
@@ -226,7 +231,7 @@ impl StateStore for MemoryStore {
                 return Update::Changed(Box::new(state));
             }
             if let Some(arm) = accept_old {
-                hand_over(s, arm, &Trusted { identity: old.identity.clone(), first: old.first.clone() });
+                hand_over(s, arm, &Trusted { identity: old.identity.clone(), first: old.first.clone() }, true);
             }
             s.state.anchor =
                 Some(Anchor { identity: new.identity.clone(), first: new.first.clone(), keys: vec![key.to_string()] });
@@ -245,14 +250,33 @@ impl StateStore for MemoryStore {
         })
     }
 
-    async fn take_arm(&self, scope: &str, arm: &Arm, identity: &Trusted) -> Result<Update, StoreError> {
+    async fn take_arm(&self, scope: &str, arm: &Arm, identity: &Trusted, accept: bool) -> Result<Update, StoreError> {
         self.enter(|c| c.take_arms += 1)?;
         self.with_scope(scope, |s| {
             let state = s.state.clone();
-            if hand_over(s, arm, identity) {
+            if hand_over(s, arm, identity, accept) {
                 Update::Applied
             } else {
                 Update::Changed(Box::new(state))
+            }
+        })
+    }
+
+    async fn note_alerted(
+        &self,
+        scope: &str,
+        identity: &str,
+        at: Millis,
+        expires_at: Millis,
+    ) -> Result<(), StoreError> {
+        self.enter(|c| c.alert_notes += 1)?;
+        self.with_scope(scope, |s| {
+            if s.state.expires_at == 0 {
+                s.state.expires_at = expires_at;
+            }
+            match s.state.alerted.iter_mut().find(|x| x.identity == identity) {
+                Some(x) => x.at = x.at.min(at),
+                None => s.state.alerted.push(Suspect { identity: identity.to_string(), at }),
             }
         })
     }

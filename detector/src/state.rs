@@ -12,7 +12,12 @@
 //! - **arms**: windows (from a successful `AssociateAddress`/`AttachNetworkInterface`/
 //!   `StartInstances` to 15 minutes later) in which one new identity is accepted; an arm is
 //!   marked with the identity that took it, never deleted, so that a redelivered move cannot
-//!   arm twice.
+//!   arm twice;
+//! - **alerted** identities: the earliest known use time of each new identity alerted on in the
+//!   scope. A move's window belongs to the earliest new identity inside it, *counting alerted
+//!   ones*: an identity alerted on before the move's record arrived still spends the window, so
+//!   that a later identity in it (a thief) is alerted on in every delivery order. An alerted
+//!   identity is never accepted by a move (a known suspect is not laundered).
 //!
 //! Every operation is a single conditional write, so two Lambda environments racing on the same
 //! scope can never both win; a write whose condition no longer holds hands back the current
@@ -124,6 +129,13 @@ impl Arm {
     }
 }
 
+/// An identity alerted on in a scope, and the earliest time it is known to have used it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Suspect {
+    pub identity: String,
+    pub at: Millis,
+}
+
 /// What the store holds for one scope.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ScopeState {
@@ -131,22 +143,42 @@ pub struct ScopeState {
     /// Identities accepted by an armed move, each trusted from its `first.time_ms` on.
     pub accepted: Vec<Trusted>,
     pub arms: Vec<Arm>,
+    /// Identities alerted on, with their earliest known use (see [`ScopeState::arm_for`]).
+    pub alerted: Vec<Suspect>,
     /// When the store may forget the scope (Unix ms; 0 when unknown).
     pub expires_at: Millis,
 }
 
 impl ScopeState {
     /// The arm a use at `time` from `identity` may take, and the accepted use that holds it now
-    /// (`None`: free). An arm held by a *later* use is taken over: the earliest use inside the
-    /// window is the move's new identity, whatever order the uses were delivered in.
+    /// (`None`: nobody accepted). The window belongs to the earliest new identity inside it,
+    /// whatever order the uses were delivered in: an arm held by a *later* use is taken over,
+    /// and an arm is not offered at all when an identity alerted on used the scope inside the
+    /// window earlier than this use (it was the move's first new identity, delivered before the
+    /// move was known: the window is spent on it). An arm handed to an alerted identity (no
+    /// longer in `accepted`) is offered only to a use earlier than that identity's record.
     pub fn arm_for(&self, time: Millis, identity: &str) -> Option<(&Arm, Option<&Trusted>)> {
-        self.arms.iter().filter(|a| a.covers(time)).find_map(|a| match &a.taken_by {
-            None => Some((a, None)),
-            Some(by) => {
-                let holder = self.accepted.iter().find(|x| &x.identity == by)?;
-                ((time, identity) < (holder.first.time_ms, holder.identity.as_str())).then_some((a, Some(holder)))
+        let me = (time, identity);
+        self.arms.iter().filter(|a| a.covers(time)).find_map(|a| {
+            if self.alerted.iter().any(|s| a.covers(s.at) && (s.at, s.identity.as_str()) < me) {
+                return None;
+            }
+            match &a.taken_by {
+                None => Some((a, None)),
+                Some(by) => match self.accepted.iter().find(|x| &x.identity == by) {
+                    Some(holder) => {
+                        (me < (holder.first.time_ms, holder.identity.as_str())).then_some((a, Some(holder)))
+                    }
+                    // Spent on an alerted identity, later than this use (checked above).
+                    None => self.alerted.iter().any(|s| &s.identity == by && a.covers(s.at)).then_some((a, None)),
+                },
             }
         })
+    }
+
+    /// Whether the scope already records `identity` as alerted on with a use at or before `at`.
+    pub fn alerted_since(&self, identity: &str, at: Millis) -> bool {
+        self.alerted.iter().any(|s| s.identity == identity && s.at <= at)
     }
 
     /// Every identity the scope trusts: the anchor first, then the accepted ones.
@@ -231,15 +263,28 @@ pub trait StateStore: Send + Sync {
     /// redelivered move finds its arm, taken or not, and changes nothing).
     fn arm(&self, scope: &str, arm: &Arm, expires_at: Millis) -> impl Future<Output = Result<(), StoreError>> + Send;
 
-    /// Takes `arm` for `identity`, which becomes accepted from `identity.first`. Applied only
-    /// while the arm is held by `arm.taken_by` (`None`: free); a previous holder other than
-    /// `identity` is no longer accepted.
+    /// Takes `arm` for `identity`, which becomes accepted from `identity.first` when `accept`
+    /// (otherwise the arm is only spent on it: an identity alerted on is never accepted).
+    /// Applied only while the arm is held by `arm.taken_by` (`None`: free); a previous holder
+    /// other than `identity` is no longer accepted.
     fn take_arm(
         &self,
         scope: &str,
         arm: &Arm,
         identity: &Trusted,
+        accept: bool,
     ) -> impl Future<Output = Result<Update, StoreError>> + Send;
+
+    /// Records that `identity`, alerted on, used the scope at `at`: keeps the earliest such
+    /// time (idempotent, commutative). Only ever makes a move's window unavailable to later
+    /// identities, so writing it early or twice can add an alert, never lose one.
+    fn note_alerted(
+        &self,
+        scope: &str,
+        identity: &str,
+        at: Millis,
+        expires_at: Millis,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Claims the right to publish the alert for (`access_key`, `identity`) for the event
     /// `holder`: [`AlertClaim::Claimed`] when no alert was sent for it and no *other* event
@@ -317,8 +362,18 @@ impl<S: StateStore + ?Sized> StateStore for std::sync::Arc<S> {
         scope: &str,
         arm: &Arm,
         identity: &Trusted,
+        accept: bool,
     ) -> impl Future<Output = Result<Update, StoreError>> + Send {
-        (**self).take_arm(scope, arm, identity)
+        (**self).take_arm(scope, arm, identity, accept)
+    }
+    fn note_alerted(
+        &self,
+        scope: &str,
+        identity: &str,
+        at: Millis,
+        expires_at: Millis,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        (**self).note_alerted(scope, identity, at, expires_at)
     }
     fn claim_alert(
         &self,

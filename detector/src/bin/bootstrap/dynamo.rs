@@ -19,7 +19,9 @@ use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailur
 use aws_sdk_dynamodb::Client;
 use ctguard_detector::state::ALERT_LEASE_MS;
 use ctguard_detector::time::Millis;
-use ctguard_detector::{AlertClaim, Anchor, Arm, Claim, EventRef, ScopeState, StateStore, StoreError, Trusted, Update};
+use ctguard_detector::{
+    AlertClaim, Anchor, Arm, Claim, EventRef, ScopeState, StateStore, StoreError, Suspect, Trusted, Update,
+};
 
 pub struct DynamoStore {
     client: Client,
@@ -105,6 +107,7 @@ fn number(v: Option<&AttributeValue>) -> Option<Millis> {
 const ACCEPTED: &str = "acc#";
 const ARM: &str = "arm#";
 const ARM_TAKEN: &str = "armby#";
+const ALERTED: &str = "al#";
 
 fn parse_state(item: &HashMap<String, AttributeValue>) -> ScopeState {
     let mut st = ScopeState::default();
@@ -118,6 +121,9 @@ fn parse_state(item: &HashMap<String, AttributeValue>) -> ScopeState {
             let Ok(m) = v.as_m() else { continue };
             let Some(at) = number(m.get("at")) else { continue };
             st.accepted.push(Trusted { identity: identity.to_string(), first: event_from(m.get("ev"), at) });
+        } else if let Some(identity) = name.strip_prefix(ALERTED) {
+            let Some(at) = number(Some(v)) else { continue };
+            st.alerted.push(Suspect { identity: identity.to_string(), at });
         } else if let Some(from) = name.strip_prefix(ARM).and_then(|f| f.parse::<Millis>().ok()) {
             let Some(until) = number(Some(v)) else { continue };
             let taken_by = item.get(&format!("{ARM_TAKEN}{from}")).and_then(|v| v.as_s().ok()).cloned();
@@ -126,6 +132,7 @@ fn parse_state(item: &HashMap<String, AttributeValue>) -> ScopeState {
     }
     st.accepted.sort_by_key(|t| t.first.time_ms);
     st.arms.sort_by_key(|a| a.from);
+    st.alerted.sort_by(|a, b| (a.at, &a.identity).cmp(&(b.at, &b.identity)));
     st.expires_at = number(item.get("ttl")).map(|s| s * 1000).unwrap_or(0);
     st
 }
@@ -140,33 +147,47 @@ fn accepted_value(t: &Trusted) -> AttributeValue {
 
 type UpdateBuilder = aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
 
-/// The SET clauses (without `SET`), the condition and the names/values that hand `arm` (held by
-/// `arm.taken_by` as read) to `identity`; see [`remove_previous`] for the previous holder.
-fn hand_over(req: UpdateBuilder, arm: &Arm, identity: &Trusted) -> (String, String, UpdateBuilder) {
+/// The update clauses that hand `arm` (held by `arm.taken_by` as read) to `identity`: the SET
+/// clauses (without `SET`), the REMOVE paths (the previous holder's acceptance, and the
+/// taker's own when it is not accepted), the condition, and the request with its names/values.
+fn hand_over(
+    req: UpdateBuilder,
+    arm: &Arm,
+    identity: &Trusted,
+    accept: bool,
+) -> (String, Vec<&'static str>, String, UpdateBuilder) {
     let mut req = req
         .expression_attribute_names("#arm", format!("{ARM}{}", arm.from))
         .expression_attribute_names("#armby", format!("{ARM_TAKEN}{}", arm.from))
         .expression_attribute_names("#acc", format!("{ACCEPTED}{}", identity.identity))
-        .expression_attribute_values(":taker", s(&identity.identity))
-        .expression_attribute_values(":acc", accepted_value(identity));
+        .expression_attribute_values(":taker", s(&identity.identity));
+    let (mut set, mut remove) = (String::from("#armby = :taker"), Vec::new());
+    if accept {
+        req = req.expression_attribute_values(":acc", accepted_value(identity));
+        set.push_str(", #acc = :acc");
+    } else {
+        remove.push("#acc");
+    }
     let cond = match &arm.taken_by {
         None => "attribute_exists(#arm) AND attribute_not_exists(#armby)".to_string(),
         Some(prev) => {
             req = req.expression_attribute_values(":prev", s(prev));
             if prev != &identity.identity {
                 req = req.expression_attribute_names("#accprev", format!("{ACCEPTED}{prev}"));
+                remove.push("#accprev");
             }
             "attribute_exists(#arm) AND #armby = :prev".to_string()
         }
     };
-    ("#armby = :taker, #acc = :acc".to_string(), cond, req)
+    (set, remove, cond, req)
 }
 
-/// ` REMOVE` of the previous holder's acceptance, when the arm changes hands.
-fn remove_previous(arm: &Arm, identity: &Trusted) -> &'static str {
-    match &arm.taken_by {
-        Some(prev) if prev != &identity.identity => " REMOVE #accprev",
-        _ => "",
+/// ` REMOVE a, b` for `paths` (empty when there are none).
+fn remove_clause(paths: &[&str]) -> String {
+    if paths.is_empty() {
+        String::new()
+    } else {
+        format!(" REMOVE {}", paths.join(", "))
     }
 }
 
@@ -255,15 +276,13 @@ impl StateStore for DynamoStore {
             .expression_attribute_values(":n", n(old.keys.len() as i64));
         if let Some(arm) = accept_old {
             let old_use = Trusted { identity: old.identity.clone(), first: old.first.clone() };
-            let (s2, c2, r2) = hand_over(req, arm, &old_use);
+            let (s2, remove, c2, r2) = hand_over(req, arm, &old_use, true);
             set.push_str(", ");
             set.push_str(&s2);
+            set.push_str(&remove_clause(&remove));
             cond.push_str(" AND ");
             cond.push_str(&c2);
             req = r2;
-        }
-        if let Some(arm) = accept_old {
-            set.push_str(remove_previous(arm, &Trusted { identity: old.identity.clone(), first: old.first.clone() }));
         }
         let r = req
             .update_expression(set)
@@ -291,10 +310,10 @@ impl StateStore for DynamoStore {
             .map_err(|e| classify(&e))
     }
 
-    async fn take_arm(&self, scope: &str, arm: &Arm, identity: &Trusted) -> Result<Update, StoreError> {
-        let (set, cond, req) = hand_over(self.update(scope), arm, identity);
+    async fn take_arm(&self, scope: &str, arm: &Arm, identity: &Trusted, accept: bool) -> Result<Update, StoreError> {
+        let (set, remove, cond, req) = hand_over(self.update(scope), arm, identity, accept);
         let r = req
-            .update_expression(format!("SET {set}{}", remove_previous(arm, identity)))
+            .update_expression(format!("SET {set}{}", remove_clause(&remove)))
             .condition_expression(cond)
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
@@ -303,6 +322,27 @@ impl StateStore for DynamoStore {
             Cond::Applied => Update::Applied,
             Cond::Failed(item) => changed(item),
         })
+    }
+
+    async fn note_alerted(
+        &self,
+        scope: &str,
+        identity: &str,
+        at: Millis,
+        expires_at: Millis,
+    ) -> Result<(), StoreError> {
+        // Keeps the earliest time: a later (or equal) record fails the condition, harmlessly.
+        let r = self
+            .update(scope)
+            .update_expression("SET #al = :at, #ttl = if_not_exists(#ttl, :ttl)")
+            .condition_expression("attribute_not_exists(#al) OR #al > :at")
+            .expression_attribute_names("#al", format!("{ALERTED}{identity}"))
+            .expression_attribute_names("#ttl", "ttl")
+            .expression_attribute_values(":at", n(at))
+            .expression_attribute_values(":ttl", ttl_secs(expires_at))
+            .send()
+            .await;
+        r.map(|_| Cond::Applied).or_else(map_err).map(|_| ())
     }
 
     async fn claim_alert(
