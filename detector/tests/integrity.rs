@@ -477,6 +477,24 @@ fn scenarios() -> Vec<Scenario> {
         },
         Scenario {
             instance: true,
+            // A retry of B behind the pruning use finds the window gone: B is alerted on.
+            may_add: vec![(KEY1, "ip:198.51.100.7")],
+            ..sc(
+                "a pruned move's redelivery hands out nothing",
+                vec![
+                    ic(KEY1, "203.0.113.10", "2024-04-29T10:00:00Z", "a"),
+                    from("aws.ec2", associate_address("2024-04-29T10:10:00Z")),
+                    ic(KEY1, "198.51.100.7", "2024-04-29T10:11:00Z", "b"),
+                    // Two days on (beyond the delivery horizon): this decision prunes the arm.
+                    ic(KEY2, "203.0.113.10", "2024-05-01T09:00:00Z", "a2"),
+                    from("aws.ec2", associate_address("2024-04-29T10:10:00Z")),
+                    ic(KEY1, "192.0.2.44", "2024-04-29T10:12:00Z", "c"),
+                ],
+                vec![(KEY1, "ip:192.0.2.44")],
+            )
+        },
+        Scenario {
+            instance: true,
             ..sc(
                 "an expired arm accepts nothing",
                 vec![
