@@ -63,7 +63,7 @@ pub struct InstallArgs {
     pub log_retention_days: Option<u32>,
     /// How long a state record is kept when the session expiry is unknown, in hours.
     /// Default: as deployed, 12 on a first install.
-    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=8760))]
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=ctguard_detector::policy::MAX_DEFAULT_TTL_HOURS as i64))]
     pub default_ttl_hours: Option<u32>,
     /// Deploy automatically to accounts that join later (StackSets auto-deployment). Default:
     /// as deployed; on for a first install with --org; possible with --ou.
@@ -141,8 +141,9 @@ impl Wanted {
         }
         let default_ttl_hours = args.default_ttl_hours.or(file.detector.default_ttl_hours);
         anyhow::ensure!(
-            default_ttl_hours.is_none_or(|h| (1..=8760).contains(&h)),
-            "default_ttl_hours must be 1..=8760"
+            default_ttl_hours.is_none_or(|h| (1..=ctguard_detector::policy::MAX_DEFAULT_TTL_HOURS).contains(&u64::from(h))),
+            "default_ttl_hours must be 1..={}",
+            ctguard_detector::policy::MAX_DEFAULT_TTL_HOURS
         );
         let auto_deploy = match (args.auto_deploy, args.no_auto_deploy) {
             (true, _) => Some(true),
@@ -164,10 +165,45 @@ impl Wanted {
 }
 
 /// Reads an allowlist policy file, which must be JSON; compacted so formatting is no change.
+/// Reads the allowlist policy and checks it exactly as the deployed function will (a bad CIDR
+/// or an unknown field would otherwise deploy a function that fails on every event).
 fn read_policy(p: &std::path::Path) -> anyhow::Result<String> {
     let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
     let v: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("{} is not JSON", p.display()))?;
-    Ok(serde_json::to_string(&v)?)
+    let compact = serde_json::to_string(&v)?;
+    ctguard_detector::Policy::from_json(&compact)
+        .with_context(|| format!("{} is not a valid ctguard policy", p.display()))?;
+    Ok(compact)
+}
+
+#[cfg(test)]
+mod policy_tests {
+    use super::read_policy;
+
+    fn read(text: &str) -> anyhow::Result<String> {
+        let dir = std::env::temp_dir().join(format!("ctguard-policy-{}-{}", std::process::id(), text.len()));
+        std::fs::create_dir_all(&dir)?;
+        let p = dir.join("policy.json");
+        std::fs::write(&p, text)?;
+        let r = read_policy(&p);
+        let _ = std::fs::remove_dir_all(&dir);
+        r
+    }
+
+    #[test]
+    fn a_policy_the_function_would_refuse_is_refused_before_deploying() {
+        assert!(read(r#"{"allow_cidrs": ["203.0.113.0/24"]}"#).is_ok());
+        for bad in [
+            r#"{"allow_cidrs": ["203.0.113.0/33"]}"#,
+            r#"{"allow_cidrs": ["not-a-network"]}"#,
+            r#"{"default_ttl_hours": 169}"#,
+            r#"{"roles": [{"role": " ", "cidrs": []}]}"#,
+            "[1, 2]",
+        ] {
+            let e = read(bad).expect_err(bad);
+            assert!(format!("{e:#}").contains("policy") || format!("{e:#}").contains("JSON"), "{bad}: {e:#}");
+        }
+    }
 }
 
 /// One line of `--json` output: a target's result, then a summary.

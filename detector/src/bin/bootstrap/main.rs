@@ -90,8 +90,13 @@ async fn main() -> Result<(), lambda_runtime::Error> {
             .trim()
             .parse()
             .ok()
-            .filter(|h| (1..=168).contains(h))
-            .ok_or_else(|| format!("CTGUARD_DEFAULT_TTL_HOURS `{h}` is not a number of hours in 1..=168"))?;
+            .filter(|h| (1..=ctguard_detector::policy::MAX_DEFAULT_TTL_HOURS as i64).contains(h))
+            .ok_or_else(|| {
+                format!(
+                    "CTGUARD_DEFAULT_TTL_HOURS `{h}` is not a number of hours in 1..={}",
+                    ctguard_detector::policy::MAX_DEFAULT_TTL_HOURS
+                )
+            })?;
         policy.default_ttl_ms = hours * 3_600_000;
     }
 
