@@ -148,7 +148,14 @@ def ctguard(binary, *args):
 
 
 def alerts(text):
-    return sorted(json.dumps(a, sort_keys=True) for a in json.loads(text or "[]"))
+    try:
+        items = json.loads(text or "[]")
+    except json.JSONDecodeError:
+        items = [json.loads(line) for line in text.splitlines() if line.strip()]
+    if isinstance(items, dict):
+        items = [items]
+    assert all("access_key_id" in a for a in items), "alerts expected"
+    return sorted(json.dumps(a, sort_keys=True) for a in items)
 
 
 def check(binary, d, cols, tmp):
@@ -161,7 +168,17 @@ def check(binary, d, cols, tmp):
     variants = [[]]
     if accounts and regions:
         variants.append(["--accounts", ",".join(sorted(accounts)), "--regions", ",".join(sorted(regions))])
+    # CloudTrail times have one-second precision; when one key is used from two identities in
+    # the same second, which came first is unknowable. The local scan breaks the tie by file
+    # position, Athena (no row position) by file then event id: alerts on such keys may differ
+    # legitimately, so they are set aside and counted; every other alert must be identical.
+    tied = {k for (k,) in con.execute(f"""SELECT useridentity.accesskeyid FROM {TABLE}
+        WHERE useridentity.accesskeyid LIKE 'ASIA%' GROUP BY useridentity.accesskeyid, eventtime
+        HAVING count(DISTINCT coalesce(vpcendpointid, sourceipaddress)) > 1""").fetchall()}
+    drop = lambda al: [a for a in al if json.loads(a)["access_key_id"] not in tied]
     local = alerts(ctguard(binary, "scan", d, "--output", "json"))
+    print(f"{os.path.basename(d)}: {len(tied)} keys with same-second uses from several identities set aside")
+    local = drop(local)
     for extra in variants:
         plan = json.loads(ctguard(binary, "scan", "--athena", TABLE, "--plan", "--output", "json", *extra))
         duck = sqlglot.transpile(plan["sql"], read="athena", write="duckdb")[0]
@@ -177,7 +194,7 @@ def check(binary, d, cols, tmp):
             for row in cur.fetchall():
                 f.write(json.dumps(dict(zip(names, row))) + "\n")
                 n += 1
-        replayed = alerts(ctguard(binary, "scan", "--athena", TABLE, "--replay-rows", out, "--output", "json"))
+        replayed = drop(alerts(ctguard(binary, "scan", "--athena", TABLE, "--replay-rows", out, "--output", "json")))
         label = "filtered" if extra else "all"
         print(f"{os.path.basename(d)} [{label}]: {events} events -> {n} rows; alerts local {len(local)}, athena {len(replayed)}")
         if replayed != local:

@@ -19,3 +19,8 @@ cfn-lint templates/*.yaml
 python scripts/moto_check_templates.py
 echo "==> cargo test" >&2
 cargo test --workspace --features ctguard-detector/lambda --lib --bins --tests
+echo "==> athena: the scan SQL on DuckDB (sqlglot-translated) against the shared datasets" >&2
+cargo build -p ctguard
+DATA=../shared/data
+python scripts/athena_sql_check.py "$CARGO_TARGET_DIR/debug/ctguard" "$DATA/flaws2-cloudtrail" \
+  "$DATA/stratus-red-team-detonation-logs" "$DATA/otrf-aws-cloud-breach-s3" "$DATA/panther-cloudtrail-rule-tests"

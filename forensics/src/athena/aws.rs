@@ -74,7 +74,13 @@ impl QueryService for AwsAthena {
             .map(|m| m.column_info().iter().map(|c| c.name().to_string()).collect())
             .unwrap_or_default();
         let rows = rs
-            .map(|r| r.rows.unwrap_or_default().into_iter().map(|row| row.data().iter().map(|d| d.var_char_value.clone()).collect()).collect())
+            .map(|r| {
+                r.rows
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|row| row.data().iter().map(|d| d.var_char_value.clone()).collect())
+                    .collect()
+            })
             .unwrap_or_default();
         Ok(Page { columns, rows, next_token: out.next_token })
     }

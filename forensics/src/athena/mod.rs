@@ -22,7 +22,8 @@ pub use sql::{Plan, Target, SCAN_SQL, TABLE_DDL, TRACE_SQL};
 /// Regions), with the 10 MB minimum per query.
 pub const PRICE_USD_PER_TB: f64 = 5.0;
 /// Where and when [`PRICE_USD_PER_TB`] was read.
-pub const PRICE_SOURCE: &str = "https://aws.amazon.com/athena/pricing/ (USD 5.00 per TB scanned, 10 MB minimum per query; as published 2025-01)";
+pub const PRICE_SOURCE: &str =
+    "https://aws.amazon.com/athena/pricing/ (USD 5.00 per TB scanned, 10 MB minimum per query; as published 2025-01)";
 /// Athena bills at least this many bytes per query.
 pub const MIN_BILLED_BYTES: u64 = 10 * 1_000_000;
 

@@ -124,7 +124,10 @@ pub async fn run<Q: QueryService>(
         match s.state {
             QueryState::Succeeded => break s,
             QueryState::Failed => {
-                return Err(QueryError::Failed { id: id.clone(), reason: s.reason.unwrap_or_else(|| "no reason given".into()) })
+                return Err(QueryError::Failed {
+                    id: id.clone(),
+                    reason: s.reason.unwrap_or_else(|| "no reason given".into()),
+                })
             }
             QueryState::Cancelled => return Err(stop(s.reason)),
             QueryState::Queued | QueryState::Running => {}
@@ -147,7 +150,11 @@ pub async fn run<Q: QueryService>(
         pages += 1;
         let mut it = page.rows.into_iter().peekable();
         // Athena repeats the column labels as the first row of the first page.
-        if first && it.peek().is_some_and(|r| r.iter().map(|v| v.as_deref()).eq(page.columns.iter().map(|c| Some(c.as_str())))) {
+        if first
+            && it
+                .peek()
+                .is_some_and(|r| r.iter().map(|v| v.as_deref()).eq(page.columns.iter().map(|c| Some(c.as_str()))))
+        {
             it.next();
         }
         first = false;
@@ -225,9 +232,17 @@ mod tests {
             stopped: Mutex::new(false),
         };
         let (mut rows, mut events) = (Vec::new(), Vec::new());
-        let done = run(&fake, "SELECT 1", &QueryContext::default(), fast(), std::future::pending(), |p| events.push(p), |r| rows.push(r))
-            .await
-            .expect("run");
+        let done = run(
+            &fake,
+            "SELECT 1",
+            &QueryContext::default(),
+            fast(),
+            std::future::pending(),
+            |p| events.push(p),
+            |r| rows.push(r),
+        )
+        .await
+        .expect("run");
         assert_eq!((done.rows, done.pages, done.bytes_scanned), (2, 2, Some(42)));
         assert_eq!(rows[0].get("a").map(String::as_str), Some("1"));
         assert!(!rows[0].contains_key("b"), "NULL is left out");
@@ -237,11 +252,13 @@ mod tests {
 
     #[tokio::test]
     async fn failures_and_cancellations_are_errors() {
-        let fake = FakeAthena { states: Mutex::new(vec![QueryState::Failed]), pages: vec![], stopped: Mutex::new(false) };
+        let fake =
+            FakeAthena { states: Mutex::new(vec![QueryState::Failed]), pages: vec![], stopped: Mutex::new(false) };
         let e = run(&fake, "x", &QueryContext::default(), fast(), std::future::pending(), |_| {}, |_| {}).await;
         assert!(matches!(e, Err(QueryError::Failed { ref reason, .. }) if reason == "boom"), "{e:?}");
 
-        let fake = FakeAthena { states: Mutex::new(vec![QueryState::Running]), pages: vec![], stopped: Mutex::new(false) };
+        let fake =
+            FakeAthena { states: Mutex::new(vec![QueryState::Running]), pages: vec![], stopped: Mutex::new(false) };
         let cancel = tokio::time::sleep(Duration::from_millis(20));
         let e = run(&fake, "x", &QueryContext::default(), fast(), cancel, |_| {}, |_| {}).await;
         assert!(matches!(e, Err(QueryError::Cancelled { .. })), "{e:?}");

@@ -45,9 +45,13 @@ pub fn record_of(row: &Row) -> Value {
     }
     put(&mut ctx, "ec2RoleDelivery", s("ui_ec2_delivery"));
     let mut ui = Map::new();
-    for (field, col) in
-        [("type", "ui_type"), ("arn", "ui_arn"), ("accountId", "ui_account"), ("accessKeyId", "ui_key"), ("invokedBy", "ui_invoked_by")]
-    {
+    for (field, col) in [
+        ("type", "ui_type"),
+        ("arn", "ui_arn"),
+        ("accountId", "ui_account"),
+        ("accessKeyId", "ui_key"),
+        ("invokedBy", "ui_invoked_by"),
+    ] {
         put(&mut ui, field, s(col));
     }
     if !ctx.is_empty() {
@@ -57,7 +61,9 @@ pub fn record_of(row: &Row) -> Value {
         obj.insert("userIdentity".into(), Value::Object(ui));
     }
     let mut req = Map::new();
-    for (field, col) in [("roleArn", "rp_role_arn"), ("roleSessionName", "rp_session_name"), ("instanceId", "rp_instance_id")] {
+    for (field, col) in
+        [("roleArn", "rp_role_arn"), ("roleSessionName", "rp_session_name"), ("instanceId", "rp_instance_id")]
+    {
         put(&mut req, field, s(col));
     }
     if let Some(set) = row.get("rp_instances").and_then(|t| serde_json::from_str::<Value>(t).ok()) {

@@ -104,10 +104,20 @@ fn print_plan(p: &Plan, fmt: Output) -> anyhow::Result<()> {
         return Ok(());
     }
     println!("-- ctguard: the query Athena will run\n{}", p.sql.trim_end());
-    println!("-- partition predicates: {}", if p.partition_predicates.is_empty() { "none (reads the whole table)".into() } else { p.partition_predicates.join(" AND ") });
+    println!(
+        "-- partition predicates: {}",
+        if p.partition_predicates.is_empty() {
+            "none (reads the whole table)".into()
+        } else {
+            p.partition_predicates.join(" AND ")
+        }
+    );
     match p.partitions {
         Some(n) => println!("-- partitions read: {n} (account × region × day)"),
-        None => println!("-- partitions read: every projected account/region over {} day(s)", p.days.map_or("all".into(), |d| d.to_string())),
+        None => println!(
+            "-- partitions read: every projected account/region over {} day(s)",
+            p.days.map_or("all".into(), |d| d.to_string())
+        ),
     }
     match (p.estimated_bytes, p.estimated_usd) {
         (Some(b), Some(usd)) => println!("-- estimated bytes scanned: {} (≈ USD {usd:.4})", human_bytes(b)),
@@ -118,7 +128,12 @@ fn print_plan(p: &Plan, fmt: Output) -> anyhow::Result<()> {
 }
 
 /// Runs one query with progress on stderr and Ctrl-C stopping it.
-async fn execute(conf: &aws_config::SdkConfig, sql: &str, ctx: &QueryContext, on_row: impl FnMut(Row)) -> anyhow::Result<query::Finished> {
+async fn execute(
+    conf: &aws_config::SdkConfig,
+    sql: &str,
+    ctx: &QueryContext,
+    on_row: impl FnMut(Row),
+) -> anyhow::Result<query::Finished> {
     let athena = AwsAthena::new(conf);
     let cancel = async {
         let _ = tokio::signal::ctrl_c().await;
@@ -137,17 +152,25 @@ fn read_rows(path: &PathBuf, mut f: impl FnMut(Row)) -> anyhow::Result<u64> {
     for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
         let obj: serde_json::Map<String, serde_json::Value> =
             serde_json::from_str(line).with_context(|| format!("{}:{}: not a JSON object", path.display(), i + 1))?;
-        f(obj.into_iter().filter_map(|(k, v)| match v {
-            serde_json::Value::Null => None,
-            serde_json::Value::String(s) => Some((k, s)),
-            other => Some((k, other.to_string())),
-        }).collect());
+        f(obj
+            .into_iter()
+            .filter_map(|(k, v)| match v {
+                serde_json::Value::Null => None,
+                serde_json::Value::String(s) => Some((k, s)),
+                other => Some((k, other.to_string())),
+            })
+            .collect());
         n += 1;
     }
     Ok(n)
 }
 
-async fn prepare(a: &AthenaArgs, t: &Target, sql: &str, g: &GlobalArgs) -> anyhow::Result<Option<aws_config::SdkConfig>> {
+async fn prepare(
+    a: &AthenaArgs,
+    t: &Target,
+    sql: &str,
+    g: &GlobalArgs,
+) -> anyhow::Result<Option<aws_config::SdkConfig>> {
     if a.plan {
         let bytes = estimate(a, t, g).await?;
         print_plan(&Plan::new(t, sql.to_string(), bytes), g.output())?;
@@ -164,7 +187,12 @@ async fn prepare(a: &AthenaArgs, t: &Target, sql: &str, g: &GlobalArgs) -> anyho
 }
 
 /// `ctguard scan --athena`: returns the report, or `None` after `--plan`.
-pub async fn scan(a: &AthenaArgs, range: TimeRange, policy: Policy, g: &GlobalArgs) -> anyhow::Result<Option<ScanReport>> {
+pub async fn scan(
+    a: &AthenaArgs,
+    range: TimeRange,
+    policy: Policy,
+    g: &GlobalArgs,
+) -> anyhow::Result<Option<ScanReport>> {
     let t = a.target(range);
     let sql = t.scan_sql()?;
     let mut fold = RowFold::new(policy);
@@ -197,13 +225,16 @@ pub async fn trace(a: &AthenaArgs, key: &str, range: TimeRange, g: &GlobalArgs) 
         let Some(conf) = prepare(a, &t, &sql, g).await? else { return Ok(None) };
         execute(&conf, &sql, &a.context(), |r| rows.push(r)).await?;
     }
-    let items: Vec<serde_json::Value> = rows.iter().map(|r| {
-        let mut v = serde_json::to_value(r).unwrap_or_default();
-        if let (Some(o), Some(risk)) = (v.as_object_mut(), risk_of(r)) {
-            o.insert("risk".into(), serde_json::Value::String(risk));
-        }
-        v
-    }).collect();
+    let items: Vec<serde_json::Value> = rows
+        .iter()
+        .map(|r| {
+            let mut v = serde_json::to_value(r).unwrap_or_default();
+            if let (Some(o), Some(risk)) = (v.as_object_mut(), risk_of(r)) {
+                o.insert("risk".into(), serde_json::Value::String(risk));
+            }
+            v
+        })
+        .collect();
     let mut table = Table::new(["KIND", "FROM", "API", "RESULT", "CALLS", "FIRST", "LAST", "RISK"]);
     let get = |r: &Row, c: &str| r.get(c).cloned().unwrap_or_else(|| "-".into());
     for r in &rows {
@@ -219,7 +250,11 @@ pub async fn trace(a: &AthenaArgs, key: &str, range: TimeRange, g: &GlobalArgs) 
         ]);
     }
     emit(g.output(), &items, &table)?;
-    if let Some(last) = rows.iter().filter(|r| r.get("kind").map(String::as_str) == Some("use")).max_by_key(|r| r.get("last_time").cloned()) {
+    if let Some(last) = rows
+        .iter()
+        .filter(|r| r.get("kind").map(String::as_str) == Some("use"))
+        .max_by_key(|r| r.get("last_time").cloned())
+    {
         eprintln!("ctguard trace --athena: last use {} from {}", get(last, "last_time"), get(last, "sourceipaddress"));
     }
     Ok(Some(rows.len()))
