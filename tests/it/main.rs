@@ -3,4 +3,5 @@
 mod detector_lambda;
 mod forensics;
 mod install;
+mod pipeline;
 mod verify;
