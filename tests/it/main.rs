@@ -4,4 +4,5 @@ mod detector_lambda;
 mod forensics;
 mod install;
 mod pipeline;
+mod policies;
 mod verify;
