@@ -78,17 +78,17 @@ enum JsonLine<'a> {
     },
 }
 
+/// The detector policy to deploy: `--policy FILE` as compact JSON, or `{}`.
+fn read_policy(path: Option<&PathBuf>) -> anyhow::Result<String> {
+    let Some(p) = path else { return Ok("{}".to_string()) };
+    let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+    let v: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("{} is not JSON", p.display()))?;
+    Ok(serde_json::to_string(&v)?)
+}
+
 pub async fn run(args: &InstallArgs, g: &GlobalArgs) -> anyhow::Result<u8> {
     let zip = embedded::lambda_zip()?;
-    let policy = match &args.policy {
-        None => "{}".to_string(),
-        Some(p) => {
-            let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
-            let v: serde_json::Value =
-                serde_json::from_str(&text).with_context(|| format!("{} is not JSON", p.display()))?;
-            serde_json::to_string(&v)?
-        }
-    };
+    let policy = read_policy(args.policy.as_ref())?;
     let s = session::open(&g.aws(), &args.targets.options()).await?;
     let auto = match (args.auto_deploy, args.no_auto_deploy, &s.selection) {
         (_, true, _) => false,
@@ -125,42 +125,57 @@ pub async fn run(args: &InstallArgs, g: &GlobalArgs) -> anyhow::Result<u8> {
     let rep = progress::reporter(mode);
     let mut report = deploy::install(&s.connector, &s.set, &cfg, zip, &opts, rep.as_ref()).await;
 
-    let mut auto_lines = Vec::new();
-    if auto && report.stopped.is_none() {
-        let org = s.org.as_ref().ok_or_else(|| anyhow::anyhow!("auto-deploy needs AWS Organizations"))?;
-        let ous = match &s.selection {
-            Selection::Ous(o) => o.clone(),
-            _ => vec![org.root_id.clone()],
-        };
-        let delegated = s.caller_account != org.management_account;
-        let reqs = autodeploy::plan(&cfg, &s.set, &ous, &s.set.accounts, delegated);
-        if args.plan {
-            for r in &reqs {
-                auto_lines.push(format!(
+    let auto_lines = if auto && report.stopped.is_none() {
+        auto_deploy(&s, &cfg, args.plan, &opts, rep.as_ref(), &mut report).await?
+    } else if !auto && !args.plan {
+        vec!["new accounts: NOT covered automatically (no --auto-deploy); re-run `ctguard install` when accounts join"
+            .to_string()]
+    } else {
+        Vec::new()
+    };
+    report.shared_calls += s.setup_calls.get();
+    drop(rep);
+    render(g.output(), &report, &auto_lines, args.plan)?;
+    Ok(exit_code(&report))
+}
+
+/// The StackSets for accounts that join later: described with `--plan`, applied otherwise (the
+/// result joins `report`). Returns the lines `--plan` prints.
+async fn auto_deploy(
+    s: &session::Session,
+    cfg: &InstallConfig,
+    plan_only: bool,
+    opts: &RunOptions,
+    rep: &dyn deploy::Reporter,
+    report: &mut RunReport,
+) -> anyhow::Result<Vec<String>> {
+    let org = s.org.as_ref().ok_or_else(|| anyhow::anyhow!("auto-deploy needs AWS Organizations"))?;
+    let ous = match &s.selection {
+        Selection::Ous(o) => o.clone(),
+        _ => vec![org.root_id.clone()],
+    };
+    let delegated = s.caller_account != org.management_account;
+    let reqs = autodeploy::plan(cfg, &s.set, &ous, &s.set.accounts, delegated);
+    if plan_only {
+        return Ok(reqs
+            .iter()
+            .map(|r| {
+                format!(
                     "{}: StackSet (service-managed, auto-deploy on) → {} minus {} directly managed accounts, regions {}",
                     r.name,
                     r.ou_ids.join(","),
                     r.exclude_accounts.len(),
                     r.regions.join(",")
-                ));
-            }
-        } else {
-            let home = Target::new(s.caller_account.clone(), s.set.home_region.clone());
-            let api = s.connector.connect(&home).await?;
-            let mut r = autodeploy::apply(api.cloudformation(), &reqs, &home, &opts.poll, rep.as_ref()).await;
-            r.calls = api.calls();
-            report.results.push(r);
-        }
-    } else if !auto && !args.plan {
-        auto_lines.push(
-            "new accounts: NOT covered automatically (no --auto-deploy); re-run `ctguard install` when accounts join"
-                .to_string(),
-        );
+                )
+            })
+            .collect());
     }
-    report.shared_calls += s.setup_calls.get();
-    drop(rep);
-    render(g.output(), &report, &auto_lines, args.plan)?;
-    Ok(exit_code(&report))
+    let home = Target::new(s.caller_account.clone(), s.set.home_region.clone());
+    let api = s.connector.connect(&home).await?;
+    let mut r = autodeploy::apply(api.cloudformation(), &reqs, &home, &opts.poll, rep).await;
+    r.calls = api.calls();
+    report.results.push(r);
+    Ok(Vec::new())
 }
 
 /// Checks that a central topic lets the organization publish (`aws:PrincipalOrgID`); `None`
