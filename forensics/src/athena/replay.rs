@@ -8,7 +8,7 @@ use ctguard_detector::{Policy, Record};
 use serde_json::{json, Map, Value};
 
 use super::query::Row;
-use crate::scan::{self, Fold, ScanOptions, ScanReport};
+use crate::scan::{self, Fold, ScanError, ScanOptions, ScanReport};
 
 /// The CloudTrail record a result row stands for.
 pub fn record_of(row: &Row) -> Value {
@@ -111,7 +111,7 @@ impl RowFold {
     }
 
     /// The ordered replay through a fresh detector: the same alerts a local scan raises.
-    pub async fn finish(self) -> anyhow::Result<ScanReport> {
+    pub async fn finish(self) -> Result<ScanReport, ScanError> {
         let mut rep = scan::replay(self.fold, self.opts.policy).await?;
         rep.summary.read.malformed += self.malformed;
         Ok(rep)

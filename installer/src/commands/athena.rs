@@ -18,7 +18,8 @@ use ctguard_forensics::scan::ScanReport;
 use ctguard_forensics::sources::{self, Kind, TimeRange};
 
 use crate::args::{GlobalArgs, Output};
-use crate::output::{emit, human_bytes, Table};
+use crate::output::{emit, Table};
+use indicatif::HumanBytes;
 
 /// The `--athena` options shared by `scan` and `trace`.
 #[derive(Debug, Args, Default, Clone)]
@@ -120,7 +121,7 @@ fn print_plan(p: &Plan, fmt: Output) -> anyhow::Result<()> {
         ),
     }
     match (p.estimated_bytes, p.estimated_usd) {
-        (Some(b), Some(usd)) => println!("-- estimated bytes scanned: {} (≈ USD {usd:.4})", human_bytes(b)),
+        (Some(b), Some(usd)) => println!("-- estimated bytes scanned: {} (≈ USD {usd:.4})", HumanBytes(b)),
         _ => println!("-- estimated bytes scanned: unknown (give --location s3://…/AWSLogs/ to list them)"),
     }
     println!("-- price: {}", p.price);
@@ -205,7 +206,7 @@ pub async fn scan(
     };
     let rows = fold.rows();
     let rep = fold.finish().await?;
-    let bytes = scanned.map_or("unknown".into(), |b| format!("{} (≈ USD {:.4})", human_bytes(b), price_usd(b)));
+    let bytes = scanned.map_or("unknown".into(), |b| format!("{} (≈ USD {:.4})", HumanBytes(b), price_usd(b)));
     eprintln!(
         "ctguard scan --athena: {rows} rows replayed ({} distinct key × network identity, {} signals); scanned {bytes}; alerts: {}",
         rep.summary.distinct_uses, rep.summary.fold.signals, rep.summary.alerts
