@@ -22,3 +22,8 @@ echo "==> the emulator's Lambda executor (scripts/moto_lambda.py)" >&2
 timeout 600 python scripts/moto_lambda_test.py
 echo "==> cargo test" >&2
 cargo test --workspace --features ctguard-detector/lambda --lib --bins --tests
+echo "==> athena: the scan SQL on DuckDB (sqlglot-translated) against the shared datasets" >&2
+cargo build -p ctguard
+DATA=../shared/data
+python scripts/athena_sql_check.py "$CARGO_TARGET_DIR/debug/ctguard" "$DATA/flaws2-cloudtrail" \
+  "$DATA/stratus-red-team-detonation-logs" "$DATA/otrf-aws-cloud-breach-s3" "$DATA/panther-cloudtrail-rule-tests"

@@ -39,6 +39,8 @@ pub struct ScanArgs {
     /// Threads decoding files (default: one per core).
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub threads: Option<u16>,
+    #[command(flatten)]
+    pub athena: super::athena::AthenaArgs,
 }
 
 /// Parses `--since`/`--until`.
@@ -103,6 +105,12 @@ pub async fn inputs(
 pub async fn run(args: &ScanArgs, g: &GlobalArgs) -> anyhow::Result<u8> {
     let range = time_range(args.since.as_deref(), args.until.as_deref())?;
     let policy = load_policy(args.policy.as_ref())?;
+    if args.athena.enabled() {
+        anyhow::ensure!(args.paths.is_empty(), "--athena reads the table, not paths: drop {}", args.paths.join(" "));
+        let Some(report) = super::athena::scan(&args.athena, range, policy, g).await? else { return Ok(exit::OK) };
+        render(&report, g.output())?;
+        return Ok(exit_code(&report));
+    }
     let inputs = inputs(&args.paths, Kind::Trail, &range, g).await?;
     let threads = args.threads.map_or_else(default_threads, usize::from);
     let progress = Progress::bytes(inputs.listing.bytes, inputs.sources.len(), "scanning");

@@ -63,6 +63,8 @@ pub struct TraceArgs {
     /// Threads decoding files (default: one per core).
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub threads: Option<u16>,
+    #[command(flatten)]
+    pub athena: super::athena::AthenaArgs,
 }
 
 /// Access key IDs are short runs of letters, digits and (Alibaba `STS.`) dots.
@@ -116,6 +118,11 @@ pub async fn run(args: &TraceArgs, g: &GlobalArgs) -> anyhow::Result<u8> {
     check_key(&args.access_key)?;
     let range = time_range(args.since.as_deref(), args.until.as_deref())?;
     let policy = load_policy(args.policy.as_ref())?;
+    if args.athena.enabled() {
+        anyhow::ensure!(args.paths.is_empty(), "--athena reads the table, not paths: drop {}", args.paths.join(" "));
+        let rows = super::athena::trace(&args.athena, &args.access_key, range, g).await?;
+        return Ok(if rows.unwrap_or(0) > 0 { exit::FINDINGS } else { exit::OK });
+    }
     let flow = flow_setup(args)?;
     let threads = args.threads.map_or_else(default_threads, usize::from);
     let inputs = inputs(&args.paths, Kind::Trail, &range, g).await?;
