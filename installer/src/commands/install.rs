@@ -141,7 +141,8 @@ impl Wanted {
         }
         let default_ttl_hours = args.default_ttl_hours.or(file.detector.default_ttl_hours);
         anyhow::ensure!(
-            default_ttl_hours.is_none_or(|h| (1..=ctguard_detector::policy::MAX_DEFAULT_TTL_HOURS).contains(&u64::from(h))),
+            default_ttl_hours
+                .is_none_or(|h| (1..=ctguard_detector::policy::MAX_DEFAULT_TTL_HOURS).contains(&u64::from(h))),
             "default_ttl_hours must be 1..={}",
             ctguard_detector::policy::MAX_DEFAULT_TTL_HOURS
         );
