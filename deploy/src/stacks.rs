@@ -48,7 +48,10 @@ impl ApiError {
     pub fn new(message: impl Into<String>) -> Self {
         ApiError { code: None, message: message.into() }
     }
-    fn from_sdk<E>(op: &str, e: &SdkError<E, aws_smithy_runtime_api::client::orchestrator::HttpResponse>) -> Self
+    pub(crate) fn from_sdk<E>(
+        op: &str,
+        e: &SdkError<E, aws_smithy_runtime_api::client::orchestrator::HttpResponse>,
+    ) -> Self
     where
         E: ProvideErrorMetadata + std::error::Error + 'static,
     {
@@ -128,7 +131,7 @@ impl CallCounter {
     pub fn get(&self) -> u64 {
         self.0.load(Ordering::Relaxed)
     }
-    fn add(&self) {
+    pub(crate) fn add(&self) {
         self.0.fetch_add(1, Ordering::Relaxed);
     }
 }
@@ -618,6 +621,9 @@ pub struct FakeWorld {
     pub unreachable: HashMap<String, String>,
     /// How many describes an operation stays *_IN_PROGRESS (0: settled at once).
     pub in_progress_polls: usize,
+    /// Targets where a StackSet instance holds ctguard's fixed resource names (set by
+    /// [`crate::stacksets::FakeOrg`]): a direct stack created there fails as on AWS.
+    pub foreign: HashSet<Target>,
     pending: HashMap<(Target, String), (usize, StackState)>,
     pub calls: Vec<String>,
 }
@@ -715,7 +721,10 @@ impl StackApi for FakeStacks {
                 message: format!("Stack [{}] already exists", spec.name()),
             });
         }
-        let fail = self.cloud.with(|w| w.fail.remove(&key));
+        let foreign = self.cloud.with(|w| w.foreign.contains(&self.target));
+        let fail = self.cloud.with(|w| w.fail.remove(&key)).or_else(|| {
+            (foreign && spec.kind != StackKind::Artifacts).then(|| "Table already exists: ctguard-state".to_string())
+        });
         let mut fin = self.state_for(spec, if fail.is_some() { "ROLLBACK_COMPLETE" } else { "CREATE_COMPLETE" });
         fin.status_reason = fail;
         self.start(spec.name(), fin, "CREATE_IN_PROGRESS");

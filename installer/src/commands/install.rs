@@ -15,9 +15,10 @@ use crate::output::{self, Table};
 use crate::{exit, progress};
 use ctguard_deploy::deploy::{self, Outcome, PollOptions, RunOptions, RunReport};
 use ctguard_deploy::org::Selection;
+use ctguard_deploy::ownership::DeployWith;
 use ctguard_deploy::plan::InstallConfig;
 use ctguard_deploy::session;
-use ctguard_deploy::stacks::{Connector, TargetApi};
+use ctguard_deploy::stacksets::{CfnStackSets, Prefs, StackSetApi};
 use ctguard_deploy::targets::Target;
 use ctguard_deploy::{autodeploy, embedded};
 
@@ -56,9 +57,38 @@ pub struct InstallArgs {
     /// default with --org; possible with --ou.
     #[arg(long, overrides_with = "no_auto_deploy")]
     pub auto_deploy: bool,
-    /// Do not create the auto-deployment StackSets.
+    /// Do not create the auto-deployment StackSets (implies --deploy-with direct).
     #[arg(long)]
     pub no_auto_deploy: bool,
+    /// How member accounts get the detector: `stacksets` (service-managed StackSets over the
+    /// root or the --ou's with automatic deployment, no role needed in members; the management
+    /// account directly) or `direct` (a stack in every account through --role-name). Default
+    /// with --org/--ou: the mode ctguard is already installed in, else stacksets.
+    #[arg(long, value_enum, conflicts_with = "no_auto_deploy")]
+    pub deploy_with: Option<DeployWithArg>,
+    /// StackSets: percentage of accounts deployed at once per region.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u8).range(1..=100))]
+    pub max_concurrent_percent: u8,
+    /// StackSets: percentage of accounts per region that may fail before the operation stops.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u8).range(0..=100))]
+    pub failure_tolerance_percent: u8,
+    /// StackSets: deploy the regions in parallel or one after the other.
+    #[arg(long, value_enum, default_value_t = RegionConcurrency::Parallel)]
+    pub region_concurrency: RegionConcurrency,
+}
+
+/// `--deploy-with`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DeployWithArg {
+    Direct,
+    Stacksets,
+}
+
+/// `--region-concurrency`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RegionConcurrency {
+    Parallel,
+    Sequential,
 }
 
 /// One line of `--json` output: a target's result, then a summary.
@@ -123,35 +153,48 @@ pub async fn run(args: &InstallArgs, g: &GlobalArgs) -> anyhow::Result<u8> {
     };
     let mode = progress::resolve(std::io::stderr().is_terminal(), progress::is_ci());
     let rep = progress::reporter(mode);
-    let mut report = deploy::install(&s.connector, &s.set, &cfg, zip, &opts, rep.as_ref()).await;
-
     let mut auto_lines = Vec::new();
-    if auto && report.stopped.is_none() {
-        let org = s.org.as_ref().ok_or_else(|| anyhow::anyhow!("auto-deploy needs AWS Organizations"))?;
-        let ous = match &s.selection {
-            Selection::Ous(o) => o.clone(),
-            _ => vec![org.root_id.clone()],
-        };
-        let delegated = s.caller_account != org.management_account;
-        let reqs = autodeploy::plan(&cfg, &s.set, &ous, &s.set.accounts, delegated);
-        if args.plan {
-            for r in &reqs {
-                auto_lines.push(format!(
-                    "{}: StackSet (service-managed, auto-deploy on) → {} minus {} directly managed accounts, regions {}",
-                    r.name,
-                    r.ou_ids.join(","),
-                    r.exclude_accounts.len(),
-                    r.regions.join(",")
-                ));
-            }
-        } else {
+    let mut report = match (&s.org, &s.selection) {
+        (Some(org), Selection::Org | Selection::Ous(_)) => {
+            let ro = autodeploy::Rollout {
+                ous: match &s.selection {
+                    Selection::Ous(o) => o.clone(),
+                    _ => vec![org.root_id.clone()],
+                },
+                management: org.management_account.clone(),
+                asked: args.deploy_with.map(|d| match d {
+                    DeployWithArg::Direct => DeployWith::Direct,
+                    DeployWithArg::Stacksets => DeployWith::StackSets,
+                }),
+                auto_deploy: auto,
+                org_wide: true,
+                prefs: Prefs {
+                    max_concurrent_percentage: args.max_concurrent_percent,
+                    failure_tolerance_percentage: args.failure_tolerance_percent,
+                    regions_parallel: args.region_concurrency == RegionConcurrency::Parallel,
+                },
+            };
             let home = Target::new(s.caller_account.clone(), s.set.home_region.clone());
-            let api = s.connector.connect(&home).await?;
-            let mut r = autodeploy::apply(api.cloudformation(), &reqs, &home, &opts.poll, rep.as_ref()).await;
-            r.calls = api.calls();
-            report.results.push(r);
+            let ss = CfnStackSets::new(
+                &ctguard_aws::in_region(s.connector.base(), &home.region),
+                s.caller_account != org.management_account,
+            );
+            let r = autodeploy::rollout(&s.connector, &ss, &s.set, &cfg, zip, &opts, &ro, rep.as_ref())
+                .await
+                .map_err(|e| anyhow::anyhow!(e))?;
+            auto_lines.extend(r.notes);
+            let mut report = r.report;
+            report.shared_calls += ss.calls();
+            report
         }
-    } else if !auto && !args.plan {
+        _ => {
+            if args.deploy_with == Some(DeployWithArg::Stacksets) {
+                anyhow::bail!("--deploy-with stacksets needs --org or --ou (StackSets target organizational units)");
+            }
+            deploy::install(&s.connector, &s.set, &cfg, zip, &opts, rep.as_ref()).await
+        }
+    };
+    if !auto && !args.plan && args.deploy_with != Some(DeployWithArg::Stacksets) {
         auto_lines.push(
             "new accounts: NOT covered automatically (no --auto-deploy); re-run `ctguard install` when accounts join"
                 .to_string(),
