@@ -387,16 +387,22 @@ impl Results {
 }
 
 /// Creates or updates one StackSet and its instances.
+/// What every operation of a run shares.
+struct OpCtx<'a> {
+    prefs: &'a Prefs,
+    poll: &'a PollOptions,
+    rep: &'a dyn Reporter,
+    home: &'a Target,
+}
+
 async fn apply_one<S: StackSetApi>(
     api: &S,
     r: &StackSetRequest,
     d: &Discovered,
-    prefs: &Prefs,
-    poll: &PollOptions,
-    rep: &dyn Reporter,
-    home: &Target,
+    cx: &OpCtx<'_>,
     res: &mut Results,
 ) -> Result<(), ApiError> {
+    let OpCtx { prefs, poll, rep, home } = *cx;
     let step = |action: &str| {
         rep.report(&DeployEvent::StepStarted { target: home.clone(), what: r.name.clone(), action: action.into() })
     };
@@ -470,7 +476,8 @@ pub async fn apply<S: StackSetApi>(
     let mut res = Results::default();
     let mut outcome = Outcome::Ok;
     for r in reqs {
-        if let Err(e) = apply_one(api, r, d, prefs, poll, rep, home, &mut res).await {
+        let cx = OpCtx { prefs, poll, rep, home };
+        if let Err(e) = apply_one(api, r, d, &cx, &mut res).await {
             res.set_steps.push(StepResult { what: r.name.clone(), action: "failed".into(), done: false });
             outcome = Outcome::Failed { reason: e.message };
             break;
