@@ -195,6 +195,77 @@ fn sample_long_term_key_event() -> Value {
     v
 }
 
+/// Whether the function's resource policy lets EventBridge invoke it for the rule: an Allow
+/// for `events.amazonaws.com` (or `*`) on `lambda:InvokeFunction`, whose `aws:SourceArn` and
+/// `aws:SourceAccount` conditions, if any, admit the rule and its account. A statement with any
+/// other condition is not counted (it cannot be judged here); a matching Deny fails the check.
+pub fn invoke_permission(policy: Option<&str>, rule_arn: Option<&str>, account: &str) -> Check {
+    const NAME: &str = "invoke permission";
+    let Some(rule_arn) = rule_arn else { return Check::unknown(NAME, "the rule's ARN is unknown") };
+    let Some(policy) = policy else {
+        return Check::fail(
+            NAME,
+            "the function has no resource policy, so events.amazonaws.com may not invoke it: EventBridge cannot deliver (events go to the rule's DLQ)",
+        );
+    };
+    let Ok(doc) = serde_json::from_str::<Value>(policy) else {
+        return Check::unknown(NAME, "the function's resource policy is not JSON");
+    };
+    let statements = match &doc["Statement"] {
+        Value::Array(a) => a.clone(),
+        Value::Object(_) => vec![doc["Statement"].clone()],
+        _ => Vec::new(),
+    };
+    let list = |v: &Value| -> Vec<String> {
+        match v {
+            Value::String(s) => vec![s.clone()],
+            Value::Array(a) => a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect(),
+            _ => Vec::new(),
+        }
+    };
+    let applies = |st: &Value| {
+        let principal = &st["Principal"];
+        let to_events = principal == "*"
+            || list(&principal["Service"]).iter().any(|s| s == "events.amazonaws.com")
+            || list(&principal["AWS"]).iter().any(|s| s == "*");
+        let action = list(&st["Action"]).iter().any(|a| {
+            let a = a.to_ascii_lowercase();
+            a == "*" || a == "lambda:*" || a == "lambda:invokefunction"
+        });
+        let conditions = st["Condition"].as_object().map(|ops| {
+            ops.iter().all(|(op, kv)| {
+                kv.as_object().is_some_and(|kv| {
+                    kv.iter().all(|(key, want)| {
+                        let want = list(want);
+                        match (op.as_str(), key.to_ascii_lowercase().as_str()) {
+                            ("ArnLike" | "ArnEquals" | "StringLike", "aws:sourcearn") => {
+                                want.iter().any(|w| ctguard_detector::policy::glob_match(w, rule_arn))
+                            }
+                            ("StringEquals", "aws:sourcearn") => want.iter().any(|w| w == rule_arn),
+                            ("StringEquals" | "StringLike", "aws:sourceaccount") => {
+                                want.iter().any(|w| ctguard_detector::policy::glob_match(w, account))
+                            }
+                            _ => false,
+                        }
+                    })
+                })
+            })
+        });
+        to_events && action && conditions.unwrap_or(true)
+    };
+    if statements.iter().any(|st| st["Effect"] == "Deny" && applies(st)) {
+        return Check::fail(NAME, format!("the function's resource policy denies EventBridge for {rule_arn}"));
+    }
+    if statements.iter().any(|st| st["Effect"] == "Allow" && applies(st)) {
+        Check::pass(NAME, format!("events.amazonaws.com may invoke the function for {rule_arn}"))
+    } else {
+        Check::fail(
+            NAME,
+            format!("no statement of the function's resource policy lets events.amazonaws.com invoke it for {rule_arn}: EventBridge cannot deliver (events go to the rule's DLQ)"),
+        )
+    }
+}
+
 /// Evaluates an EventBridge event pattern against an event, for the operators the templates
 /// use: exact values, `prefix`, `suffix`, `anything-but` (value, list, prefix, suffix),
 /// `exists`, and `$or`. Unknown operators never match (so a check cannot pass by accident).
@@ -333,14 +404,17 @@ impl Cleanup {
                     .await
                     .map(|_| ())
                     .map_err(|e| format!("queue {url}: {}", err_text(&e))),
-                Created::StateItem { cfg, table, pk } => aws_sdk_dynamodb::Client::new(cfg)
+                Created::StateItem { cfg, table, pk } => match aws_sdk_dynamodb::Client::new(cfg)
                     .delete_item()
                     .table_name(table)
                     .key("pk", aws_sdk_dynamodb::types::AttributeValue::S(pk.clone()))
                     .send()
                     .await
-                    .map(|_| ())
-                    .map_err(|e| format!("state item {pk}: {}", err_text(&e))),
+                {
+                    // No table, no item: nothing was left behind.
+                    Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_not_found_exception()) => Ok(()),
+                    r => r.map(|_| ()).map_err(|e| format!("state item {pk}: {}", err_text(&e))),
+                },
             };
             if let Err(e) = r {
                 left.push(e);
@@ -389,14 +463,15 @@ pub async fn verify_target(conn: &AwsConnector, t: &Target, opts: &Options, clea
         }
     };
     let events = aws_sdk_eventbridge::Client::new(&cfg);
-    let (rule_state, pattern) = match events.describe_rule().name(RULE_NAME).send().await {
+    let (rule_state, pattern, rule_arn) = match events.describe_rule().name(RULE_NAME).send().await {
         Ok(r) => (
             r.state().map(|s| s.as_str().to_string()),
             r.event_pattern().and_then(|p| serde_json::from_str::<Value>(p).ok()),
+            r.arn().map(str::to_string),
         ),
         Err(e) => {
             checks.push(Check::fail("rule", format!("cannot read rule {RULE_NAME}: {}", err_text(&e))));
-            (None, None)
+            (None, None, None)
         }
     };
     // TestEventPattern answers a bare boolean; an emulator that does not implement it answers
@@ -444,6 +519,17 @@ pub async fn verify_target(conn: &AwsConnector, t: &Target, opts: &Options, clea
         &opts.bundled_version,
         ttl_status.as_deref(),
     ));
+    if func.is_some() {
+        checks.push(match lambda.get_policy().function_name(FUNCTION_NAME).send().await {
+            Ok(p) => invoke_permission(p.policy(), rule_arn.as_deref(), &t.account),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_not_found_exception()) => {
+                invoke_permission(None, rule_arn.as_deref(), &t.account)
+            }
+            Err(e) => {
+                Check::unknown("invoke permission", format!("cannot read the function's policy: {}", err_text(&e)))
+            }
+        });
+    }
     match conn.connect(t).await {
         Ok(api) => match api.trail().await {
             Ok(v) if v.is_ok() => checks.push(Check::pass("trail", v.describe())),
@@ -528,6 +614,7 @@ async fn end_to_end(
     let key = synthetic_key(seed);
     let table_cfg = in_region(cfg, f.table_region.as_deref().unwrap_or(&t.region));
     let [first, control, reuse] = synthetic_events(&key, &t.account, &t.region, now_ms(), seed);
+    let probe = first.clone();
     let reuse_identity = format!("ip:{}", reuse["detail"]["sourceIPAddress"].as_str().unwrap_or_default());
     cleanup.add(Created::StateItem { cfg: table_cfg.clone(), table: table.clone(), pk: format!("K#{key}") }).await;
     cleanup
@@ -596,6 +683,9 @@ async fn end_to_end(
                 "alert",
                 format!("no alert reached the topic's subscribers within {} s", opts.timeout.as_secs()),
             ));
+            if opts.via == Via::Eventbridge {
+                checks.push(direct_invoke(cfg, opts, &probe).await);
+            }
         }
         [a] if a["seen_identity"] == reuse_identity.as_str() && a["synthetic"] == true => {
             checks.push(Check::pass("alert", format!("one synthetic alert for the reuse from {reuse_identity}")));
@@ -614,22 +704,39 @@ async fn end_to_end(
         )),
     }
 
-    // The state record: present, with a TTL.
+    // The state record: present, with a TTL. (A failure here is a check, not an early
+    // return: the checks above, the diagnosis above all, must reach the report.)
     let item = aws_sdk_dynamodb::Client::new(&table_cfg)
         .get_item()
         .table_name(&table)
         .key("pk", aws_sdk_dynamodb::types::AttributeValue::S(format!("K#{key}")))
         .consistent_read(true)
         .send()
-        .await
-        .map_err(|e| format!("cannot read the state table {table}: {}", err_text(&e)))?
-        .item;
-    checks.push(match item {
-        Some(i) if i.contains_key("ttl") => Check::pass("state", "first use recorded, with a TTL"),
-        Some(_) => Check::fail("state", "first use recorded without a TTL"),
-        None => Check::fail("state", format!("no state record for the synthetic key in {table}")),
+        .await;
+    checks.push(match item.map(|o| o.item) {
+        Ok(Some(i)) if i.contains_key("ttl") => Check::pass("state", "first use recorded, with a TTL"),
+        Ok(Some(_)) => Check::fail("state", "first use recorded without a TTL"),
+        Ok(None) => Check::fail("state", format!("no state record for the synthetic key in {table}")),
+        Err(e) => Check::fail("state", format!("cannot read the state table {table}: {}", err_text(&e))),
     });
     Ok((checks, latency))
+}
+
+/// After EventBridge delivered no alert: does the function itself work? The first-use event
+/// again (idempotent), with the Lambda Invoke API. A failure names the function's error; a
+/// success points at delivery (rule, pattern, target, invoke permission).
+async fn direct_invoke(cfg: &SdkConfig, opts: &Options, first_use: &Value) -> Check {
+    let invoke = Options { via: Via::Invoke, ..opts.clone() };
+    match send(cfg, &invoke, first_use).await {
+        Ok(()) => Check::fail(
+            "delivery",
+            "the function processes the event when invoked directly, so EventBridge did not deliver it: see the rule's state, pattern and target, and the invoke permission (undeliverable events go to the DLQ)",
+        ),
+        Err(e) if e.starts_with("Lambda Invoke failed") => {
+            Check::unknown("direct invoke", format!("cannot invoke the function to diagnose: {e}"))
+        }
+        Err(e) => Check::fail("direct invoke", e),
+    }
 }
 
 async fn send(cfg: &SdkConfig, opts: &Options, ev: &Value) -> Result<(), String> {
@@ -705,6 +812,23 @@ pub fn base64(bytes: &[u8]) -> String {
         out.push(if c.len() > 2 { A[n as usize & 63] as char } else { '=' });
     }
     out
+}
+
+/// The closing line: how many targets passed and the send → alert latency across targets
+/// (median, min, max), over every target where an alert arrived.
+pub fn summary(outcomes: &[Outcome], via: Via) -> String {
+    let passed = outcomes.iter().filter(|o| o.pass).count();
+    let mut lat: Vec<u64> = outcomes.iter().filter_map(|o| o.latency_ms).collect();
+    lat.sort_unstable();
+    let head = format!("{passed} of {} target(s) passed", outcomes.len());
+    let (Some(min), Some(max)) = (lat.first(), lat.last()) else { return format!("{head}; no alert arrived") };
+    let mid = lat.len() / 2;
+    let median = if lat.len() % 2 == 1 { lat[mid] } else { (lat[mid - 1] + lat[mid]) / 2 };
+    let hop = match via {
+        Via::Eventbridge => "PutEvents",
+        Via::Invoke => "Invoke",
+    };
+    format!("{head}; {hop} → alert latency: median {median} ms (min {min}, max {max}, over {} target(s))", lat.len())
 }
 
 /// Per-target results keyed for stable output.
@@ -803,6 +927,77 @@ mod tests {
         let o = Outcome::from_checks(&t, vec![Check::pass("alert", ""), Check::fail("state", "gone")], Some(5));
         assert!(!o.pass);
         assert!(o.reason.contains("state: gone"));
+    }
+
+    fn outcome(pass: bool, latency_ms: Option<u64>) -> Outcome {
+        Outcome {
+            account: "111122223333".into(),
+            region: "us-east-1".into(),
+            pass,
+            latency_ms,
+            reason: String::new(),
+            checks: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn summary_gives_the_median_latency() {
+        let odd = [outcome(true, Some(90)), outcome(true, Some(10)), outcome(false, Some(40)), outcome(false, None)];
+        assert_eq!(
+            summary(&odd, Via::Eventbridge),
+            "2 of 4 target(s) passed; PutEvents → alert latency: median 40 ms (min 10, max 90, over 3 target(s))"
+        );
+        let even = [outcome(true, Some(10)), outcome(true, Some(31))];
+        assert!(
+            summary(&even, Via::Invoke).contains("Invoke → alert latency: median 20 ms"),
+            "{}",
+            summary(&even, Via::Invoke)
+        );
+        assert_eq!(summary(&[outcome(false, None)], Via::Eventbridge), "0 of 1 target(s) passed; no alert arrived");
+        assert_eq!(summary(&[], Via::Eventbridge), "0 of 0 target(s) passed; no alert arrived");
+    }
+
+    const RULE: &str = "arn:aws:events:us-east-1:111122223333:rule/ctguard-detector";
+
+    fn policy(statement: Value) -> String {
+        json!({"Version": "2012-10-17", "Statement": [statement]}).to_string()
+    }
+
+    #[test]
+    fn invoke_permission_needs_an_allow_for_the_rule() {
+        let cfn = json!({"Sid": "x", "Effect": "Allow", "Principal": {"Service": "events.amazonaws.com"},
+            "Action": "lambda:InvokeFunction", "Resource": "arn:aws:lambda:us-east-1:111122223333:function:ctguard-detector",
+            "Condition": {"ArnLike": {"AWS:SourceArn": RULE}, "StringEquals": {"AWS:SourceAccount": "111122223333"}}});
+        assert_eq!(invoke_permission(Some(&policy(cfn.clone())), Some(RULE), "111122223333").ok, Some(true));
+        // Another rule, another account, another principal, another action: not this rule's.
+        let other = RULE.replace("ctguard-detector", "other");
+        assert_eq!(invoke_permission(Some(&policy(cfn.clone())), Some(&other), "111122223333").ok, Some(false));
+        assert_eq!(invoke_permission(Some(&policy(cfn.clone())), Some(RULE), "444455556666").ok, Some(false));
+        let mut s3 = cfn.clone();
+        s3["Principal"]["Service"] = json!("s3.amazonaws.com");
+        assert_eq!(invoke_permission(Some(&policy(s3)), Some(RULE), "111122223333").ok, Some(false));
+        let mut get = cfn.clone();
+        get["Action"] = json!(["lambda:GetFunction"]);
+        assert_eq!(invoke_permission(Some(&policy(get)), Some(RULE), "111122223333").ok, Some(false));
+        // Wildcards and no conditions admit it; an unknown condition is not counted; a Deny wins.
+        let wide = json!({"Effect": "Allow", "Principal": "*", "Action": "lambda:*",
+            "Condition": {"ArnLike": {"aws:SourceArn": "arn:aws:events:*:111122223333:rule/*"}}});
+        assert_eq!(invoke_permission(Some(&policy(wide)), Some(RULE), "111122223333").ok, Some(true));
+        let odd = json!({"Effect": "Allow", "Principal": {"Service": "events.amazonaws.com"}, "Action": "lambda:InvokeFunction",
+            "Condition": {"IpAddress": {"aws:SourceIp": "10.0.0.0/8"}}});
+        assert_eq!(invoke_permission(Some(&policy(odd)), Some(RULE), "111122223333").ok, Some(false));
+        let deny =
+            json!({"Version": "2012-10-17", "Statement": [cfn, {"Effect": "Deny", "Principal": "*", "Action": "*"}]});
+        let c = invoke_permission(Some(&deny.to_string()), Some(RULE), "111122223333");
+        assert_eq!(c.ok, Some(false));
+        assert!(c.detail.contains("denies"), "{}", c.detail);
+        // No policy at all, garbage, unknown rule.
+        let none = invoke_permission(None, Some(RULE), "111122223333");
+        assert_eq!(none.ok, Some(false));
+        assert!(none.detail.contains("no resource policy"));
+        assert_eq!(invoke_permission(Some("{not json"), Some(RULE), "111122223333").ok, None);
+        assert_eq!(invoke_permission(Some("{}"), None, "111122223333").ok, None);
+        assert_eq!(invoke_permission(Some(r#"{"Statement": 7}"#), Some(RULE), "111122223333").ok, Some(false));
     }
 
     #[test]

@@ -13,13 +13,17 @@ pub enum StoreError {
     Fatal(String),
 }
 
-/// A failure of the alert sink.
+/// A failure of the alert sink. `Transient` and `Fatal` say the alert was *not* published;
+/// `Ambiguous` says nobody knows (a timeout, a connection lost after the request was sent, a
+/// server error): retrying it may publish a second copy, with the same alert id.
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
     #[error("alert sink unavailable: {0}")]
     Transient(String),
     #[error("alert sink rejected the alert: {0}")]
     Fatal(String),
+    #[error("alert sink outcome unknown: {0}")]
+    Ambiguous(String),
 }
 
 /// Why processing an event failed as a whole.
@@ -29,12 +33,21 @@ pub enum Error {
     Store(#[from] StoreError),
     #[error(transparent)]
     Sink(#[from] SinkError),
+    /// An alert this event owes is being published by another event's invocation, and this
+    /// event must change state after it: retry once that claim is confirmed or has expired.
+    #[error("alert {0} is being published by another invocation")]
+    AlertInFlight(String),
 }
 
 impl Error {
     /// Whether a retry of the same event may succeed.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, Error::Store(StoreError::Transient(_)) | Error::Sink(SinkError::Transient(_)))
+        matches!(
+            self,
+            Error::Store(StoreError::Transient(_))
+                | Error::Sink(SinkError::Transient(_) | SinkError::Ambiguous(_))
+                | Error::AlertInFlight(_)
+        )
     }
 
     /// A short machine-readable kind for the Lambda error record.
@@ -44,6 +57,8 @@ impl Error {
             Error::Store(StoreError::Fatal(_)) => "StateStoreRejected",
             Error::Sink(SinkError::Transient(_)) => "AlertSinkUnavailable",
             Error::Sink(SinkError::Fatal(_)) => "AlertSinkRejected",
+            Error::Sink(SinkError::Ambiguous(_)) => "AlertSinkOutcomeUnknown",
+            Error::AlertInFlight(_) => "AlertInFlight",
         }
     }
 }

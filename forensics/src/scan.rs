@@ -376,6 +376,48 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn envelopes_from_untrusted_sources_carry_no_signal() {
+        // The instance's use, a move, the thief's use 30 s after the move: as EventBridge
+        // envelopes in one file. Only an `aws.` source may arm the move window.
+        let instance = "i-0123456789abcdef0";
+        let use_at = |ip: &str, time: &str| {
+            let mut c = call(K, ip, time);
+            c["userIdentity"]["arn"] = json!(format!("arn:aws:sts::111122223333:assumed-role/web/{instance}"));
+            c
+        };
+        let env = |source: &str, detail: serde_json::Value| json!({"detail-type": "AWS API Call via CloudTrail", "source": source, "detail": detail});
+        let mv = |name: &str, request: serde_json::Value| {
+            json!({"eventVersion": "1.08", "eventTime": "2024-05-01T10:09:00Z", "eventType": "AwsApiCall",
+                "eventSource": "ec2.amazonaws.com", "eventName": name, "recipientAccountId": "111122223333",
+                "sourceIPAddress": "198.51.100.200", "requestParameters": request, "responseElements": {"return": true}})
+        };
+        let moves = [
+            mv("AssociateAddress", json!({"instanceId": instance})),
+            mv("AttachNetworkInterface", json!({"instanceId": instance, "networkInterfaceId": "eni-1"})),
+            mv("StartInstances", json!({"instancesSet": {"items": [{"instanceId": instance}]}})),
+        ];
+        for m in moves {
+            for (source, alerts) in [("evil.app", 1), ("ctguard.verify", 1), ("aws.ec2", 0)] {
+                let text = json!([
+                    env("aws.s3", use_at("203.0.113.10", "2024-05-01T10:00:00Z")),
+                    env(source, m.clone()),
+                    env("aws.s3", use_at("198.51.100.66", "2024-05-01T10:09:30Z")),
+                ])
+                .to_string();
+                let src = Source {
+                    name: "envelopes.json".into(),
+                    kind: SourceKind::Embedded(Box::leak(text.into_bytes().into_boxed_slice())),
+                    size: 0,
+                };
+                let rep = run(vec![src], 1).await;
+                let name = m["eventName"].as_str().unwrap_or("?");
+                assert_eq!(rep.alerts.len(), alerts, "{name} from {source}: {:#?}", rep.alerts);
+                assert_eq!(rep.summary.fold.signals, u64::from(source == "aws.ec2"), "{name} from {source}");
+            }
+        }
+    }
+
+    #[tokio::test]
     async fn unreadable_files_are_reported() {
         let bad = Source { name: "bad.gz".into(), kind: SourceKind::Embedded(&[0x1f, 0x8b, 8, 0, 0]), size: 5 };
         let rep = run(vec![bad, file(&[call(K, "198.51.100.1", "2024-05-01T10:00:00Z")])], 2).await;

@@ -3,4 +3,6 @@
 mod detector_lambda;
 mod forensics;
 mod install;
+mod pipeline;
+mod policies;
 mod verify;

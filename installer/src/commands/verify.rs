@@ -123,6 +123,7 @@ pub async fn run(args: &VerifyArgs, g: &GlobalArgs) -> anyhow::Result<u8> {
         ]);
     }
     emit(g.output(), &outcomes, &table)?;
+    eprintln!("{}", verify::summary(&outcomes, args.via.into()));
     let all_pass = !outcomes.is_empty() && outcomes.iter().all(|o| o.pass) && left.is_empty();
     Ok(if all_pass { exit::OK } else { exit::FINDINGS })
 }
