@@ -20,9 +20,8 @@
 //! Every request the fake receives is recorded in [`FakeOrg::requests`] so that tests assert
 //! the exact request sequence of each lifecycle transition.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::future::Future;
-use std::sync::{Arc, Mutex};
 
 use aws_sdk_cloudformation::types::{
     AccountFilterType, AutoDeployment, CallAs, Capability, DeploymentTargets, ManagedExecution, Parameter,
@@ -30,8 +29,7 @@ use aws_sdk_cloudformation::types::{
 };
 use serde::Serialize;
 
-use crate::stacks::{ApiError, CallCounter, FakeCloud};
-use crate::targets::Target;
+use crate::stacks::{ApiError, CallCounter};
 
 /// How the account list of [`Targets`] applies to the accounts below its OUs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -490,426 +488,442 @@ impl StackSetApi for CfnStackSets {
 }
 
 // ------------------------------------------------------------------------------------------
-// Fake organization
+// Fake organization (test code only: unit tests, or the `test-support` feature)
 
-#[derive(Debug, Clone)]
-struct FakeSet {
-    info: SetInfo,
-    retain: bool,
-    /// OUs the instances were created for: automatic deployment watches these.
-    target_ous: BTreeSet<String>,
-    regions: BTreeSet<String>,
-    instances: BTreeMap<(String, String), Instance>,
-}
+#[cfg(any(test, feature = "test-support"))]
+pub use fake::{FakeOrg, FakeStackSets};
 
-/// An in-memory organization with service-managed StackSets (see the module doc for the AWS
-/// behaviour it follows). When `cloud` is set, instances and direct stacks share the fixed
-/// resource names: an instance cannot land where a direct `ctguard-state`/`ctguard-region`
-/// stack exists, and [`FakeOrg`] marks its instances in [`crate::stacks::FakeWorld::foreign`]
-/// so a direct stack cannot land where an instance exists.
-#[derive(Debug, Default)]
-pub struct FakeOrg {
-    pub management: String,
-    pub root: String,
-    /// OU (or root) → its parent.
-    pub ou_parent: BTreeMap<String, String>,
-    /// Member account → its parent OU (or root).
-    pub accounts: BTreeMap<String, String>,
-    pub suspended: BTreeSet<String>,
-    sets: BTreeMap<String, FakeSet>,
-    ops: BTreeMap<(String, String), (String, Vec<OpResult>)>,
-    /// Every request, in order, e.g. `CreateStackInstances ctguard-region-auto ous=r-root filter=None accounts= regions=us-east-1`.
-    pub requests: Vec<String>,
-    pub cloud: Option<FakeCloud>,
-}
+#[cfg(any(test, feature = "test-support"))]
+mod fake {
+    use std::collections::{BTreeMap, BTreeSet};
+    use std::sync::{Arc, Mutex};
 
-impl FakeOrg {
-    /// An organization with a management account and the root.
-    pub fn new(management: &str, root: &str) -> Self {
-        let mut o = FakeOrg { management: management.into(), root: root.into(), ..Default::default() };
-        o.accounts.insert(management.into(), root.into());
-        o
+    use super::{Filter, Instance, OpResult, Prefs, SetBody, SetInfo, StackSetApi, Targets};
+    use crate::stacks::{ApiError, CallCounter, FakeCloud};
+    use crate::targets::Target;
+
+    #[derive(Debug, Clone)]
+    struct FakeSet {
+        info: SetInfo,
+        retain: bool,
+        /// OUs the instances were created for: automatic deployment watches these.
+        target_ous: BTreeSet<String>,
+        regions: BTreeSet<String>,
+        instances: BTreeMap<(String, String), Instance>,
     }
 
-    pub fn add_ou(&mut self, ou: &str, parent: &str) {
-        self.ou_parent.insert(ou.into(), parent.into());
+    /// An in-memory organization with service-managed StackSets (see the module doc for the AWS
+    /// behaviour it follows). When `cloud` is set, instances and direct stacks share the fixed
+    /// resource names: an instance cannot land where a direct `ctguard-state`/`ctguard-region`
+    /// stack exists, and [`FakeOrg`] marks its instances in [`crate::stacks::FakeWorld::foreign`]
+    /// so a direct stack cannot land where an instance exists.
+    #[derive(Debug, Default)]
+    pub struct FakeOrg {
+        pub management: String,
+        pub root: String,
+        /// OU (or root) → its parent.
+        pub ou_parent: BTreeMap<String, String>,
+        /// Member account → its parent OU (or root).
+        pub accounts: BTreeMap<String, String>,
+        pub suspended: BTreeSet<String>,
+        sets: BTreeMap<String, FakeSet>,
+        ops: BTreeMap<(String, String), (String, Vec<OpResult>)>,
+        /// Every request, in order, e.g. `CreateStackInstances ctguard-region-auto ous=r-root filter=None accounts= regions=us-east-1`.
+        pub requests: Vec<String>,
+        pub cloud: Option<FakeCloud>,
     }
 
-    fn below(&self, account: &str, ou: &str) -> bool {
-        let mut cur = self.accounts.get(account).cloned();
-        while let Some(p) = cur {
-            if p == ou {
-                return true;
-            }
-            cur = self.ou_parent.get(&p).cloned();
+    impl FakeOrg {
+        /// An organization with a management account and the root.
+        pub fn new(management: &str, root: &str) -> Self {
+            let mut o = FakeOrg { management: management.into(), root: root.into(), ..Default::default() };
+            o.accounts.insert(management.into(), root.into());
+            o
         }
-        false
-    }
 
-    /// The member accounts `t` selects (never the management account).
-    fn resolve(&self, t: &Targets) -> BTreeSet<String> {
-        self.accounts
-            .keys()
-            .filter(|a| **a != self.management && t.ous.iter().any(|ou| self.below(a, ou)))
-            .filter(|a| match t.filter {
-                Filter::None => true,
-                Filter::Intersection => t.accounts.contains(a),
-                Filter::Difference => !t.accounts.contains(a),
-            })
-            .cloned()
-            .collect()
-    }
-
-    /// Whether another copy of ctguard already holds the fixed names in `account` × `region`.
-    fn collides(&self, set: &str, account: &str, region: &str) -> Option<String> {
-        let direct = self.cloud.as_ref().and_then(|c| {
-            c.with(|w| {
-                let t = Target::new(account, region);
-                ["ctguard-state", "ctguard-region", "ctguard-account"]
-                    .into_iter()
-                    .find(|n| w.stacks.contains_key(&(t.clone(), n.to_string())))
-                    .map(String::from)
-            })
-        });
-        let other = self.sets.iter().find(|(n, s)| {
-            n.as_str() != set
-                && same_kind(n, set)
-                && s.instances.contains_key(&(account.to_string(), region.to_string()))
-        });
-        direct
-            .map(|d| format!("{d} exists (Table already exists: ctguard-state)"))
-            .or(other.map(|(n, _)| format!("{n} instance exists")))
-    }
-
-    fn place(&mut self, set: &str, account: &str, region: &str) -> OpResult {
-        let ou = self.accounts.get(account).cloned();
-        let mut r =
-            OpResult { account: account.into(), region: region.into(), status: "SUCCEEDED".into(), reason: None };
-        let mut inst = Instance {
-            account: account.into(),
-            region: region.into(),
-            ou,
-            status: "CURRENT".into(),
-            detailed: Some("SUCCEEDED".into()),
-            reason: None,
-        };
-        if self.suspended.contains(account) {
-            // Operations skip suspended accounts: nothing is created, nothing recorded.
-            r.status = "CANCELLED".into();
-            r.reason = Some("SKIPPED_SUSPENDED_ACCOUNT".into());
-            return r;
+        pub fn add_ou(&mut self, ou: &str, parent: &str) {
+            self.ou_parent.insert(ou.into(), parent.into());
         }
-        if let Some(why) = self.collides(set, account, region) {
-            inst.status = "OUTDATED".into();
-            inst.detailed = Some("FAILED".into());
-            inst.reason = Some(why.clone());
-            r.status = "FAILED".into();
-            r.reason = Some(why);
-        } else if let Some(c) = &self.cloud {
-            c.with(|w| w.foreign.insert(Target::new(account, region)));
-        }
-        if let Some(s) = self.sets.get_mut(set) {
-            s.instances.insert((account.into(), region.into()), inst);
-        }
-        r
-    }
 
-    fn unplace(&mut self, set: &str, account: &str, region: &str) -> OpResult {
-        let failed = self
-            .sets
-            .get_mut(set)
-            .and_then(|s| s.instances.remove(&(account.to_string(), region.to_string())))
-            .is_some_and(|i| i.detailed.as_deref() == Some("FAILED"));
-        // A failed instance created nothing; a good one held the fixed names.
-        if !failed {
-            if let Some(c) = &self.cloud {
-                c.with(|w| w.foreign.remove(&Target::new(account, region)));
-            }
-        }
-        OpResult { account: account.into(), region: region.into(), status: "SUCCEEDED".into(), reason: None }
-    }
-
-    /// Automatic deployment after a membership change of `account`.
-    fn auto_deploy(&mut self, account: &str) {
-        let names: Vec<String> = self.sets.keys().cloned().collect();
-        for n in names {
-            let Some(s) = self.sets.get(&n).cloned() else { continue };
-            if !s.info.auto_deploy {
-                continue;
-            }
-            let member = self.accounts.contains_key(account) && account != self.management;
-            let targeted = member && s.target_ous.iter().any(|ou| self.below(account, ou));
-            for region in &s.regions {
-                let has = s.instances.contains_key(&(account.to_string(), region.clone()));
-                if targeted && !has {
-                    self.place(&n, account, region);
-                } else if !targeted && has && !s.retain {
-                    self.unplace(&n, account, region);
+        fn below(&self, account: &str, ou: &str) -> bool {
+            let mut cur = self.accounts.get(account).cloned();
+            while let Some(p) = cur {
+                if p == ou {
+                    return true;
                 }
+                cur = self.ou_parent.get(&p).cloned();
             }
+            false
         }
-    }
 
-    /// A new account joins `ou` (AWS runs automatic deployment).
-    pub fn join(&mut self, account: &str, ou: &str) {
-        self.accounts.insert(account.into(), ou.into());
-        self.auto_deploy(account);
-    }
-
-    /// The account leaves the organization.
-    pub fn leave(&mut self, account: &str) {
-        self.accounts.remove(account);
-        self.suspended.remove(account);
-        self.auto_deploy(account);
-    }
-
-    /// The account is suspended (closed): StackSets operations skip it; its stacks stay.
-    pub fn suspend(&mut self, account: &str) {
-        self.suspended.insert(account.into());
-    }
-
-    /// The account moves to another OU.
-    pub fn move_account(&mut self, account: &str, to: &str) {
-        self.accounts.insert(account.into(), to.into());
-        self.auto_deploy(account);
-    }
-
-    /// Accounts with an instance of `set`, with the instance's detailed status.
-    pub fn instances(&self, set: &str) -> BTreeMap<(String, String), String> {
-        self.sets
-            .get(set)
-            .map(|s| s.instances.iter().map(|(k, i)| (k.clone(), i.detailed.clone().unwrap_or_default())).collect())
-            .unwrap_or_default()
-    }
-
-    pub fn set_names(&self) -> Vec<String> {
-        self.sets.keys().cloned().collect()
-    }
-}
-
-/// `ctguard-region-auto` and `ctguard-region-members` deploy the same resources.
-fn same_kind(a: &str, b: &str) -> bool {
-    let kind = |n: &str| n.rsplit_once('-').map(|(k, _)| k.to_string()).unwrap_or_default();
-    kind(a) == kind(b)
-}
-
-/// A [`StackSetApi`] over a shared [`FakeOrg`].
-#[derive(Debug, Clone, Default)]
-pub struct FakeStackSets {
-    pub org: Arc<Mutex<FakeOrg>>,
-    counter: CallCounter,
-}
-
-impl FakeStackSets {
-    pub fn new(org: FakeOrg) -> Self {
-        FakeStackSets { org: Arc::new(Mutex::new(org)), counter: CallCounter::default() }
-    }
-
-    pub fn with<R>(&self, f: impl FnOnce(&mut FakeOrg) -> R) -> R {
-        let mut o = self.org.lock().unwrap_or_else(|p| p.into_inner());
-        f(&mut o)
-    }
-
-    fn req(&self, line: String) {
-        self.counter.add();
-        self.with(|o| o.requests.push(line));
-    }
-
-    /// Only the mutating requests (what tests compare against the expected sequence).
-    pub fn writes(&self) -> Vec<String> {
-        self.with(|o| {
-            o.requests
-                .iter()
-                .filter(|r| {
-                    [
-                        "CreateStackSet",
-                        "UpdateStackSet",
-                        "CreateStackInstances",
-                        "DeleteStackInstances",
-                        "DeleteStackSet",
-                    ]
-                    .iter()
-                    .any(|w| r.starts_with(&format!("{w} ")))
+        /// The member accounts `t` selects (never the management account).
+        fn resolve(&self, t: &Targets) -> BTreeSet<String> {
+            self.accounts
+                .keys()
+                .filter(|a| **a != self.management && t.ous.iter().any(|ou| self.below(a, ou)))
+                .filter(|a| match t.filter {
+                    Filter::None => true,
+                    Filter::Intersection => t.accounts.contains(a),
+                    Filter::Difference => !t.accounts.contains(a),
                 })
                 .cloned()
                 .collect()
-        })
-    }
-}
+        }
 
-fn missing(name: &str) -> ApiError {
-    ApiError { code: Some("StackSetNotFoundException".into()), message: format!("StackSet {name} not found") }
-}
+        /// Whether another copy of ctguard already holds the fixed names in `account` × `region`.
+        fn collides(&self, set: &str, account: &str, region: &str) -> Option<String> {
+            let direct = self.cloud.as_ref().and_then(|c| {
+                c.with(|w| {
+                    let t = Target::new(account, region);
+                    ["ctguard-state", "ctguard-region", "ctguard-account"]
+                        .into_iter()
+                        .find(|n| w.stacks.contains_key(&(t.clone(), n.to_string())))
+                        .map(String::from)
+                })
+            });
+            let other = self.sets.iter().find(|(n, s)| {
+                n.as_str() != set
+                    && same_kind(n, set)
+                    && s.instances.contains_key(&(account.to_string(), region.to_string()))
+            });
+            direct
+                .map(|d| format!("{d} exists (Table already exists: ctguard-state)"))
+                .or(other.map(|(n, _)| format!("{n} instance exists")))
+        }
 
-impl StackSetApi for FakeStackSets {
-    async fn list_sets(&self, prefix: &str) -> Result<Vec<String>, ApiError> {
-        self.req(format!("ListStackSets {prefix}"));
-        Ok(self.with(|o| o.sets.keys().filter(|n| n.starts_with(prefix)).cloned().collect()))
-    }
-
-    async fn describe_set(&self, name: &str) -> Result<Option<SetInfo>, ApiError> {
-        self.req(format!("DescribeStackSet {name}"));
-        Ok(self.with(|o| o.sets.get(name).map(|s| s.info.clone())))
-    }
-
-    async fn list_instances(&self, name: &str) -> Result<Vec<Instance>, ApiError> {
-        self.req(format!("ListStackInstances {name}"));
-        self.with(|o| o.sets.get(name).map(|s| s.instances.values().cloned().collect()).ok_or_else(|| missing(name)))
-    }
-
-    async fn create_set(&self, b: &SetBody) -> Result<(), ApiError> {
-        self.req(format!("CreateStackSet {}", b.name));
-        self.with(|o| {
-            if o.sets.contains_key(&b.name) {
-                return Err(ApiError { code: Some("NameAlreadyExistsException".into()), message: b.name.clone() });
-            }
-            let info = SetInfo {
-                name: b.name.clone(),
-                tags: b.tags.clone(),
-                auto_deploy: true,
-                parameters: b.parameters.clone(),
+        fn place(&mut self, set: &str, account: &str, region: &str) -> OpResult {
+            let ou = self.accounts.get(account).cloned();
+            let mut r =
+                OpResult { account: account.into(), region: region.into(), status: "SUCCEEDED".into(), reason: None };
+            let mut inst = Instance {
+                account: account.into(),
+                region: region.into(),
+                ou,
+                status: "CURRENT".into(),
+                detailed: Some("SUCCEEDED".into()),
+                reason: None,
             };
-            let set = FakeSet {
-                info,
-                retain: b.retain_on_removal,
-                target_ous: BTreeSet::new(),
-                regions: BTreeSet::new(),
-                instances: BTreeMap::new(),
-            };
-            o.sets.insert(b.name.clone(), set);
-            Ok(())
-        })
-    }
+            if self.suspended.contains(account) {
+                // Operations skip suspended accounts: nothing is created, nothing recorded.
+                r.status = "CANCELLED".into();
+                r.reason = Some("SKIPPED_SUSPENDED_ACCOUNT".into());
+                return r;
+            }
+            if let Some(why) = self.collides(set, account, region) {
+                inst.status = "OUTDATED".into();
+                inst.detailed = Some("FAILED".into());
+                inst.reason = Some(why.clone());
+                r.status = "FAILED".into();
+                r.reason = Some(why);
+            } else if let Some(c) = &self.cloud {
+                c.with(|w| w.foreign.insert(Target::new(account, region)));
+            }
+            if let Some(s) = self.sets.get_mut(set) {
+                s.instances.insert((account.into(), region.into()), inst);
+            }
+            r
+        }
 
-    async fn update_set(&self, b: &SetBody, _prefs: &Prefs, op: &str) -> Result<(), ApiError> {
-        self.req(format!("UpdateStackSet {} op={op}", b.name));
-        self.with(|o| {
-            let s = o.sets.get_mut(&b.name).ok_or_else(|| missing(&b.name))?;
-            s.info.tags = b.tags.clone();
-            s.info.parameters = b.parameters.clone();
-            s.info.auto_deploy = true;
-            let keys: Vec<(String, String)> = s.instances.keys().cloned().collect();
-            let results = keys
-                .into_iter()
-                .map(|(a, r)| OpResult { account: a, region: r, status: "SUCCEEDED".into(), reason: None })
-                .collect();
-            o.ops.insert((b.name.clone(), op.into()), ("SUCCEEDED".into(), results));
-            Ok(())
-        })
-    }
-
-    async fn create_instances(
-        &self,
-        name: &str,
-        t: &Targets,
-        regions: &[String],
-        _prefs: &Prefs,
-        op: &str,
-    ) -> Result<(), ApiError> {
-        self.req(format!(
-            "CreateStackInstances {name} ous={} filter={:?} accounts={} regions={}",
-            t.ous.join(","),
-            t.filter,
-            t.accounts.join(","),
-            regions.join(",")
-        ));
-        self.with(|o| {
-            if !o.sets.contains_key(name) {
-                return Err(missing(name));
-            }
-            let accounts = o.resolve(t);
-            if accounts.is_empty() {
-                // Not documented to succeed: the fake refuses it, so tests prove ctguard never
-                // sends it.
-                return Err(ApiError::new(format!("CreateStackInstances {name}: the targets select no account")));
-            }
-            if let Some(s) = o.sets.get_mut(name) {
-                s.target_ous.extend(t.ous.iter().cloned());
-                s.regions.extend(regions.iter().cloned());
-            }
-            let mut results = Vec::new();
-            for a in &accounts {
-                for r in regions {
-                    results.push(o.place(name, a, r));
+        fn unplace(&mut self, set: &str, account: &str, region: &str) -> OpResult {
+            let failed = self
+                .sets
+                .get_mut(set)
+                .and_then(|s| s.instances.remove(&(account.to_string(), region.to_string())))
+                .is_some_and(|i| i.detailed.as_deref() == Some("FAILED"));
+            // A failed instance created nothing; a good one held the fixed names.
+            if !failed {
+                if let Some(c) = &self.cloud {
+                    c.with(|w| w.foreign.remove(&Target::new(account, region)));
                 }
             }
-            o.ops.insert((name.into(), op.into()), ("SUCCEEDED".into(), results));
-            Ok(())
-        })
-    }
+            OpResult { account: account.into(), region: region.into(), status: "SUCCEEDED".into(), reason: None }
+        }
 
-    async fn delete_instances(
-        &self,
-        name: &str,
-        t: &Targets,
-        regions: &[String],
-        _prefs: &Prefs,
-        op: &str,
-    ) -> Result<(), ApiError> {
-        self.req(format!(
-            "DeleteStackInstances {name} ous={} filter={:?} accounts={} regions={}",
-            t.ous.join(","),
-            t.filter,
-            t.accounts.join(","),
-            regions.join(",")
-        ));
-        let t = t.clone().for_delete()?;
-        self.with(|o| {
-            let s = o.sets.get(name).cloned().ok_or_else(|| missing(name))?;
-            let selected = o.resolve(&t);
-            let mut results = Vec::new();
-            for (a, r) in s.instances.keys() {
-                // Instances of accounts that left the organization are deleted with their OU.
-                let gone = !o.accounts.contains_key(a) && t.filter == Filter::None;
-                if regions.contains(r) && (selected.contains(a) || gone) {
-                    results.push(o.unplace(name, a, r));
+        /// Automatic deployment after a membership change of `account`.
+        fn auto_deploy(&mut self, account: &str) {
+            let names: Vec<String> = self.sets.keys().cloned().collect();
+            for n in names {
+                let Some(s) = self.sets.get(&n).cloned() else { continue };
+                if !s.info.auto_deploy {
+                    continue;
+                }
+                let member = self.accounts.contains_key(account) && account != self.management;
+                let targeted = member && s.target_ous.iter().any(|ou| self.below(account, ou));
+                for region in &s.regions {
+                    let has = s.instances.contains_key(&(account.to_string(), region.clone()));
+                    if targeted && !has {
+                        self.place(&n, account, region);
+                    } else if !targeted && has && !s.retain {
+                        self.unplace(&n, account, region);
+                    }
                 }
             }
-            if let Some(s) = o.sets.get_mut(name) {
-                if t.filter == Filter::None {
-                    s.target_ous.retain(|ou| !t.ous.contains(ou));
-                }
-            }
-            o.ops.insert((name.into(), op.into()), ("SUCCEEDED".into(), results));
-            Ok(())
-        })
+        }
+
+        /// A new account joins `ou` (AWS runs automatic deployment).
+        pub fn join(&mut self, account: &str, ou: &str) {
+            self.accounts.insert(account.into(), ou.into());
+            self.auto_deploy(account);
+        }
+
+        /// The account leaves the organization.
+        pub fn leave(&mut self, account: &str) {
+            self.accounts.remove(account);
+            self.suspended.remove(account);
+            self.auto_deploy(account);
+        }
+
+        /// The account is suspended (closed): StackSets operations skip it; its stacks stay.
+        pub fn suspend(&mut self, account: &str) {
+            self.suspended.insert(account.into());
+        }
+
+        /// The account moves to another OU.
+        pub fn move_account(&mut self, account: &str, to: &str) {
+            self.accounts.insert(account.into(), to.into());
+            self.auto_deploy(account);
+        }
+
+        /// Accounts with an instance of `set`, with the instance's detailed status.
+        pub fn instances(&self, set: &str) -> BTreeMap<(String, String), String> {
+            self.sets
+                .get(set)
+                .map(|s| s.instances.iter().map(|(k, i)| (k.clone(), i.detailed.clone().unwrap_or_default())).collect())
+                .unwrap_or_default()
+        }
+
+        pub fn set_names(&self) -> Vec<String> {
+            self.sets.keys().cloned().collect()
+        }
     }
 
-    async fn delete_set(&self, name: &str) -> Result<(), ApiError> {
-        self.req(format!("DeleteStackSet {name}"));
-        self.with(|o| match o.sets.get(name) {
-            Some(s) if !s.instances.is_empty() => Err(ApiError {
-                code: Some("StackSetNotEmptyException".into()),
-                message: format!("{name} still has {} instances", s.instances.len()),
-            }),
-            _ => {
-                o.sets.remove(name);
+    /// `ctguard-region-auto` and `ctguard-region-members` deploy the same resources.
+    fn same_kind(a: &str, b: &str) -> bool {
+        let kind = |n: &str| n.rsplit_once('-').map(|(k, _)| k.to_string()).unwrap_or_default();
+        kind(a) == kind(b)
+    }
+
+    /// A [`StackSetApi`] over a shared [`FakeOrg`].
+    #[derive(Debug, Clone, Default)]
+    pub struct FakeStackSets {
+        pub org: Arc<Mutex<FakeOrg>>,
+        counter: CallCounter,
+    }
+
+    impl FakeStackSets {
+        pub fn new(org: FakeOrg) -> Self {
+            FakeStackSets { org: Arc::new(Mutex::new(org)), counter: CallCounter::default() }
+        }
+
+        pub fn with<R>(&self, f: impl FnOnce(&mut FakeOrg) -> R) -> R {
+            let mut o = self.org.lock().unwrap_or_else(|p| p.into_inner());
+            f(&mut o)
+        }
+
+        fn req(&self, line: String) {
+            self.counter.add();
+            self.with(|o| o.requests.push(line));
+        }
+
+        /// Only the mutating requests (what tests compare against the expected sequence).
+        pub fn writes(&self) -> Vec<String> {
+            self.with(|o| {
+                o.requests
+                    .iter()
+                    .filter(|r| {
+                        [
+                            "CreateStackSet",
+                            "UpdateStackSet",
+                            "CreateStackInstances",
+                            "DeleteStackInstances",
+                            "DeleteStackSet",
+                        ]
+                        .iter()
+                        .any(|w| r.starts_with(&format!("{w} ")))
+                    })
+                    .cloned()
+                    .collect()
+            })
+        }
+    }
+
+    fn missing(name: &str) -> ApiError {
+        ApiError { code: Some("StackSetNotFoundException".into()), message: format!("StackSet {name} not found") }
+    }
+
+    impl StackSetApi for FakeStackSets {
+        async fn list_sets(&self, prefix: &str) -> Result<Vec<String>, ApiError> {
+            self.req(format!("ListStackSets {prefix}"));
+            Ok(self.with(|o| o.sets.keys().filter(|n| n.starts_with(prefix)).cloned().collect()))
+        }
+
+        async fn describe_set(&self, name: &str) -> Result<Option<SetInfo>, ApiError> {
+            self.req(format!("DescribeStackSet {name}"));
+            Ok(self.with(|o| o.sets.get(name).map(|s| s.info.clone())))
+        }
+
+        async fn list_instances(&self, name: &str) -> Result<Vec<Instance>, ApiError> {
+            self.req(format!("ListStackInstances {name}"));
+            self.with(|o| {
+                o.sets.get(name).map(|s| s.instances.values().cloned().collect()).ok_or_else(|| missing(name))
+            })
+        }
+
+        async fn create_set(&self, b: &SetBody) -> Result<(), ApiError> {
+            self.req(format!("CreateStackSet {}", b.name));
+            self.with(|o| {
+                if o.sets.contains_key(&b.name) {
+                    return Err(ApiError { code: Some("NameAlreadyExistsException".into()), message: b.name.clone() });
+                }
+                let info = SetInfo {
+                    name: b.name.clone(),
+                    tags: b.tags.clone(),
+                    auto_deploy: true,
+                    parameters: b.parameters.clone(),
+                };
+                let set = FakeSet {
+                    info,
+                    retain: b.retain_on_removal,
+                    target_ous: BTreeSet::new(),
+                    regions: BTreeSet::new(),
+                    instances: BTreeMap::new(),
+                };
+                o.sets.insert(b.name.clone(), set);
                 Ok(())
-            }
-        })
-    }
+            })
+        }
 
-    async fn operation(&self, name: &str, op: &str) -> Result<(String, Option<String>), ApiError> {
-        self.req(format!("DescribeStackSetOperation {name} {op}"));
-        self.with(|o| {
-            o.ops
-                .get(&(name.to_string(), op.to_string()))
-                .map(|(s, _)| (s.clone(), None))
-                .ok_or_else(|| ApiError { code: Some("OperationNotFoundException".into()), message: op.into() })
-        })
-    }
+        async fn update_set(&self, b: &SetBody, _prefs: &Prefs, op: &str) -> Result<(), ApiError> {
+            self.req(format!("UpdateStackSet {} op={op}", b.name));
+            self.with(|o| {
+                let s = o.sets.get_mut(&b.name).ok_or_else(|| missing(&b.name))?;
+                s.info.tags = b.tags.clone();
+                s.info.parameters = b.parameters.clone();
+                s.info.auto_deploy = true;
+                let keys: Vec<(String, String)> = s.instances.keys().cloned().collect();
+                let results = keys
+                    .into_iter()
+                    .map(|(a, r)| OpResult { account: a, region: r, status: "SUCCEEDED".into(), reason: None })
+                    .collect();
+                o.ops.insert((b.name.clone(), op.into()), ("SUCCEEDED".into(), results));
+                Ok(())
+            })
+        }
 
-    async fn busy(&self, name: &str) -> Result<bool, ApiError> {
-        self.req(format!("ListStackSetOperations {name}"));
-        Ok(false)
-    }
+        async fn create_instances(
+            &self,
+            name: &str,
+            t: &Targets,
+            regions: &[String],
+            _prefs: &Prefs,
+            op: &str,
+        ) -> Result<(), ApiError> {
+            self.req(format!(
+                "CreateStackInstances {name} ous={} filter={:?} accounts={} regions={}",
+                t.ous.join(","),
+                t.filter,
+                t.accounts.join(","),
+                regions.join(",")
+            ));
+            self.with(|o| {
+                if !o.sets.contains_key(name) {
+                    return Err(missing(name));
+                }
+                let accounts = o.resolve(t);
+                if accounts.is_empty() {
+                    // Not documented to succeed: the fake refuses it, so tests prove ctguard never
+                    // sends it.
+                    return Err(ApiError::new(format!("CreateStackInstances {name}: the targets select no account")));
+                }
+                if let Some(s) = o.sets.get_mut(name) {
+                    s.target_ous.extend(t.ous.iter().cloned());
+                    s.regions.extend(regions.iter().cloned());
+                }
+                let mut results = Vec::new();
+                for a in &accounts {
+                    for r in regions {
+                        results.push(o.place(name, a, r));
+                    }
+                }
+                o.ops.insert((name.into(), op.into()), ("SUCCEEDED".into(), results));
+                Ok(())
+            })
+        }
 
-    async fn results(&self, name: &str, op: &str) -> Result<Vec<OpResult>, ApiError> {
-        self.req(format!("ListStackSetOperationResults {name} {op}"));
-        Ok(self.with(|o| o.ops.get(&(name.to_string(), op.to_string())).map(|(_, r)| r.clone()).unwrap_or_default()))
-    }
+        async fn delete_instances(
+            &self,
+            name: &str,
+            t: &Targets,
+            regions: &[String],
+            _prefs: &Prefs,
+            op: &str,
+        ) -> Result<(), ApiError> {
+            self.req(format!(
+                "DeleteStackInstances {name} ous={} filter={:?} accounts={} regions={}",
+                t.ous.join(","),
+                t.filter,
+                t.accounts.join(","),
+                regions.join(",")
+            ));
+            let t = t.clone().for_delete()?;
+            self.with(|o| {
+                let s = o.sets.get(name).cloned().ok_or_else(|| missing(name))?;
+                let selected = o.resolve(&t);
+                let mut results = Vec::new();
+                for (a, r) in s.instances.keys() {
+                    // Instances of accounts that left the organization are deleted with their OU.
+                    let gone = !o.accounts.contains_key(a) && t.filter == Filter::None;
+                    if regions.contains(r) && (selected.contains(a) || gone) {
+                        results.push(o.unplace(name, a, r));
+                    }
+                }
+                if let Some(s) = o.sets.get_mut(name) {
+                    if t.filter == Filter::None {
+                        s.target_ous.retain(|ou| !t.ous.contains(ou));
+                    }
+                }
+                o.ops.insert((name.into(), op.into()), ("SUCCEEDED".into(), results));
+                Ok(())
+            })
+        }
 
-    fn calls(&self) -> u64 {
-        self.counter.get()
+        async fn delete_set(&self, name: &str) -> Result<(), ApiError> {
+            self.req(format!("DeleteStackSet {name}"));
+            self.with(|o| match o.sets.get(name) {
+                Some(s) if !s.instances.is_empty() => Err(ApiError {
+                    code: Some("StackSetNotEmptyException".into()),
+                    message: format!("{name} still has {} instances", s.instances.len()),
+                }),
+                _ => {
+                    o.sets.remove(name);
+                    Ok(())
+                }
+            })
+        }
+
+        async fn operation(&self, name: &str, op: &str) -> Result<(String, Option<String>), ApiError> {
+            self.req(format!("DescribeStackSetOperation {name} {op}"));
+            self.with(|o| {
+                o.ops
+                    .get(&(name.to_string(), op.to_string()))
+                    .map(|(s, _)| (s.clone(), None))
+                    .ok_or_else(|| ApiError { code: Some("OperationNotFoundException".into()), message: op.into() })
+            })
+        }
+
+        async fn busy(&self, name: &str) -> Result<bool, ApiError> {
+            self.req(format!("ListStackSetOperations {name}"));
+            Ok(false)
+        }
+
+        async fn results(&self, name: &str, op: &str) -> Result<Vec<OpResult>, ApiError> {
+            self.req(format!("ListStackSetOperationResults {name} {op}"));
+            Ok(self
+                .with(|o| o.ops.get(&(name.to_string(), op.to_string())).map(|(_, r)| r.clone()).unwrap_or_default()))
+        }
+
+        fn calls(&self) -> u64 {
+            self.counter.get()
+        }
     }
 }

@@ -342,11 +342,12 @@ impl UseHead<'_> {
         let time = self.time;
         // The credential's own life when known (creation + the longest a role session lasts),
         // else the configured default from this event; never beyond the default from this event.
-        let expires_at = r
-            .session_created()
-            .map(|c| c.max(time - policy.default_ttl_ms) + policy.default_ttl_ms)
-            .unwrap_or(time + policy.default_ttl_ms)
-            .min(time + policy.default_ttl_ms);
+        // A session already older than that lifetime is a longer kind (36 h `GetSessionToken`,
+        // or a lifetime set below 12 h): its end is unknown, and state written for it must not
+        // be born expired (its TTL would delete the anchor while the key still works).
+        let ttl = policy.default_ttl_ms;
+        let expires_at =
+            r.session_created().map(|c| c + ttl).filter(|end| *end > time).unwrap_or(time + ttl).min(time + ttl);
         Observation {
             access_key_id: self.key.to_string(),
             scope: self.scope(),
@@ -883,7 +884,9 @@ impl<S: StateStore, A: AlertSink> Detector<S, A> {
     }
 
     /// Before an earlier use takes a move's arm from the use that `holder` accepted, the holder
-    /// is alerted on: it was not the move's first new identity after all.
+    /// is alerted on: it was not the move's first new identity after all. Unless the holder is
+    /// the scope's anchor (its earlier use, delivered late, displaced the old anchor): the
+    /// anchor is trusted without the arm, and in event-time order it never needed it.
     async fn unseat(
         &self,
         c: &Ctx<'_>,
@@ -891,7 +894,8 @@ impl<S: StateStore, A: AlertSink> Detector<S, A> {
         holder: Option<&Trusted>,
         published: &mut Vec<Alert>,
     ) -> Result<(), Error> {
-        let Some(h) = holder.filter(|h| h.identity != c.ident) else { return Ok(()) };
+        let is_anchor = |h: &Trusted| state.anchor.as_ref().is_some_and(|a| a.identity == h.identity);
+        let Some(h) = holder.filter(|h| h.identity != c.ident && !is_anchor(h)) else { return Ok(()) };
         let key = h.first.access_key_id.as_deref().unwrap_or(&c.obs.access_key_id);
         let expected: Vec<Trusted> = state.trusted().into_iter().filter(|t| t.identity != h.identity).collect();
         let build = || self.build_alert(c.obs, key, &expected, &h.identity, h.first.clone(), true);

@@ -80,7 +80,8 @@ pub struct TargetArgs {
     #[arg(long, default_value = US_EAST_1)]
     pub home_region: String,
     /// Role assumed in member accounts (the caller's own account uses the caller's credentials).
-    #[arg(long, default_value = DEFAULT_MEMBER_ROLE)]
+    /// `--assume-role-name` is accepted too (the spelling `keys` used).
+    #[arg(long, alias = "assume-role-name", default_value = DEFAULT_MEMBER_ROLE)]
     pub role_name: String,
     /// Allow a region list without us-east-1 (IAM and global STS events are then NOT detected).
     #[arg(long)]
@@ -122,6 +123,8 @@ mod tests {
         assert_eq!(p.t.options().selection(), Selection::Accounts(vec!["111111111111".into(), "222222222222".into()]));
         assert_eq!(p.t.regions, vec!["us-east-1", "eu-west-1"]);
         assert_eq!(p.t.role_name, "OrganizationAccountAccessRole");
+        assert_eq!(P::parse_from(["x", "--assume-role-name", "Audit"]).t.role_name, "Audit");
+        assert_eq!(P::parse_from(["x", "--role-name", "Audit"]).t.role_name, "Audit");
         assert_eq!(P::parse_from(["x", "--org"]).t.options().selection(), Selection::Org);
         assert_eq!(
             P::parse_from(["x", "--ou", "ou-ab-1"]).t.options().selection(),

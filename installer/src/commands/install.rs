@@ -108,17 +108,17 @@ enum JsonLine<'a> {
     },
 }
 
+/// The detector policy to deploy: `--policy FILE` as compact JSON, or `{}`.
+fn read_policy(path: Option<&PathBuf>) -> anyhow::Result<String> {
+    let Some(p) = path else { return Ok("{}".to_string()) };
+    let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+    let v: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("{} is not JSON", p.display()))?;
+    Ok(serde_json::to_string(&v)?)
+}
+
 pub async fn run(args: &InstallArgs, g: &GlobalArgs) -> anyhow::Result<u8> {
     let zip = embedded::lambda_zip()?;
-    let policy = match &args.policy {
-        None => "{}".to_string(),
-        Some(p) => {
-            let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
-            let v: serde_json::Value =
-                serde_json::from_str(&text).with_context(|| format!("{} is not JSON", p.display()))?;
-            serde_json::to_string(&v)?
-        }
-    };
+    let policy = read_policy(args.policy.as_ref())?;
     let s = session::open(&g.aws(), &args.targets.options()).await?;
     let auto = match (args.auto_deploy, args.no_auto_deploy, &s.selection) {
         (_, true, _) => false,
