@@ -36,7 +36,14 @@ pub fn http_client() -> aws_smithy_runtime_api::client::http::SharedHttpClient {
 pub async fn load(g: &AwsOptions) -> SdkConfig {
     let mut loader = aws_config::defaults(BehaviorVersion::latest()).http_client(http_client());
     if let Some(p) = &g.profile {
-        loader = loader.profile_name(p);
+        // As aws-cli does: an explicit profile wins over keys in the environment, which the
+        // default chain would otherwise read first.
+        let providers = aws_config::provider_config::ProviderConfig::without_region().with_http_client(http_client());
+        let creds = aws_config::profile::ProfileFileCredentialsProvider::builder()
+            .configure(&providers)
+            .profile_name(p)
+            .build();
+        loader = loader.profile_name(p).credentials_provider(creds);
     }
     if let Some(r) = &g.region {
         loader = loader.region(Region::new(r.clone()));

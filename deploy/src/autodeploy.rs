@@ -610,18 +610,23 @@ pub struct RolloutReport {
     pub mode: Option<DeployWith>,
     /// Owner decisions and plan lines, for the operator.
     pub notes: Vec<String>,
+    /// With `--plan`: StackSets changes pending (creations, updates, added instances).
+    pub pending: usize,
 }
 
 /// Installs with one owner per account: discovers the StackSets and their instances, decides
 /// the mode ([`ownership::resolve_mode`]), deploys directly where ctguard owns the account
 /// directly (in the StackSets mode: the management account only), then creates or updates
-/// the StackSets. An account with a StackSet instance never gets a direct stack.
+/// the StackSets. An account with a StackSet instance never gets a direct stack. `req` is the
+/// direct deployment's request (its configuration and confirmation gate); `cfg` the
+/// StackSets' single configuration.
 #[allow(clippy::too_many_arguments)]
 pub async fn rollout<C: crate::stacks::Connector, S: StackSetApi>(
     c: &C,
     ss: &S,
     set: &TargetSet,
     cfg: &InstallConfig,
+    req: &crate::deploy::Request<'_>,
     code: &'static [u8],
     opts: &crate::deploy::RunOptions,
     ro: &Rollout,
@@ -652,23 +657,29 @@ pub async fn rollout<C: crate::stacks::Connector, S: StackSetApi>(
             ro.management
         ));
     }
+    let mut pending = 0;
     let mut report = if direct.is_empty() {
         crate::deploy::RunReport::default()
     } else {
         let dset = TargetSet { accounts: direct.clone(), ..set.clone() };
-        crate::deploy::install(c, &dset, cfg, code, opts, rep).await
+        crate::deploy::install_with(c, &dset, req, code, opts, rep).await
     };
     if (ro.auto_deploy || mode == DeployWith::StackSets) && report.stopped.is_none() {
         let members: Vec<String> = set.accounts.iter().filter(|a| **a != ro.management).cloned().collect();
         let reqs = plan(cfg, set, &ro.ous, &members, &direct, mode);
         if opts.plan_only {
-            notes.extend(plan_lines(&reqs, &d, &ro.prefs));
+            let lines = plan_lines(&reqs, &d, &ro.prefs);
+            pending = lines
+                .iter()
+                .filter(|l| l.contains(": create the StackSet") || l.contains(": update ") || l.contains(": add "))
+                .count();
+            notes.extend(lines);
         } else {
             let home = Target::new(ro.management.clone(), set.home_region.clone());
             report.results.extend(apply(ss, &reqs, &d, &ro.prefs, &opts.poll, rep, &home).await);
         }
     }
-    Ok(RolloutReport { report, mode: Some(mode), notes })
+    Ok(RolloutReport { report, mode: Some(mode), notes, pending })
 }
 
 #[cfg(test)]

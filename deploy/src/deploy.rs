@@ -466,7 +466,8 @@ fn skipped(plan: &TargetPlan, phase: Phase, trail: Option<TrailVerdict>, calls: 
 }
 
 /// `install`: artifacts in every region of the installing account, then the account and
-/// regional stacks of every target. `code` is the Lambda zip to upload where missing.
+/// regional stacks of every target. `code` is the Lambda zip to upload where missing. Every
+/// setting of `cfg` is applied as given (see [`install_with`] to keep deployed values).
 pub async fn install<C: Connector>(
     c: &C,
     set: &TargetSet,
@@ -475,13 +476,40 @@ pub async fn install<C: Connector>(
     opts: &RunOptions,
     rep: &dyn Reporter,
 ) -> RunReport {
+    let req = Request { cfg, stated: plan::Stated::ALL, gate: &|_: &[TargetPlan]| Ok(()) };
+    install_with(c, set, &req, code, opts, rep).await
+}
+
+/// Decides, once every plan is known and before any change, whether the run may go on
+/// (`Err` says why not: e.g. a person declined a change that lowers protection).
+pub type Gate<'a> = &'a (dyn Fn(&[TargetPlan]) -> Result<(), String> + Sync);
+
+/// What an install should reach: the configuration, which of its settings this run states
+/// (the others keep each target's deployed values), and the gate before changes.
+pub struct Request<'a> {
+    pub cfg: &'a InstallConfig,
+    pub stated: plan::Stated,
+    pub gate: Gate<'a>,
+}
+
+/// [`install`] keeping the deployed value of every setting `req.stated` leaves out, per target,
+/// and asking `req.gate` before the first change.
+pub async fn install_with<C: Connector>(
+    c: &C,
+    set: &TargetSet,
+    req: &Request<'_>,
+    code: &'static [u8],
+    opts: &RunOptions,
+    rep: &dyn Reporter,
+) -> RunReport {
+    let cfg = req.cfg;
     let start = Instant::now();
     let mut report = RunReport::default();
     for w in &set.warnings {
         rep.report(&DeployEvent::Warning { message: w.clone() });
     }
     let (art_obs, obs) = observe_install(c, set, cfg, opts, rep).await;
-    let (art_plans, plans) = plan_install(cfg, set, &art_obs, &obs);
+    let (art_plans, plans) = plan_install(cfg, req.stated, set, &art_obs, &obs);
     report.plans = art_plans.iter().chain(plans.iter()).cloned().collect();
 
     let blind = obs.iter().filter(|o| o.trail.as_ref().is_some_and(|t| !t.is_ok())).count();
@@ -505,6 +533,16 @@ pub async fn install<C: Connector>(
         rep.report(&DeployEvent::Warning {
             message: format!("{blind_msg}; installing anyway (--allow-missing-trail)"),
         });
+    }
+    if let Err(why) = (req.gate)(&report.plans) {
+        report.results = art_plans
+            .iter()
+            .zip(&art_obs)
+            .chain(plans.iter().zip(&obs))
+            .map(|(p, o)| skipped(p, Phase::Stacks, o.trail.clone(), calls_of(o), "not confirmed"))
+            .collect();
+        report.stopped = Some(format!("{why}; nothing was changed"));
+        return finished(report, c, start);
     }
     let art_results = deploy_artifacts(&art_plans, &art_obs, code, opts, rep).await;
     let results = deploy_stacks(&plans, &obs, &art_results, code, opts, rep).await;
@@ -553,8 +591,10 @@ async fn observe_install<C: Connector>(
 }
 
 /// The artifacts plans (sorted by target) and the stack plans of every target.
+/// Plans every target; settings `stated` leaves out keep each target's deployed values.
 fn plan_install<A>(
     cfg: &InstallConfig,
+    stated: plan::Stated,
     set: &TargetSet,
     art_obs: &[Observed<A>],
     obs: &[Observed<A>],
@@ -567,7 +607,7 @@ fn plan_install<A>(
     let plans = obs
         .iter()
         .map(|o| {
-            let (kinds, desired) = cfg.for_target(set.is_home(&o.target));
+            let (kinds, desired) = cfg.keeping(stated, &o.stacks).for_target(set.is_home(&o.target));
             plan::plan_target(&o.target, &kinds, &desired, &o.stacks)
         })
         .collect();

@@ -31,4 +31,5 @@ pub mod stacks;
 pub mod stacksets;
 pub mod targets;
 pub mod trail;
+pub mod validate;
 pub mod verify;

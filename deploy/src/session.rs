@@ -66,6 +66,8 @@ pub enum SessionError {
     NotInOrganization,
     #[error(transparent)]
     Targets(#[from] TargetError),
+    #[error(transparent)]
+    Input(#[from] crate::validate::InputError),
 }
 
 /// Loads the configuration, identifies the caller and resolves the targets.
@@ -81,7 +83,15 @@ pub async fn open(g: &AwsOptions, t: &TargetOptions) -> Result<Session, SessionE
         _ => Some(directory.organization().await.map_err(OrgError::from)?.ok_or(SessionError::NotInOrganization)?),
     };
     let accounts = org::resolve_accounts(&directory, &caller_account, &selection).await?;
-    let regions = if t.regions.is_empty() { org::enabled_regions(&directory).await? } else { t.regions.clone() };
+    let regions = if t.regions.is_empty() {
+        org::enabled_regions(&directory).await?
+    } else {
+        // Refuse an unknown region before any target is touched: against the account's own
+        // list when it answers, against every published region name otherwise.
+        let enabled = org::enabled_regions(&directory).await.ok();
+        crate::validate::regions(&t.regions, enabled.as_deref())?;
+        t.regions.clone()
+    };
     let set = targets::expand(&accounts, &regions, &t.home_region, t.allow_no_us_east_1)?;
     let connector = AwsConnector::new(base, caller_account.clone(), t.role_name.clone());
     Ok(Session { connector, set, caller_account, org, selection, setup_calls })

@@ -49,16 +49,15 @@ async fn an_arm_holder_that_became_the_anchor_is_not_alerted_when_the_arm_is_tak
     assert_eq!(st.anchor.map(|a| a.identity).as_deref(), Some("ip:198.51.100.5"));
 }
 
-/// OPEN (not fixed): the instance's new identity B is used inside a move's window but its use
-/// is delivered before the move's own record, so B is alerted on (documented) and takes no arm;
-/// then a thief C, later in the same window, finds the arm free and is accepted. In event-time
-/// order B takes the arm and C is alerted on: a true alert is lost. Fixing it needs the scope to
-/// remember alerted uses' times (bounded, so a thief spraying addresses cannot grow the item
-/// past DynamoDB's 400 KB), so that an arm goes to the earliest new identity in its window even
-/// when that identity was alerted on before the move was known. Found by an exhaustive search
-/// of every delivery order of 3 uses and a move (36,288 runs): these are the only lost alerts.
+/// The instance's new identity B is used inside a move's window but its use is delivered
+/// before the move's own record, so B is alerted on (no move known yet); then a thief C, later
+/// in the same window, used to find the arm free and be accepted. In event-time order B takes
+/// the arm and C is alerted on: a true alert was lost. The scope now records the earliest use
+/// of every identity alerted on, and a window belongs to the earliest new identity in it,
+/// alerted or not: C is alerted on in every delivery order. (Found by an exhaustive search of
+/// every delivery order of 3 uses and a move; `every_order_of_a_move_and_three_uses_alerts_on_the_thief`
+/// in `integrity.rs` now runs that search.)
 #[tokio::test]
-#[ignore = "open review finding: a move record delivered after the instance's new identity lets a later thief in"]
 async fn a_move_known_late_still_alerts_on_a_later_new_identity_in_its_window() {
     let a = instance_call(KEY1, "203.0.113.10", "2024-05-01T10:00:00Z", "a");
     let mv = associate_address("2024-05-01T10:10:00Z");

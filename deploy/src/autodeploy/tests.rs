@@ -34,6 +34,16 @@ fn cfg() -> InstallConfig {
     }
 }
 
+/// The direct deployment's request: everything stated, no confirmation needed.
+fn request() -> crate::deploy::Request<'static> {
+    static CFG: std::sync::OnceLock<InstallConfig> = std::sync::OnceLock::new();
+    crate::deploy::Request {
+        cfg: CFG.get_or_init(cfg),
+        stated: crate::plan::Stated::ALL,
+        gate: &|_: &[crate::plan::TargetPlan]| Ok(()),
+    }
+}
+
 struct World {
     cloud: FakeCloud,
     sets: FakeStackSets,
@@ -86,7 +96,7 @@ async fn install(w: &World, asked: Option<DeployWith>, ous: &[&str], plan_only: 
         prefs: Prefs::default(),
     };
     let rep = |_: &DeployEvent| {};
-    rollout(&w.cloud, &w.sets, &set, &cfg(), b"zip", &opts(plan_only), &ro, &rep).await.unwrap()
+    rollout(&w.cloud, &w.sets, &set, &cfg(), &request(), b"zip", &opts(plan_only), &ro, &rep).await.unwrap()
 }
 
 fn direct_stacks(w: &World, account: &str) -> usize {
@@ -219,7 +229,7 @@ async fn new_region_is_added_below_the_ous_without_touching_accounts() {
         prefs: Prefs::default(),
     };
     let rep = |_: &DeployEvent| {};
-    rollout(&w.cloud, &w.sets, &set, &cfg(), b"zip", &opts(false), &ro, &rep).await.unwrap();
+    rollout(&w.cloud, &w.sets, &set, &cfg(), &request(), b"zip", &opts(false), &ro, &rep).await.unwrap();
     let writes = w.sets.writes();
     assert!(writes.iter().all(|l| !l.starts_with("UpdateStackSet")), "same template: no update: {writes:?}");
     assert!(writes.contains(
@@ -305,7 +315,7 @@ async fn direct_mode_rerun_leaves_an_auto_deployed_account_to_its_stack_set() {
     };
     let set = expand(&active(&w), &REGIONS.map(String::from), "us-east-1", false).unwrap();
     let rep = |_: &DeployEvent| {};
-    let e = rollout(&w.cloud, &w.sets, &set, &cfg(), b"zip", &opts(false), &ro, &rep).await.unwrap_err();
+    let e = rollout(&w.cloud, &w.sets, &set, &cfg(), &request(), b"zip", &opts(false), &ro, &rep).await.unwrap_err();
     assert!(e.contains("move every account"), "{e}");
 }
 

@@ -25,6 +25,8 @@ use ctguard_forensics::sources::parse_time_arg;
 #[derive(Debug, Args)]
 pub struct KeysArgs {
     /// A key unused for at least this many days is idle (never-used keys count from creation).
+    /// With `--disable --yes` at least 1: with 0 every active key would be idle, and every key
+    /// of the organization would be turned off.
     #[arg(long, default_value_t = 90)]
     pub idle_days: u64,
     /// Every active account of the AWS Organization (run from the management account or a
@@ -135,6 +137,16 @@ pub async fn run(args: &KeysArgs, g: &GlobalArgs) -> anyhow::Result<u8> {
         (true, false) => Action::Plan,
         (true, true) => Action::Disable,
     };
+    if action == Action::Disable {
+        // Either would make keys in use look idle, and disable them: a report may look ahead,
+        // a deactivation may not. A minute of slack covers clock skew for "now".
+        anyhow::ensure!(args.idle_days >= 1, "--disable --yes needs --idle-days of at least 1");
+        anyhow::ensure!(
+            as_of <= now_ms().saturating_add(60_000),
+            "--as-of {} is in the future: --disable --yes would deactivate keys that are in use",
+            args.as_of.as_deref().unwrap_or("")
+        );
+    }
     let base = load(&g.aws()).await;
     let caller = caller_account(&base).await?;
     let accounts = if args.org {
