@@ -106,6 +106,27 @@ pub fn judge(
     }
 }
 
+/// Judges a target that a StackSet owns from its instances' statuses alone (no role in the
+/// account is needed): healthy when every instance is `CURRENT`/`SUCCEEDED`.
+pub fn judge_instances(target: &Target, sets: &BTreeMap<String, String>, bundled: &Bundled) -> TargetStatus {
+    let problems = sets
+        .iter()
+        .filter(|(_, st)| st.as_str() != "CURRENT/SUCCEEDED" && st.as_str() != "CURRENT")
+        .map(|(n, st)| format!("{n} instance {st}"))
+        .collect();
+    TargetStatus {
+        target: target.clone(),
+        covered_by: CoveredBy::AutoDeploy,
+        deployed_version: None,
+        bundled_version: bundled.version.clone(),
+        code_current: None,
+        stacks: sets.clone(),
+        trail: None,
+        health: Health::default(),
+        problems,
+    }
+}
+
 /// Problems of a deployed regional stack (outdated code; at home, missing state or topic
 /// stacks). Returns whether its code is the bundled one.
 fn region_problems(

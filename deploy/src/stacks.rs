@@ -144,7 +144,7 @@ impl CallCounter {
     pub fn get(&self) -> u64 {
         self.0.load(Ordering::Relaxed)
     }
-    fn add(&self) {
+    pub(crate) fn add(&self) {
         self.0.fetch_add(1, Ordering::Relaxed);
     }
 }
@@ -635,6 +635,9 @@ pub struct FakeWorld {
     pub unreachable: HashMap<String, String>,
     /// How many describes an operation stays *_IN_PROGRESS (0: settled at once).
     pub in_progress_polls: usize,
+    /// Targets where a StackSet instance holds ctguard's fixed resource names (set by
+    /// [`crate::stacksets::FakeOrg`]): a direct stack created there fails as on AWS.
+    pub foreign: HashSet<Target>,
     pending: HashMap<(Target, String), (usize, StackState)>,
     pub calls: Vec<String>,
 }
@@ -738,7 +741,10 @@ impl StackApi for FakeStacks {
                 message: format!("Stack [{}] already exists", spec.name()),
             });
         }
-        let fail = self.cloud.with(|w| w.fail.remove(&key));
+        let foreign = self.cloud.with(|w| w.foreign.contains(&self.target));
+        let fail = self.cloud.with(|w| w.fail.remove(&key)).or_else(|| {
+            (foreign && spec.kind != StackKind::Artifacts).then(|| "Table already exists: ctguard-state".to_string())
+        });
         let mut fin = self.state_for(spec, if fail.is_some() { "ROLLBACK_COMPLETE" } else { "CREATE_COMPLETE" });
         fin.status_reason = fail;
         self.start(spec.name(), fin, "CREATE_IN_PROGRESS");

@@ -9,7 +9,7 @@
 //! - Auto-deployment: moto's service-managed StackSets ignore `AccountFilterType` and
 //!   `AutoDeployment` (they would deploy a second copy into every directly managed account),
 //!   so every install here runs with `--no-auto-deploy`. The StackSets requests are covered by
-//!   unit tests in `deploy/src/autodeploy.rs`.
+//!   the lifecycle tests against `FakeOrg` in `deploy/src/autodeploy/tests.rs`.
 //! - moto answers a CreateStack whose resource fails (here: an IAM role name already taken)
 //!   with an error and leaves the stack in CREATE_IN_PROGRESS forever, where AWS would roll
 //!   back to ROLLBACK_COMPLETE (which ctguard deletes and recreates on the next run, see the

@@ -16,9 +16,11 @@ use crate::output::{self, Table};
 use crate::{exit, progress};
 use ctguard_deploy::deploy::{self, Outcome, PollOptions, Request, RunOptions, RunReport};
 use ctguard_deploy::org::Selection;
+use ctguard_deploy::ownership::DeployWith;
 use ctguard_deploy::plan::{self, InstallConfig, StackKind, Stated, TargetPlan};
 use ctguard_deploy::session;
-use ctguard_deploy::stacks::{Connector, StackApi, TargetApi};
+use ctguard_deploy::stacks::{Connector, StackApi};
+use ctguard_deploy::stacksets::{CfnStackSets, Prefs, StackSetApi};
 use ctguard_deploy::targets::Target;
 use ctguard_deploy::{autodeploy, embedded, validate};
 
@@ -69,9 +71,39 @@ pub struct InstallArgs {
     /// as deployed; on for a first install with --org; possible with --ou.
     #[arg(long, conflicts_with = "no_auto_deploy")]
     pub auto_deploy: bool,
-    /// Do not deploy to accounts that join later (removes the auto-deployment StackSets).
+    /// Do not deploy to accounts that join later (removes the direct mode's auto-deployment
+    /// StackSets; refused when the StackSets own the member accounts). Implies --deploy-with direct.
     #[arg(long)]
     pub no_auto_deploy: bool,
+    /// How member accounts get the detector: `stacksets` (service-managed StackSets over the
+    /// root or the --ou's with automatic deployment, no role needed in members; the management
+    /// account directly) or `direct` (a stack in every account through --role-name). Default
+    /// with --org/--ou: the mode ctguard is already installed in, else stacksets.
+    #[arg(long, value_enum, conflicts_with = "no_auto_deploy")]
+    pub deploy_with: Option<DeployWithArg>,
+    /// StackSets: percentage of accounts deployed at once per region.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u8).range(1..=100))]
+    pub max_concurrent_percent: u8,
+    /// StackSets: percentage of accounts per region that may fail before the operation stops.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u8).range(0..=100))]
+    pub failure_tolerance_percent: u8,
+    /// StackSets: deploy the regions in parallel or one after the other.
+    #[arg(long, value_enum, default_value_t = RegionConcurrency::Parallel)]
+    pub region_concurrency: RegionConcurrency,
+}
+
+/// `--deploy-with`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DeployWithArg {
+    Direct,
+    Stacksets,
+}
+
+/// `--region-concurrency`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RegionConcurrency {
+    Parallel,
+    Sequential,
 }
 
 /// What turning auto-deployment off does, for the confirmation and the plan.
@@ -261,6 +293,8 @@ pub async fn run(args: &InstallArgs, g: &GlobalArgs) -> anyhow::Result<u8> {
         default_ttl_hours: want.default_ttl_hours.unwrap_or(12),
     };
     let home = Target::new(s.caller_account.clone(), s.set.home_region.clone());
+    let delegated = s.org.as_ref().is_some_and(|o| o.management_account != s.caller_account);
+    let ss = CfnStackSets::new(&ctguard_aws::in_region(s.connector.base(), &home.region), delegated);
     let stated = want.stated();
     // The StackSets carry one configuration for every account: the caller's own deployed
     // values stand in for what this run does not state.
@@ -272,9 +306,14 @@ pub async fn run(args: &InstallArgs, g: &GlobalArgs) -> anyhow::Result<u8> {
                 seen.insert(k, st);
             }
         }
-        let delegated = s.org.as_ref().is_some_and(|o| o.management_account != s.caller_account);
-        let cov = autodeploy::coverage(api.cloudformation(), delegated).await;
-        (defaults.keeping(stated, &seen), !cov.stack_sets.is_empty())
+        let cov = autodeploy::discover(&ss).await;
+        if cov.mode() == Some(DeployWith::StackSets) && want.auto_deploy == Some(false) {
+            anyhow::bail!(
+                "the StackSets own the member accounts here (--deploy-with stacksets): turning automatic \
+                 deployment off would remove their detector; run `ctguard uninstall` to remove ctguard"
+            );
+        }
+        (defaults.keeping(stated, &seen), !cov.sets.is_empty())
     } else {
         (defaults.clone(), false)
     };
@@ -301,26 +340,55 @@ pub async fn run(args: &InstallArgs, g: &GlobalArgs) -> anyhow::Result<u8> {
         confirm_exposure(&lines, args.yes)
     };
     let req = Request { cfg: &defaults, stated, gate: &gate };
-    let mut report = deploy::install_with(&s.connector, &s.set, &req, zip, &opts, rep.as_ref()).await;
-
-    let mut auto_lines = if auto && report.stopped.is_none() {
-        auto_deploy(&s, &cfg, args.plan, &opts, rep.as_ref(), &mut report).await?
-    } else if turning_off && report.stopped.is_none() {
-        auto_deploy_off(&s, args.plan, &opts, rep.as_ref(), &mut report).await?
-    } else if !auto && !args.plan {
-        vec!["new accounts: NOT covered automatically (no --auto-deploy); re-run `ctguard install` when accounts join"
-            .to_string()]
-    } else {
-        Vec::new()
+    let mut auto_lines = Vec::new();
+    let mut auto_changes = 0;
+    let mut report = match (&s.org, org_wide) {
+        (Some(org), true) => {
+            let ro = autodeploy::Rollout {
+                ous: match &s.selection {
+                    Selection::Ous(o) => o.clone(),
+                    _ => vec![org.root_id.clone()],
+                },
+                management: org.management_account.clone(),
+                asked: args.deploy_with.map(|d| match d {
+                    DeployWithArg::Direct => DeployWith::Direct,
+                    DeployWithArg::Stacksets => DeployWith::StackSets,
+                }),
+                auto_deploy: auto,
+                org_wide: true,
+                prefs: Prefs {
+                    max_concurrent_percentage: args.max_concurrent_percent,
+                    failure_tolerance_percentage: args.failure_tolerance_percent,
+                    regions_parallel: args.region_concurrency == RegionConcurrency::Parallel,
+                },
+            };
+            let r = autodeploy::rollout(&s.connector, &ss, &s.set, &cfg, &req, zip, &opts, &ro, rep.as_ref())
+                .await
+                .map_err(|e| anyhow::anyhow!(e))?;
+            auto_lines.extend(r.notes);
+            auto_changes = r.pending;
+            let mut report = r.report;
+            report.shared_calls += ss.calls();
+            report
+        }
+        _ => {
+            if args.deploy_with == Some(DeployWithArg::Stacksets) {
+                anyhow::bail!("--deploy-with stacksets needs --org or --ou (StackSets target organizational units)");
+            }
+            deploy::install_with(&s.connector, &s.set, &req, zip, &opts, rep.as_ref()).await
+        }
     };
-    // With --plan, StackSets to create (or remove) are pending changes too.
-    let auto_changes = if !args.plan {
-        0
-    } else if turning_off || (auto && !stack_sets_exist) {
-        auto_lines.len()
-    } else {
-        0
-    };
+    if turning_off && report.stopped.is_none() {
+        auto_lines.extend(auto_deploy_off(&s, &ss, args.plan, &opts, rep.as_ref(), &mut report).await?);
+        if args.plan {
+            auto_changes += 1;
+        }
+    } else if !auto && !args.plan && args.deploy_with != Some(DeployWithArg::Stacksets) {
+        auto_lines.push(
+            "new accounts: NOT covered automatically (no --auto-deploy); re-run `ctguard install` when accounts join"
+                .to_string(),
+        );
+    }
     if args.plan {
         for l in plan::exposure_changes(&report.plans) {
             auto_lines.push(format!("lowers protection (needs confirmation or --yes): {l}"));
@@ -341,6 +409,7 @@ pub async fn run(args: &InstallArgs, g: &GlobalArgs) -> anyhow::Result<u8> {
 /// or with `--plan` says it would.
 async fn auto_deploy_off(
     s: &session::Session,
+    ss: &CfnStackSets,
     plan_only: bool,
     opts: &RunOptions,
     rep: &dyn deploy::Reporter,
@@ -350,49 +419,9 @@ async fn auto_deploy_off(
         return Ok(vec![format!("{AUTO_OFF} (needs confirmation or --yes)")]);
     }
     let home = Target::new(s.caller_account.clone(), s.set.home_region.clone());
-    let api = s.connector.connect(&home).await?;
-    let delegated = s.org.as_ref().is_some_and(|o| o.management_account != s.caller_account);
-    let mut r = autodeploy::remove(api.cloudformation(), delegated, &home, &opts.poll, rep).await;
-    r.calls = api.calls();
-    report.results.push(r);
-    Ok(Vec::new())
-}
-
-/// The StackSets for accounts that join later: described with `--plan`, applied otherwise (the
-/// result joins `report`). Returns the lines `--plan` prints.
-async fn auto_deploy(
-    s: &session::Session,
-    cfg: &InstallConfig,
-    plan_only: bool,
-    opts: &RunOptions,
-    rep: &dyn deploy::Reporter,
-    report: &mut RunReport,
-) -> anyhow::Result<Vec<String>> {
-    let org = s.org.as_ref().ok_or_else(|| anyhow::anyhow!("auto-deploy needs AWS Organizations"))?;
-    let ous = match &s.selection {
-        Selection::Ous(o) => o.clone(),
-        _ => vec![org.root_id.clone()],
-    };
-    let delegated = s.caller_account != org.management_account;
-    let reqs = autodeploy::plan(cfg, &s.set, &ous, &s.set.accounts, delegated);
-    if plan_only {
-        return Ok(reqs
-            .iter()
-            .map(|r| {
-                format!(
-                    "{}: StackSet (service-managed, auto-deploy on) → {} minus {} directly managed accounts, regions {}",
-                    r.name,
-                    r.ou_ids.join(","),
-                    r.exclude_accounts.len(),
-                    r.regions.join(",")
-                )
-            })
-            .collect());
-    }
-    let home = Target::new(s.caller_account.clone(), s.set.home_region.clone());
-    let api = s.connector.connect(&home).await?;
-    let mut r = autodeploy::apply(api.cloudformation(), &reqs, &home, &opts.poll, rep).await;
-    r.calls = api.calls();
+    let before = ss.calls();
+    let (mut r, _) = autodeploy::remove(ss, &Prefs::default(), &opts.poll, rep, &home).await;
+    r.calls = ss.calls() - before;
     report.results.push(r);
     Ok(Vec::new())
 }
