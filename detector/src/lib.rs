@@ -15,6 +15,7 @@ pub mod faults;
 pub mod fuzzing;
 pub mod identity;
 pub mod memory;
+pub mod notify;
 pub mod policy;
 pub mod reader;
 pub mod state;
