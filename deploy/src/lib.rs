@@ -17,6 +17,7 @@
 //! - [`embedded`]: the Lambda zip and the CloudFormation templates this crate deploys.
 
 pub mod autodeploy;
+pub mod contain;
 pub mod deploy;
 pub mod embedded;
 pub mod inspect;

@@ -12,6 +12,7 @@ pub mod engine;
 pub mod error;
 pub mod event;
 pub mod faults;
+pub mod finding;
 pub mod fuzzing;
 pub mod identity;
 pub mod memory;

@@ -251,7 +251,7 @@ pub fn sns_message(alert: &Alert) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::alert::{ExpectedIdentity, Severity, ALERT_SCHEMA};
 

@@ -36,4 +36,8 @@ pub enum Command {
     Trace(Box<commands::trace::TraceArgs>),
     /// IAM user access keys and their last use; find and disable idle ones.
     Keys(Box<commands::keys::KeysArgs>),
+    /// Deny a compromised role session everywhere except its trusted identities (asks first).
+    Contain(Box<commands::contain::ContainArgs>),
+    /// Remove the deny policy `contain` attached.
+    Release(Box<commands::contain::ReleaseArgs>),
 }

@@ -1,5 +1,6 @@
 //! End-to-end tests: one binary, a module per area (as ripgrep does).
 
+mod contain;
 mod detector_lambda;
 mod forensics;
 mod install;
