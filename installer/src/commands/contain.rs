@@ -9,7 +9,7 @@
 //! [`ctguard_deploy::contain`].
 
 use std::io::{BufRead, IsTerminal, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::Args;
@@ -68,7 +68,7 @@ pub struct ReleaseArgs {
 }
 
 /// Reads an alert: the alert itself, or an SNS envelope whose `Message` is the alert.
-fn read_alert(path: &PathBuf) -> anyhow::Result<Alert> {
+fn read_alert(path: &Path) -> anyhow::Result<Alert> {
     let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     let v: serde_json::Value =
         serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))?;
