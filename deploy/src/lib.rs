@@ -27,4 +27,5 @@ pub mod session;
 pub mod stacks;
 pub mod targets;
 pub mod trail;
+pub mod validate;
 pub mod verify;

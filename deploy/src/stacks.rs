@@ -8,10 +8,14 @@
 //! per target with an SDK interceptor ([`CallCounter`]) so the benchmark can report calls per
 //! target.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::HashMap;
+#[cfg(any(test, feature = "test-support"))]
+use std::collections::{BTreeMap, HashSet};
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+#[cfg(any(test, feature = "test-support"))]
+use std::sync::Mutex;
 
 use aws_config::SdkConfig;
 use aws_credential_types::provider::{future, ProvideCredentials, SharedCredentialsProvider};
@@ -48,7 +52,19 @@ impl ApiError {
     pub fn new(message: impl Into<String>) -> Self {
         ApiError { code: None, message: message.into() }
     }
-    fn from_sdk<E>(op: &str, e: &SdkError<E, aws_smithy_runtime_api::client::orchestrator::HttpResponse>) -> Self
+
+    /// An SDK error as the service's code and the readable text, without naming the call.
+    pub(crate) fn from_sdk_text<E>(e: &SdkError<E, aws_smithy_runtime_api::client::orchestrator::HttpResponse>) -> Self
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+    {
+        ApiError { code: e.code().map(str::to_string), message: err_text(e) }
+    }
+
+    pub(crate) fn from_sdk<E>(
+        op: &str,
+        e: &SdkError<E, aws_smithy_runtime_api::client::orchestrator::HttpResponse>,
+    ) -> Self
     where
         E: ProvideErrorMetadata + std::error::Error + 'static,
     {
@@ -602,8 +618,9 @@ impl TargetApi for CfnStacks {
 }
 
 // ------------------------------------------------------------------------------------------
-// Fake
+// Fake (test code only: unit tests, or the `test-support` feature for other crates' tests)
 
+#[cfg(any(test, feature = "test-support"))]
 /// In-memory world shared by every [`FakeStacks`] handle: stacks per target, trails, objects,
 /// scripted failures and a log of the calls made.
 #[derive(Debug, Default)]
@@ -622,10 +639,12 @@ pub struct FakeWorld {
     pub calls: Vec<String>,
 }
 
+#[cfg(any(test, feature = "test-support"))]
 /// A [`Connector`] over a shared [`FakeWorld`].
 #[derive(Debug, Clone, Default)]
 pub struct FakeCloud(pub Arc<Mutex<FakeWorld>>);
 
+#[cfg(any(test, feature = "test-support"))]
 impl FakeCloud {
     pub fn with<R>(&self, f: impl FnOnce(&mut FakeWorld) -> R) -> R {
         let mut w = self.0.lock().unwrap_or_else(|p| p.into_inner());
@@ -633,6 +652,7 @@ impl FakeCloud {
     }
 }
 
+#[cfg(any(test, feature = "test-support"))]
 impl Connector for FakeCloud {
     type Api = FakeStacks;
     async fn connect(&self, target: &Target) -> Result<FakeStacks, ApiError> {
@@ -643,6 +663,7 @@ impl Connector for FakeCloud {
     }
 }
 
+#[cfg(any(test, feature = "test-support"))]
 /// One target's view of a [`FakeCloud`].
 #[derive(Debug, Clone)]
 pub struct FakeStacks {
@@ -651,6 +672,7 @@ pub struct FakeStacks {
     counter: CallCounter,
 }
 
+#[cfg(any(test, feature = "test-support"))]
 impl FakeStacks {
     fn call(&self, op: &str, what: &str) {
         self.counter.add();
@@ -684,6 +706,7 @@ impl FakeStacks {
     }
 }
 
+#[cfg(any(test, feature = "test-support"))]
 impl StackApi for FakeStacks {
     async fn describe(&self, name: &str) -> Result<Option<StackState>, ApiError> {
         self.call("DescribeStacks", name);
@@ -761,6 +784,7 @@ impl StackApi for FakeStacks {
     }
 }
 
+#[cfg(any(test, feature = "test-support"))]
 impl TargetApi for FakeStacks {
     fn target(&self) -> &Target {
         &self.target

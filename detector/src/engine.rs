@@ -18,7 +18,10 @@ use crate::error::{Error, StoreError};
 use crate::event::{AssumeRoleRequest, AssumeRoleResponse, Envelope, InstanceRequest, Record, CLOUDTRAIL_DETAIL_TYPE};
 use crate::identity::{classify as classify_origin, NetworkIdentity, Origin};
 use crate::policy::{Policy, MAX_ROLE_SESSION_HOURS};
-use crate::state::{AlertClaim, Anchor, Arm, Claim, EventRef, ScopeState, StateStore, Trusted, Update};
+use crate::state::{
+    AlertClaim, Anchor, Arm, Claim, EventRef, Prune, ScopeState, StateStore, Trusted, Update, MAX_ALERTED,
+    MAX_STORED_TEXT,
+};
 use crate::time::{format_rfc3339, parse_expiration, Millis};
 
 /// How far an event's time may be ahead of the processing clock and still count as genuine
@@ -165,8 +168,18 @@ fn is_console(r: &Record) -> bool {
     })
 }
 
+/// A text as stored in state: at most [`MAX_STORED_TEXT`] bytes (cut at a character boundary)
+/// with control characters replaced, so that no caller-chosen text (a user agent) can grow a
+/// scope's item: its JSON form is at most twice as long.
+pub fn stored_text(t: &str) -> String {
+    t.char_indices()
+        .take_while(|(i, c)| i + c.len_utf8() <= MAX_STORED_TEXT)
+        .map(|(_, c)| if c.is_control() { '?' } else { c })
+        .collect()
+}
+
 fn event_ref(r: &Record, time_ms: Millis, key: Option<&str>) -> EventRef {
-    let s = |t: &crate::event::Text| t.get().map(str::to_string);
+    let s = |t: &crate::event::Text| t.get().map(stored_text);
     EventRef {
         event_id: s(&r.event_id),
         event_name: s(&r.event_name),
@@ -289,7 +302,9 @@ fn use_head<'r>(r: &'r Record, time: Option<Millis>, source: Option<&str>) -> Re
         return Err(Skip::NotApiCall);
     }
     let key = r.access_key_id().ok_or(Skip::NoAccessKey)?;
-    if !is_temporary_key(key) {
+    // AWS access key ids are at most 128 characters: a longer one is forged, and would only
+    // grow state.
+    if !is_temporary_key(key) || key.len() > 128 {
         return Err(Skip::NotTemporaryKey);
     }
     let synthetic = is_synthetic_key(key);
@@ -342,11 +357,12 @@ impl UseHead<'_> {
         let time = self.time;
         // The credential's own life when known (creation + the longest a role session lasts),
         // else the configured default from this event; never beyond the default from this event.
-        let expires_at = r
-            .session_created()
-            .map(|c| c.max(time - policy.default_ttl_ms) + policy.default_ttl_ms)
-            .unwrap_or(time + policy.default_ttl_ms)
-            .min(time + policy.default_ttl_ms);
+        // A session already older than that lifetime is a longer kind (36 h `GetSessionToken`,
+        // or a lifetime set below 12 h): its end is unknown, and state written for it must not
+        // be born expired (its TTL would delete the anchor while the key still works).
+        let ttl = policy.default_ttl_ms;
+        let expires_at =
+            r.session_created().map(|c| c + ttl).filter(|end| *end > time).unwrap_or(time + ttl).min(time + ttl);
         Observation {
             access_key_id: self.key.to_string(),
             scope: self.scope(),
@@ -387,6 +403,10 @@ pub struct Stats {
     pub out_of_order_alerts: u64,
     pub rotations: u64,
     pub moves_armed: u64,
+    /// Moves refused because their window opens at or before the scope's arm floor.
+    pub moves_refused: u64,
+    /// Writes that pruned a scope's state (what could no longer matter, or over a bound).
+    pub prunes: u64,
     /// Signals dropped because their record came from an untrusted (non-`aws.*`) source.
     pub untrusted_signals: u64,
     /// Signals dropped because their event time was beyond the processing clock's skew allowance.
@@ -414,6 +434,8 @@ impl Stats {
         self.out_of_order_alerts += o.out_of_order_alerts;
         self.rotations += o.rotations;
         self.moves_armed += o.moves_armed;
+        self.moves_refused += o.moves_refused;
+        self.prunes += o.prunes;
         self.untrusted_signals += o.untrusted_signals;
         self.future_signals += o.future_signals;
         for (k, v) in &o.skipped {
@@ -674,8 +696,16 @@ impl<S: StateStore, A: AlertSink> Detector<S, A> {
             Signal::Move { scopes, at, until, expires_at } => {
                 let arm = Arm { from: *at, until: *until, taken_by: None };
                 for sc in scopes {
-                    self.store.arm(&sc.key(), &arm, *expires_at).await?;
-                    self.count(|s| s.moves_armed += 1);
+                    let scope = sc.key();
+                    let state = self.store.arm(&scope, &arm, *expires_at).await?;
+                    if state.arms.iter().any(|a| a.from == arm.from) {
+                        self.count(|s| s.moves_armed += 1);
+                    } else {
+                        // At or below the arm floor: its arm was pruned (a redelivery beyond the
+                        // horizon) or dropped over the cap. Refusing it can only add alerts.
+                        self.count(|s| s.moves_refused += 1);
+                    }
+                    self.tidy(&scope, &state, *at).await?;
                 }
             }
         }
@@ -759,7 +789,10 @@ impl<S: StateStore, A: AlertSink> Detector<S, A> {
         let mut published = Vec::new();
         for _ in 0..MAX_ROUNDS {
             match self.step(&c, &state, &mut published).await? {
-                Step::Done(d) => return Ok(d),
+                Step::Done(d) => {
+                    self.tidy(&scope_key, &state, t.min(now + MAX_CLOCK_SKEW_MS)).await?;
+                    return Ok(d);
+                }
                 Step::Again(s) => state = s,
             }
         }
@@ -789,7 +822,7 @@ impl<S: StateStore, A: AlertSink> Detector<S, A> {
             let lower = t < anchor.first.time_ms;
             if lower || !anchor.keys.iter().any(|k| k == key) {
                 let expires = c.expires_at.max(state.expires_at);
-                if let Update::Changed(s) = self.store.touch(c.scope, &c.me, key, lower, expires).await? {
+                if let Update::Changed(s) = self.store.touch(c.scope, &c.me, key, c.expires_at, lower, expires).await? {
                     return Ok(Step::Again(s));
                 }
             }
@@ -810,12 +843,24 @@ impl<S: StateStore, A: AlertSink> Detector<S, A> {
             // on) is a known suspect and is not laundered by a move. The claim doubles as that
             // check, and is released once the arm is taken.
             match self.store.claim_alert(key, c.ident, &c.holder, c.now, c.expires_at).await? {
-                AlertClaim::Sent => return Ok(Step::Done(self.duplicate(key, c.ident, t))),
+                AlertClaim::Sent => {
+                    // Alerted before the move was known, yet the earliest new identity in the
+                    // window so far: the window is spent on it. Its record keeps later
+                    // identities out; a later holder loses its acceptance (alerted first).
+                    self.note_alerted(c, state, c.ident, t).await?;
+                    if holder.is_some() {
+                        self.unseat(c, state, holder, published).await?;
+                        if let Update::Changed(s) = self.store.take_arm(c.scope, arm, &c.me, false).await? {
+                            return Ok(Step::Again(s));
+                        }
+                    }
+                    return Ok(Step::Done(self.duplicate(key, c.ident, t)));
+                }
                 AlertClaim::Held => return Err(Error::AlertInFlight(alert_id(key, c.ident))),
                 AlertClaim::Claimed => {}
             }
             self.unseat(c, state, holder, published).await?;
-            return Ok(match self.store.take_arm(c.scope, arm, &c.me).await? {
+            return Ok(match self.store.take_arm(c.scope, arm, &c.me, true).await? {
                 Update::Applied => {
                     // The probe's claim is not an alert in flight: let it go, so that an
                     // earlier use taking this arm over can alert on this identity at once.
@@ -827,16 +872,50 @@ impl<S: StateStore, A: AlertSink> Detector<S, A> {
                 Update::Changed(s) => Step::Again(s),
             });
         }
-        // A new identity, later than the anchor: the alert. Nothing else changes.
+        // A new identity, later than the anchor: the alert; then the scope records the
+        // identity as alerted on (a move known later must not go to a later identity).
         let expected = state.trusted();
         let build = || self.build_alert(obs, key, &expected, c.ident, obs.event.clone(), false);
-        Ok(Step::Done(match self.ensure_alert(c, key, c.ident, build).await? {
+        let sent = self.ensure_alert(c, key, c.ident, build).await?;
+        self.note_alerted(c, state, c.ident, t).await?;
+        Ok(Step::Done(match sent {
             Some(alert) => {
                 self.remember(format!("A|{key}|{}", c.ident), t);
                 Decision::Alerted(Box::new(alert))
             }
             None => self.duplicate(key, c.ident, t),
         }))
+    }
+
+    /// Records in an instance's scope that `ident`, alerted on, used it at `at` (unless the
+    /// snapshot already has it at or before `at`). Key scopes have no moves, so no record.
+    /// Written after the alert is confirmed and before any change that could make a retry
+    /// skip this decision, so a failure here is retried with the alert already sent. Beyond
+    /// [`MAX_ALERTED`] records, the use only raises the scope's overflow time (every window
+    /// opening at or before it is spent).
+    async fn note_alerted(&self, c: &Ctx<'_>, state: &ScopeState, ident: &str, at: Millis) -> Result<(), Error> {
+        if !matches!(c.obs.scope, Scope::Instance { .. })
+            || state.alerted_since(ident, at)
+            || at <= state.alerted_overflow
+        {
+            return Ok(());
+        }
+        let known = state.alerted.iter().any(|x| x.identity == ident);
+        if !known && state.alerted.len() >= MAX_ALERTED {
+            return Ok(self.store.prune(c.scope, &Prune { alerted_overflow: at, ..Prune::default() }).await?);
+        }
+        let expires = c.expires_at.max(state.expires_at);
+        Ok(self.store.note_alerted(c.scope, ident, at, expires).await?)
+    }
+
+    /// Prunes what `state` (a snapshot of `scope` read while deciding an event at `at`) holds
+    /// that can no longer matter or is over a bound; see [`ScopeState::prune_plan`].
+    async fn tidy(&self, scope: &str, state: &ScopeState, at: Millis) -> Result<(), Error> {
+        if let Some(p) = state.prune_plan(at, self.policy.arm_window_ms) {
+            self.store.prune(scope, &p).await?;
+            self.count(|s| s.prunes += 1);
+        }
+        Ok(())
     }
 
     fn duplicate(&self, key: &str, ident: &str, t: Millis) -> Decision {
@@ -870,9 +949,15 @@ impl<S: StateStore, A: AlertSink> Detector<S, A> {
                 }
                 self.remember(format!("A|{k}|{}", anchor.identity), anchor.first.time_ms);
             }
+            self.note_alerted(c, state, &anchor.identity, anchor.first.time_ms).await?;
         }
         let expires = c.expires_at.max(state.expires_at);
-        match self.store.displace(c.scope, anchor, &c.me, &c.obs.access_key_id, arm.map(|(a, _)| a), expires).await? {
+        let accept_old = arm.map(|(a, _)| a);
+        match self
+            .store
+            .displace(c.scope, anchor, &c.me, &c.obs.access_key_id, c.expires_at, accept_old, expires)
+            .await?
+        {
             Update::Applied => {
                 self.remember(format!("T|{}|{}|{}", c.scope, c.obs.access_key_id, c.ident), c.obs.event.time_ms);
                 self.count(|s| s.displacements += 1);
@@ -883,7 +968,9 @@ impl<S: StateStore, A: AlertSink> Detector<S, A> {
     }
 
     /// Before an earlier use takes a move's arm from the use that `holder` accepted, the holder
-    /// is alerted on: it was not the move's first new identity after all.
+    /// is alerted on: it was not the move's first new identity after all. Unless the holder is
+    /// the scope's anchor (its earlier use, delivered late, displaced the old anchor): the
+    /// anchor is trusted without the arm, and in event-time order it never needed it.
     async fn unseat(
         &self,
         c: &Ctx<'_>,
@@ -891,7 +978,8 @@ impl<S: StateStore, A: AlertSink> Detector<S, A> {
         holder: Option<&Trusted>,
         published: &mut Vec<Alert>,
     ) -> Result<(), Error> {
-        let Some(h) = holder.filter(|h| h.identity != c.ident) else { return Ok(()) };
+        let is_anchor = |h: &Trusted| state.anchor.as_ref().is_some_and(|a| a.identity == h.identity);
+        let Some(h) = holder.filter(|h| h.identity != c.ident && !is_anchor(h)) else { return Ok(()) };
         let key = h.first.access_key_id.as_deref().unwrap_or(&c.obs.access_key_id);
         let expected: Vec<Trusted> = state.trusted().into_iter().filter(|t| t.identity != h.identity).collect();
         let build = || self.build_alert(c.obs, key, &expected, &h.identity, h.first.clone(), true);
@@ -899,7 +987,7 @@ impl<S: StateStore, A: AlertSink> Detector<S, A> {
             self.count(|s| s.out_of_order_alerts += 1);
             published.push(alert);
         }
-        Ok(())
+        self.note_alerted(c, state, &h.identity, h.first.time_ms).await
     }
 
     /// Makes sure the alert for (`key`, `seen`) is sent: claims it for this event, publishes,

@@ -11,6 +11,12 @@ pub enum StoreError {
     /// must still not be acknowledged.
     #[error("state store rejected the request: {0}")]
     Fatal(String),
+    /// The scope's item would exceed the store's item size limit (DynamoDB: 400 KB). The
+    /// scope's bounds should make this impossible; if it happens, it is reported as its own
+    /// kind (`StateItemTooLarge`) so that an alarm can name it, never mistaken for a
+    /// misconfiguration.
+    #[error("state item too large: {0}")]
+    ItemTooLarge(String),
 }
 
 /// A failure of the alert sink. `Transient` and `Fatal` say the alert was *not* published;
@@ -55,6 +61,7 @@ impl Error {
         match self {
             Error::Store(StoreError::Transient(_)) => "StateStoreUnavailable",
             Error::Store(StoreError::Fatal(_)) => "StateStoreRejected",
+            Error::Store(StoreError::ItemTooLarge(_)) => "StateItemTooLarge",
             Error::Sink(SinkError::Transient(_)) => "AlertSinkUnavailable",
             Error::Sink(SinkError::Fatal(_)) => "AlertSinkRejected",
             Error::Sink(SinkError::Ambiguous(_)) => "AlertSinkOutcomeUnknown",

@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::alert::{Alert, AlertSink};
 use crate::error::{SinkError, StoreError};
-use crate::state::{AlertClaim, Anchor, Arm, Claim, StateStore, Trusted, Update};
+use crate::state::{AlertClaim, Anchor, Arm, Claim, Prune, ScopeState, StateStore, Trusted, Update};
 use crate::time::Millis;
 
 /// How an injected call fails.
@@ -124,10 +124,11 @@ impl<S: StateStore> StateStore for FaultyStore<S> {
         scope: &str,
         anchor: &Trusted,
         key: &str,
+        key_end: Millis,
         lower: bool,
         expires_at: Millis,
     ) -> Result<Update, StoreError> {
-        store_call(self.plan.next("touch"), self.inner.touch(scope, anchor, key, lower, expires_at)).await
+        store_call(self.plan.next("touch"), self.inner.touch(scope, anchor, key, key_end, lower, expires_at)).await
     }
     async fn displace(
         &self,
@@ -135,16 +136,30 @@ impl<S: StateStore> StateStore for FaultyStore<S> {
         old: &Anchor,
         new: &Trusted,
         key: &str,
+        key_end: Millis,
         accept_old: Option<&Arm>,
         expires_at: Millis,
     ) -> Result<Update, StoreError> {
-        store_call(self.plan.next("displace"), self.inner.displace(scope, old, new, key, accept_old, expires_at)).await
+        let call = self.inner.displace(scope, old, new, key, key_end, accept_old, expires_at);
+        store_call(self.plan.next("displace"), call).await
     }
-    async fn arm(&self, scope: &str, arm: &Arm, expires_at: Millis) -> Result<(), StoreError> {
+    async fn arm(&self, scope: &str, arm: &Arm, expires_at: Millis) -> Result<ScopeState, StoreError> {
         store_call(self.plan.next("arm"), self.inner.arm(scope, arm, expires_at)).await
     }
-    async fn take_arm(&self, scope: &str, arm: &Arm, identity: &Trusted) -> Result<Update, StoreError> {
-        store_call(self.plan.next("take_arm"), self.inner.take_arm(scope, arm, identity)).await
+    async fn prune(&self, scope: &str, prune: &Prune) -> Result<(), StoreError> {
+        store_call(self.plan.next("prune"), self.inner.prune(scope, prune)).await
+    }
+    async fn take_arm(&self, scope: &str, arm: &Arm, identity: &Trusted, accept: bool) -> Result<Update, StoreError> {
+        store_call(self.plan.next("take_arm"), self.inner.take_arm(scope, arm, identity, accept)).await
+    }
+    async fn note_alerted(
+        &self,
+        scope: &str,
+        identity: &str,
+        at: Millis,
+        expires_at: Millis,
+    ) -> Result<(), StoreError> {
+        store_call(self.plan.next("note_alerted"), self.inner.note_alerted(scope, identity, at, expires_at)).await
     }
     async fn claim_alert(
         &self,

@@ -29,7 +29,7 @@ pub use event::Record;
 pub use identity::NetworkIdentity;
 pub use memory::{CollectingSink, MemoryStore};
 pub use policy::Policy;
-pub use state::{AlertClaim, Anchor, Arm, Claim, EventRef, ScopeState, StateStore, Trusted, Update};
+pub use state::{AlertClaim, Anchor, Arm, Claim, EventRef, Prune, ScopeState, StateStore, Suspect, Trusted, Update};
 
 /// The detector's version, reported in every alert and compared by `ctguard status`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -84,10 +84,10 @@ pub fn for_each_record(
     filter: &Filter,
     counts: &mut ReadCounts,
     mut f: impl FnMut(&Record, Option<&str>, Seq),
-) -> Result<(), String> {
+) -> Result<(), reader::ReadError> {
     counts.files += 1;
     counts.bytes_read += raw.len() as u64;
-    let text = reader::to_text(raw).map_err(|e| e.to_string())?;
+    let text = reader::to_text(raw)?;
     counts.bytes_decoded += text.len() as u64;
     if !filter.matches(&text) {
         counts.skipped_files += 1;
@@ -129,7 +129,7 @@ pub fn process_parallel<T: Send>(
     let next = AtomicUsize::new(0);
     let run_one = |i: usize| -> Result<T, FileError> {
         let src = &sources[i];
-        let raw = fetcher.fetch(src).map_err(|e| FileError { source: src.name.clone(), error: e })?;
+        let raw = fetcher.fetch(src).map_err(|e| FileError { source: src.name.clone(), error: e.to_string() })?;
         Ok(work(i, src, raw))
     };
     if threads == 1 {
@@ -170,7 +170,7 @@ mod tests {
     use super::*;
     use crate::sources::SourceKind;
 
-    fn collect(raw: &[u8], filter: &Filter) -> (Vec<String>, ReadCounts, Result<(), String>) {
+    fn collect(raw: &[u8], filter: &Filter) -> (Vec<String>, ReadCounts, Result<(), reader::ReadError>) {
         let mut names = Vec::new();
         let mut c = ReadCounts::default();
         let r = for_each_record(0, raw.to_vec(), filter, &mut c, |r, _, _| {

@@ -193,7 +193,7 @@ pub fn fold_file(index: usize, src: &Source, raw: Vec<u8>, opts: &ScanOptions) -
     fold.read = counts;
     if let Err(e) = res {
         fold.read.failed_files += 1;
-        fold.errors.push(FileError { source: src.name.clone(), error: e });
+        fold.errors.push(FileError { source: src.name.clone(), error: e.to_string() });
     }
     fold
 }
@@ -246,8 +246,18 @@ enum Item {
     Use(Box<Observation>),
 }
 
+/// Why a scan could not finish.
+#[derive(Debug, thiserror::Error)]
+pub enum ScanError {
+    /// The in-memory detector failed (its store and sink are in memory, so this is a bug).
+    #[error(transparent)]
+    Detector(#[from] ctguard_detector::Error),
+    #[error("the reading thread stopped: {0}")]
+    Worker(#[from] tokio::task::JoinError),
+}
+
 /// Replays a fold in event-time order through a fresh detector with `policy`.
-pub async fn replay(fold: Fold, policy: Policy) -> anyhow::Result<ScanReport> {
+pub async fn replay(fold: Fold, policy: Policy) -> Result<ScanReport, ScanError> {
     let Fold { firsts, signals, read, counts, errors } = fold;
     let distinct = firsts.len() as u64;
     let mut items: Vec<(Millis, Seq, u8, Item)> = Vec::with_capacity(firsts.len() + signals.len());
@@ -287,7 +297,7 @@ pub async fn scan(
     fetcher: Fetcher,
     opts: ScanOptions,
     progress: impl FnMut(u64) + Send + 'static,
-) -> anyhow::Result<ScanReport> {
+) -> Result<ScanReport, ScanError> {
     let policy = opts.policy.clone();
     let fold = tokio::task::spawn_blocking(move || fold_sources(&sources, &fetcher, &opts, progress)).await?;
     replay(fold, policy).await

@@ -47,9 +47,36 @@ impl TimeRange {
     }
 }
 
+/// Why inputs could not be listed or read.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SourceError {
+    #[error("`{0}` is not a time: use 2018-11-28T23:00:00Z or 2018-11-28")]
+    BadTime(String),
+    #[error("`{0}` names no bucket (expected s3://bucket/prefix)")]
+    NoBucket(String),
+    #[error("an empty path")]
+    EmptyPath,
+    /// A local file or directory (the path, and the system's message).
+    #[error("{path}: {message}")]
+    Io { path: String, message: String },
+    /// An S3 listing or read (the location, and the SDK's readable error).
+    #[error("{location}: {message}")]
+    S3 { location: String, message: String },
+    #[error("no S3 client for bucket {0}")]
+    NoClient(String),
+    #[error("no runtime to read S3 with")]
+    NoRuntime,
+}
+
+impl SourceError {
+    fn io(path: &Path, e: &std::io::Error) -> SourceError {
+        SourceError::Io { path: path.display().to_string(), message: e.to_string() }
+    }
+}
+
 /// Parses `--since`/`--until`: RFC 3339 (`2018-11-28T23:00:00Z`) or a date (`2018-11-28`, UTC
 /// midnight). `end_of_day` makes a bare date mean the last millisecond of that day.
-pub fn parse_time_arg(s: &str, end_of_day: bool) -> Result<Millis, String> {
+pub fn parse_time_arg(s: &str, end_of_day: bool) -> Result<Millis, SourceError> {
     let t = s.trim();
     if let Some(ms) = parse_rfc3339(t) {
         return Ok(ms);
@@ -59,7 +86,7 @@ pub fn parse_time_arg(s: &str, end_of_day: bool) -> Result<Millis, String> {
             return Ok(if end_of_day { ms + DAY_MS - 1 } else { ms });
         }
     }
-    Err(format!("`{s}` is not a time: use 2018-11-28T23:00:00Z or 2018-11-28"))
+    Err(SourceError::BadTime(s.to_string()))
 }
 
 /// One readable unit: a file, an S3 object, or bytes compiled into the binary.
@@ -88,16 +115,16 @@ pub enum Location {
 
 impl Location {
     /// `s3://bucket/prefix` or a local path.
-    pub fn parse(s: &str) -> Result<Location, String> {
+    pub fn parse(s: &str) -> Result<Location, SourceError> {
         match s.strip_prefix("s3://") {
             Some(rest) => {
                 let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
                 if bucket.is_empty() {
-                    return Err(format!("`{s}` names no bucket (expected s3://bucket/prefix)"));
+                    return Err(SourceError::NoBucket(s.to_string()));
                 }
                 Ok(Location::S3 { bucket: bucket.to_string(), prefix: prefix.to_string() })
             }
-            None if s.trim().is_empty() => Err("an empty path".into()),
+            None if s.trim().is_empty() => Err(SourceError::EmptyPath),
             None => Ok(Location::Local(PathBuf::from(s))),
         }
     }
@@ -204,8 +231,13 @@ fn skip_dir(name: &str) -> bool {
 }
 
 /// Lists a local file or directory tree (sorted, pruned).
-pub fn list_local(path: &Path, kind: Kind, range: &TimeRange, listing: &mut Listing) -> Result<Vec<Source>, String> {
-    let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
+pub fn list_local(
+    path: &Path,
+    kind: Kind,
+    range: &TimeRange,
+    listing: &mut Listing,
+) -> Result<Vec<Source>, SourceError> {
+    let meta = std::fs::metadata(path).map_err(|e| SourceError::io(path, &e))?;
     let mut out = Vec::new();
     if meta.is_file() {
         listing.files += 1;
@@ -225,9 +257,15 @@ fn components(p: &Path) -> Vec<String> {
     p.components().map(|c| c.as_os_str().to_string_lossy().into_owned()).collect()
 }
 
-fn walk(dir: &Path, kind: Kind, range: &TimeRange, listing: &mut Listing, out: &mut Vec<Source>) -> Result<(), String> {
+fn walk(
+    dir: &Path,
+    kind: Kind,
+    range: &TimeRange,
+    listing: &mut Listing,
+    out: &mut Vec<Source>,
+) -> Result<(), SourceError> {
     let mut entries: Vec<_> =
-        std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?.filter_map(Result::ok).collect();
+        std::fs::read_dir(dir).map_err(|e| SourceError::io(dir, &e))?.filter_map(Result::ok).collect();
     entries.sort_by_key(|e| e.file_name());
     for e in entries {
         let p = e.path();
@@ -297,7 +335,7 @@ pub async fn list_s3(
     prefix: &str,
     range: &TimeRange,
     listing: &mut Listing,
-) -> Result<Vec<Source>, String> {
+) -> Result<Vec<Source>, SourceError> {
     let mut out = Vec::new();
     let mut stack = vec![prefix.to_string()];
     while let Some(p) = stack.pop() {
@@ -310,7 +348,10 @@ pub async fn list_s3(
             .send();
         let mut children = Vec::new();
         while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| format!("s3://{bucket}/{p}: {}", ctguard_aws::err_text(&e)))?;
+            let page = page.map_err(|e| SourceError::S3 {
+                location: format!("s3://{bucket}/{p}"),
+                message: ctguard_aws::err_text(&e),
+            })?;
             for o in page.contents() {
                 let Some(key) = o.key() else { continue };
                 let comps: Vec<&str> = key.split('/').collect();
@@ -370,9 +411,9 @@ impl Fetcher {
 
     /// The raw bytes of one source (still compressed if it was). Must not be called from a
     /// runtime worker thread when reading S3.
-    pub fn fetch(&self, src: &Source) -> Result<Vec<u8>, String> {
+    pub fn fetch(&self, src: &Source) -> Result<Vec<u8>, SourceError> {
         match &src.kind {
-            SourceKind::File(p) => std::fs::read(p).map_err(|e| e.to_string()),
+            SourceKind::File(p) => std::fs::read(p).map_err(|e| SourceError::io(p, &e)),
             SourceKind::Embedded(b) => Ok(b.to_vec()),
             SourceKind::S3 { bucket, key } => {
                 let client = self
@@ -380,8 +421,9 @@ impl Fetcher {
                     .iter()
                     .find(|(b, _)| b == bucket)
                     .map(|(_, c)| c)
-                    .ok_or_else(|| format!("no S3 client for bucket {bucket}"))?;
-                let handle = self.handle.as_ref().ok_or("no runtime to read S3 with")?;
+                    .ok_or_else(|| SourceError::NoClient(bucket.clone()))?;
+                let handle = self.handle.as_ref().ok_or(SourceError::NoRuntime)?;
+                let s3_error = |message: String| SourceError::S3 { location: src.name.clone(), message };
                 handle.block_on(async {
                     let out = client
                         .get_object()
@@ -389,8 +431,8 @@ impl Fetcher {
                         .key(key)
                         .send()
                         .await
-                        .map_err(|e| ctguard_aws::err_text(&e))?;
-                    let body = out.body.collect().await.map_err(|e| e.to_string())?;
+                        .map_err(|e| s3_error(ctguard_aws::err_text(&e)))?;
+                    let body = out.body.collect().await.map_err(|e| s3_error(e.to_string()))?;
                     Ok(body.into_bytes().to_vec())
                 })
             }
@@ -424,7 +466,7 @@ pub async fn resolve(
     kind: Kind,
     range: &TimeRange,
     g: &ctguard_aws::AwsOptions,
-) -> Result<Inputs, String> {
+) -> Result<Inputs, SourceError> {
     let mut listing = Listing::default();
     let mut sources = Vec::new();
     let mut clients: Vec<(String, aws_sdk_s3::Client)> = Vec::new();
@@ -441,8 +483,11 @@ pub async fn resolve(
                     let client = s3_client_for_bucket(c, &bucket).await;
                     clients.push((bucket.clone(), client));
                 }
-                let client =
-                    clients.iter().find(|(b, _)| b == &bucket).map(|(_, c)| c.clone()).ok_or("no S3 client")?;
+                let client = clients
+                    .iter()
+                    .find(|(b, _)| b == &bucket)
+                    .map(|(_, c)| c.clone())
+                    .ok_or(SourceError::NoClient(bucket.clone()))?;
                 sources.extend(list_s3(&client, &bucket, &prefix, range, &mut listing).await?);
             }
         }

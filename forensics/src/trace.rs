@@ -248,7 +248,7 @@ fn trace_file(index: usize, src: &Source, raw: Vec<u8>, opts: &TraceOptions, sca
     });
     if let Err(e) = res {
         part.read.failed_files += 1;
-        part.errors.push(FileError { source: src.name.clone(), error: e });
+        part.errors.push(FileError { source: src.name.clone(), error: e.to_string() });
     }
     part
 }
@@ -336,7 +336,11 @@ pub fn collect(sources: &[Source], fetcher: &Fetcher, opts: &TraceOptions, mut p
 }
 
 /// Builds the report from what was collected: replay, statistics, policy, risks.
-pub async fn report(part: TracePart, opts: &TraceOptions, extra_nats: &[NatGateway]) -> anyhow::Result<TraceReport> {
+pub async fn report(
+    part: TracePart,
+    opts: &TraceOptions,
+    extra_nats: &[NatGateway],
+) -> Result<TraceReport, scan::ScanError> {
     let TracePart { mut events, fold, nats, read, errors, out_of_range } = part;
     events.sort_by_key(TraceEvent::order);
     // The same event can be read twice (overlapping inputs); keep one of each event id.
@@ -437,28 +441,12 @@ pub fn allowlist(sources: &[SourceStat], uses: &[&TraceEvent], alerts: &[Alert])
             NetKind::AwsService | NetKind::None => {}
         }
     }
-    let statement: Option<Statement> = if ips.is_empty() && vpces.is_empty() {
+    let statement = pin_statement(&ips, &vpces);
+    if statement.is_none() {
         caveats.push(
             "No trusted public address or VPC endpoint was observed for this key: there is nothing to pin to.".into(),
         );
-        None
-    } else {
-        let mut cond = serde_json::Map::new();
-        if !ips.is_empty() {
-            cond.insert("NotIpAddressIfExists".into(), json!({ "aws:SourceIp": ips }));
-        }
-        if !vpces.is_empty() {
-            cond.insert("StringNotEqualsIfExists".into(), json!({ "aws:SourceVpce": vpces }));
-        }
-        cond.insert("BoolIfExists".into(), json!({ "aws:ViaAWSService": "false" }));
-        Some(Statement {
-            sid: "CtguardPinToObservedSources",
-            effect: "Deny",
-            action: "*",
-            resource: "*",
-            condition: cond,
-        })
-    };
+    }
     if let Some(p) = &principal {
         caveats.push(format!(
             "Attach it as an inline policy of {p}. It then applies to every session and key of that principal, not only this key: the sources were observed for this key alone, so confirm they cover every legitimate caller first."
@@ -494,6 +482,22 @@ pub fn allowlist(sources: &[SourceStat], uses: &[&TraceEvent], alerts: &[Alert])
         caveats.push("An allowlist only limits where sessions work. To cut off sessions already issued, revoke them (IAM \"Revoke active sessions\", which denies tokens issued before now via aws:TokenIssueTime) or, for a long-term key, deactivate it.".into());
     }
     PolicyAdvice { attach_to: principal, statement, caveats }
+}
+
+/// The Deny-unless-from-these-sources statement; `None` when there is nothing to pin to.
+fn pin_statement(ips: &[String], vpces: &[String]) -> Option<Statement> {
+    if ips.is_empty() && vpces.is_empty() {
+        return None;
+    }
+    let mut cond = serde_json::Map::new();
+    if !ips.is_empty() {
+        cond.insert("NotIpAddressIfExists".into(), json!({ "aws:SourceIp": ips }));
+    }
+    if !vpces.is_empty() {
+        cond.insert("StringNotEqualsIfExists".into(), json!({ "aws:SourceVpce": vpces }));
+    }
+    cond.insert("BoolIfExists".into(), json!({ "aws:ViaAWSService": "false" }));
+    Some(Statement { sid: "CtguardPinToObservedSources", effect: "Deny", action: "*", resource: "*", condition: cond })
 }
 
 /// NAT attribution: the queries for calls of the key made from known NAT gateway addresses.
@@ -539,9 +543,9 @@ pub fn attribute(
         |_, _, raw| {
             let mut a = base.fresh();
             let mut c = flowlogs::FlowCounts { files: 1, ..Default::default() };
-            let text = ctguard_detector::reader::to_text(raw).map_err(|e| e.to_string())?;
+            let text = ctguard_detector::reader::to_text(raw)?;
             flowlogs::for_each_flow(&text, fmt, &mut c, |f| a.add(f));
-            Ok::<_, String>((a, c))
+            Ok::<_, ctguard_detector::reader::ReadError>((a, c))
         },
         |i, r| match r {
             Ok(Ok((a, c))) => {
@@ -551,7 +555,7 @@ pub fn attribute(
             Ok(Err(e)) => {
                 counts.files += 1;
                 counts.failed_files += 1;
-                errors.push(FileError { source: sources[i].name.clone(), error: e });
+                errors.push(FileError { source: sources[i].name.clone(), error: e.to_string() });
             }
             Err(e) => {
                 counts.files += 1;

@@ -9,3 +9,6 @@ pub const FINDINGS: u8 = 1;
 pub const USAGE: u8 = 2;
 /// Some targets failed; the others completed (see the results table).
 pub const PARTIAL: u8 = 3;
+/// `install --plan`: the plan has changes (like `terraform plan -detailed-exitcode`'s 2, which
+/// ctguard already uses for bad usage).
+pub const CHANGES_PENDING: u8 = 4;

@@ -1,6 +1,7 @@
 //! End-to-end tests: one binary, a module per area (as ripgrep does).
 
 mod contain;
+mod desired_state;
 mod detector_lambda;
 mod forensics;
 mod install;

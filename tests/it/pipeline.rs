@@ -157,14 +157,10 @@ async fn stratus_instance_credential_theft_replayed_raises_no_alert_as_scan_repo
     assert_eq!(deliveries(&a, STRATUS), 2, "the two calls with the stolen key: {}", a.emu.stats());
     let live = receive_all(&a.cfg, &a.alerts_queue, Duration::from_secs(3)).await;
     assert!(live.is_empty(), "no alert: {:#?}", live.iter().map(alert_of).collect::<Vec<_>>());
-    // The detector did see the key: its first (and only) network identity is on record.
+    // The detector did see the key: its first (and only) network identity is its anchor.
     let items = aws_sdk_dynamodb::Client::new(&a.cfg).scan().table_name("ctguard-state").send().await.expect("scan");
-    let trusted: Vec<String> = items
-        .items()
-        .iter()
-        .filter_map(|it| it.get("ids").and_then(|v| v.as_m().ok()))
-        .flat_map(|ids| ids.keys().cloned())
-        .collect();
+    let trusted: Vec<String> =
+        items.items().iter().filter_map(|it| it.get("anchor").and_then(|v| v.as_s().ok())).cloned().collect();
     assert_eq!(trusted, vec!["ip:18.236.253.47".to_string()], "{items:#?}");
     let (out, offline) = scan(&file);
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));

@@ -13,8 +13,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::Args;
-use ctguard_aws::{caller_account, for_account, load, DEFAULT_MEMBER_ROLE};
+use ctguard_aws::{caller_account, load, DEFAULT_MEMBER_ROLE};
 use ctguard_deploy::contain::{self, cidr, Containment, IamRolePolicies, RolePolicies};
+use ctguard_deploy::stacks::AwsConnector;
 use ctguard_detector::Alert;
 
 use crate::args::GlobalArgs;
@@ -153,7 +154,7 @@ fn approved(who: &SessionArgs, what: &str) -> anyhow::Result<Option<u8>> {
 async fn iam_for(g: &GlobalArgs, who: &SessionArgs, account: &str) -> anyhow::Result<IamRolePolicies> {
     let base = load(&g.aws()).await;
     let me = caller_account(&base).await?;
-    let cfg = for_account(&base, &me, account, &who.assume_role_name).await;
+    let cfg = AwsConnector::new(base, me, who.assume_role_name.clone()).account_config(account).await;
     Ok(IamRolePolicies { client: aws_sdk_iam::Client::new(&cfg) })
 }
 

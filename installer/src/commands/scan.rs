@@ -10,10 +10,10 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Args;
 use ctguard_detector::{Alert, Policy};
+use indicatif::HumanBytes;
 
 use crate::args::{GlobalArgs, Output};
 use crate::exit;
-use crate::output::human_bytes;
 use crate::output::{emit, Table};
 use crate::progress::Progress;
 use ctguard_forensics::read::default_threads;
@@ -170,8 +170,8 @@ pub fn summary_text(s: &ScanSummary, pruned: u64, elapsed: std::time::Duration) 
     let mut out = format!(
         "ctguard scan: {} files ({} read, {} decoded) in {:.1}s; {} records, {} events{}\n",
         s.read.files,
-        human_bytes(s.read.bytes_read),
-        human_bytes(s.read.bytes_decoded),
+        HumanBytes(s.read.bytes_read),
+        HumanBytes(s.read.bytes_decoded),
         elapsed.as_secs_f64(),
         s.read.records,
         s.fold.events,

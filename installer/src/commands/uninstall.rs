@@ -44,7 +44,8 @@ pub struct UninstallArgs {
     pub keep_artifacts: bool,
 }
 
-fn confirm(what: &str) -> anyhow::Result<bool> {
+/// Shows `what` and asks for `yes` on the terminal.
+pub fn confirm(what: &str) -> anyhow::Result<bool> {
     let mut err = std::io::stderr().lock();
     write!(err, "{what}\nType `yes` to continue: ")?;
     err.flush()?;

@@ -15,11 +15,13 @@ use std::collections::HashMap;
 
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
-use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
 use aws_sdk_dynamodb::Client;
 use ctguard_detector::state::ALERT_LEASE_MS;
 use ctguard_detector::time::Millis;
-use ctguard_detector::{AlertClaim, Anchor, Arm, Claim, EventRef, ScopeState, StateStore, StoreError, Trusted, Update};
+use ctguard_detector::{
+    AlertClaim, Anchor, Arm, Claim, EventRef, Prune, ScopeState, StateStore, StoreError, Suspect, Trusted, Update,
+};
 
 pub struct DynamoStore {
     client: Client,
@@ -75,6 +77,11 @@ fn classify<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt::
         Some(c) => format!("{c}: {}", e.message().unwrap_or_default()),
         None => format!("{e:?}"),
     };
+    // DynamoDB's 400 KB item limit: a distinct kind, so that an alarm names it (the scope's
+    // bounds should make it impossible; see `ctguard_detector::state`).
+    if e.code() == Some("ValidationException") && is_item_too_large(e.message().unwrap_or_default()) {
+        return StoreError::ItemTooLarge(text);
+    }
     match e {
         SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
             StoreError::Transient(text)
@@ -93,6 +100,12 @@ fn classify<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt::
     }
 }
 
+/// DynamoDB's messages for an item over 400 KB: "Item size has exceeded the maximum allowed
+/// size", "Item size to update has exceeded the maximum allowed size".
+fn is_item_too_large(message: &str) -> bool {
+    message.starts_with("Item size") && message.contains("exceeded the maximum allowed size")
+}
+
 fn event_from(v: Option<&AttributeValue>, time_ms: Millis) -> EventRef {
     let ev: EventRef = v.and_then(|v| v.as_s().ok()).and_then(|j| serde_json::from_str(j).ok()).unwrap_or_default();
     EventRef { time_ms, ..ev }
@@ -105,6 +118,8 @@ fn number(v: Option<&AttributeValue>) -> Option<Millis> {
 const ACCEPTED: &str = "acc#";
 const ARM: &str = "arm#";
 const ARM_TAKEN: &str = "armby#";
+const ALERTED: &str = "al#";
+const KEY_END: &str = "kend#";
 
 fn parse_state(item: &HashMap<String, AttributeValue>) -> ScopeState {
     let mut st = ScopeState::default();
@@ -118,6 +133,12 @@ fn parse_state(item: &HashMap<String, AttributeValue>) -> ScopeState {
             let Ok(m) = v.as_m() else { continue };
             let Some(at) = number(m.get("at")) else { continue };
             st.accepted.push(Trusted { identity: identity.to_string(), first: event_from(m.get("ev"), at) });
+        } else if let Some(key) = name.strip_prefix(KEY_END) {
+            let Some(end) = number(Some(v)) else { continue };
+            st.key_ends.push((key.to_string(), end));
+        } else if let Some(identity) = name.strip_prefix(ALERTED) {
+            let Some(at) = number(Some(v)) else { continue };
+            st.alerted.push(Suspect { identity: identity.to_string(), at });
         } else if let Some(from) = name.strip_prefix(ARM).and_then(|f| f.parse::<Millis>().ok()) {
             let Some(until) = number(Some(v)) else { continue };
             let taken_by = item.get(&format!("{ARM_TAKEN}{from}")).and_then(|v| v.as_s().ok()).cloned();
@@ -126,6 +147,10 @@ fn parse_state(item: &HashMap<String, AttributeValue>) -> ScopeState {
     }
     st.accepted.sort_by_key(|t| t.first.time_ms);
     st.arms.sort_by_key(|a| a.from);
+    st.alerted.sort_by(|a, b| (a.at, &a.identity).cmp(&(b.at, &b.identity)));
+    st.key_ends.sort();
+    st.arm_floor = number(item.get("arm_floor")).unwrap_or(0);
+    st.alerted_overflow = number(item.get("al_over")).unwrap_or(0);
     st.expires_at = number(item.get("ttl")).map(|s| s * 1000).unwrap_or(0);
     st
 }
@@ -140,33 +165,47 @@ fn accepted_value(t: &Trusted) -> AttributeValue {
 
 type UpdateBuilder = aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
 
-/// The SET clauses (without `SET`), the condition and the names/values that hand `arm` (held by
-/// `arm.taken_by` as read) to `identity`; see [`remove_previous`] for the previous holder.
-fn hand_over(req: UpdateBuilder, arm: &Arm, identity: &Trusted) -> (String, String, UpdateBuilder) {
+/// The update clauses that hand `arm` (held by `arm.taken_by` as read) to `identity`: the SET
+/// clauses (without `SET`), the REMOVE paths (the previous holder's acceptance, and the
+/// taker's own when it is not accepted), the condition, and the request with its names/values.
+fn hand_over(
+    req: UpdateBuilder,
+    arm: &Arm,
+    identity: &Trusted,
+    accept: bool,
+) -> (String, Vec<&'static str>, String, UpdateBuilder) {
     let mut req = req
         .expression_attribute_names("#arm", format!("{ARM}{}", arm.from))
         .expression_attribute_names("#armby", format!("{ARM_TAKEN}{}", arm.from))
         .expression_attribute_names("#acc", format!("{ACCEPTED}{}", identity.identity))
-        .expression_attribute_values(":taker", s(&identity.identity))
-        .expression_attribute_values(":acc", accepted_value(identity));
+        .expression_attribute_values(":taker", s(&identity.identity));
+    let (mut set, mut remove) = (String::from("#armby = :taker"), Vec::new());
+    if accept {
+        req = req.expression_attribute_values(":acc", accepted_value(identity));
+        set.push_str(", #acc = :acc");
+    } else {
+        remove.push("#acc");
+    }
     let cond = match &arm.taken_by {
         None => "attribute_exists(#arm) AND attribute_not_exists(#armby)".to_string(),
         Some(prev) => {
             req = req.expression_attribute_values(":prev", s(prev));
             if prev != &identity.identity {
                 req = req.expression_attribute_names("#accprev", format!("{ACCEPTED}{prev}"));
+                remove.push("#accprev");
             }
             "attribute_exists(#arm) AND #armby = :prev".to_string()
         }
     };
-    ("#armby = :taker, #acc = :acc".to_string(), cond, req)
+    (set, remove, cond, req)
 }
 
-/// ` REMOVE` of the previous holder's acceptance, when the arm changes hands.
-fn remove_previous(arm: &Arm, identity: &Trusted) -> &'static str {
-    match &arm.taken_by {
-        Some(prev) if prev != &identity.identity => " REMOVE #accprev",
-        _ => "",
+/// ` REMOVE a, b` for `paths` (empty when there are none).
+fn remove_clause(paths: &[&str]) -> String {
+    if paths.is_empty() {
+        String::new()
+    } else {
+        format!(" REMOVE {}", paths.join(", "))
     }
 }
 
@@ -175,10 +214,13 @@ impl StateStore for DynamoStore {
         let r = self
             .update(scope)
             .update_expression(
-                "SET anchor = :id, anchor_at = :at, anchor_ev = :ev, #ttl = if_not_exists(#ttl, :ttl) ADD anchor_keys :keys",
+                "SET anchor = :id, anchor_at = :at, anchor_ev = :ev, #ttl = if_not_exists(#ttl, :ttl), \
+                 #kend = if_not_exists(#kend, :kend) ADD anchor_keys :keys",
             )
             .condition_expression("attribute_not_exists(anchor)")
             .expression_attribute_names("#ttl", "ttl")
+            .expression_attribute_names("#kend", format!("{KEY_END}{key}"))
+            .expression_attribute_values(":kend", n(expires_at))
             .expression_attribute_values(":id", s(&first.identity))
             .expression_attribute_values(":at", n(first.first.time_ms))
             .expression_attribute_values(":ev", event_json(&first.first))
@@ -199,22 +241,26 @@ impl StateStore for DynamoStore {
         scope: &str,
         anchor: &Trusted,
         key: &str,
+        key_end: Millis,
         lower: bool,
         expires_at: Millis,
     ) -> Result<Update, StoreError> {
         let (set, cond) = if lower {
             (
-                "SET anchor_at = :at, anchor_ev = :ev, #ttl = :ttl ADD anchor_keys :keys",
+                "SET anchor_at = :at, anchor_ev = :ev, #ttl = :ttl, #kend = if_not_exists(#kend, :kend) \
+                 ADD anchor_keys :keys",
                 "anchor = :id AND anchor_at > :at",
             )
         } else {
-            ("SET #ttl = :ttl ADD anchor_keys :keys", "anchor = :id")
+            ("SET #ttl = :ttl, #kend = if_not_exists(#kend, :kend) ADD anchor_keys :keys", "anchor = :id")
         };
         let mut req = self
             .update(scope)
             .update_expression(set)
             .condition_expression(cond)
             .expression_attribute_names("#ttl", "ttl")
+            .expression_attribute_names("#kend", format!("{KEY_END}{key}"))
+            .expression_attribute_values(":kend", n(key_end))
             .expression_attribute_values(":id", s(&anchor.identity))
             .expression_attribute_values(":keys", AttributeValue::Ss(vec![key.to_string()]))
             .expression_attribute_values(":ttl", ttl_secs(expires_at))
@@ -236,15 +282,20 @@ impl StateStore for DynamoStore {
         old: &Anchor,
         new: &Trusted,
         key: &str,
+        key_end: Millis,
         accept_old: Option<&Arm>,
         expires_at: Millis,
     ) -> Result<Update, StoreError> {
-        let mut set =
-            String::from("SET anchor = :id, anchor_at = :at, anchor_ev = :ev, anchor_keys = :keys, #ttl = :ttl");
+        let mut set = String::from(
+            "SET anchor = :id, anchor_at = :at, anchor_ev = :ev, anchor_keys = :keys, #ttl = :ttl, \
+             #kend = if_not_exists(#kend, :kend)",
+        );
         let mut cond = String::from("anchor = :old AND anchor_at = :oldat AND size(anchor_keys) = :n");
         let mut req = self
             .update(scope)
             .expression_attribute_names("#ttl", "ttl")
+            .expression_attribute_names("#kend", format!("{KEY_END}{key}"))
+            .expression_attribute_values(":kend", n(key_end))
             .expression_attribute_values(":id", s(&new.identity))
             .expression_attribute_values(":at", n(new.first.time_ms))
             .expression_attribute_values(":ev", event_json(&new.first))
@@ -255,15 +306,13 @@ impl StateStore for DynamoStore {
             .expression_attribute_values(":n", n(old.keys.len() as i64));
         if let Some(arm) = accept_old {
             let old_use = Trusted { identity: old.identity.clone(), first: old.first.clone() };
-            let (s2, c2, r2) = hand_over(req, arm, &old_use);
+            let (s2, remove, c2, r2) = hand_over(req, arm, &old_use, true);
             set.push_str(", ");
             set.push_str(&s2);
+            set.push_str(&remove_clause(&remove));
             cond.push_str(" AND ");
             cond.push_str(&c2);
             req = r2;
-        }
-        if let Some(arm) = accept_old {
-            set.push_str(remove_previous(arm, &Trusted { identity: old.identity.clone(), first: old.first.clone() }));
         }
         let r = req
             .update_expression(set)
@@ -277,24 +326,86 @@ impl StateStore for DynamoStore {
         })
     }
 
-    async fn arm(&self, scope: &str, arm: &Arm, expires_at: Millis) -> Result<(), StoreError> {
-        // if_not_exists: a redelivered move finds its arm (taken or not) and changes nothing.
-        self.update(scope)
+    async fn arm(&self, scope: &str, arm: &Arm, expires_at: Millis) -> Result<ScopeState, StoreError> {
+        // if_not_exists: a redelivered move finds its arm (taken or not) and changes nothing;
+        // a move at or below the floor (its arm was pruned or dropped) fails the condition.
+        let r = self
+            .update(scope)
             .update_expression("SET #arm = if_not_exists(#arm, :u), #ttl = if_not_exists(#ttl, :ttl)")
+            .condition_expression("attribute_not_exists(arm_floor) OR arm_floor < :from")
             .expression_attribute_names("#arm", format!("{ARM}{}", arm.from))
             .expression_attribute_names("#ttl", "ttl")
             .expression_attribute_values(":u", n(arm.until))
+            .expression_attribute_values(":from", n(arm.from))
             .expression_attribute_values(":ttl", ttl_secs(expires_at))
+            .return_values(ReturnValue::AllNew)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
-            .await
-            .map(|_| ())
-            .map_err(|e| classify(&e))
+            .await;
+        match r {
+            Ok(out) => Ok(out.attributes.as_ref().map(parse_state).unwrap_or_default()),
+            Err(e) => match map_err(e)? {
+                Cond::Failed(item) => Ok(item.as_ref().map(parse_state).unwrap_or_default()),
+                Cond::Applied => Ok(ScopeState::default()),
+            },
+        }
     }
 
-    async fn take_arm(&self, scope: &str, arm: &Arm, identity: &Trusted) -> Result<Update, StoreError> {
-        let (set, cond, req) = hand_over(self.update(scope), arm, identity);
+    async fn prune(&self, scope: &str, p: &Prune) -> Result<(), StoreError> {
+        // Nothing named is conditional (all of it is dead or over a bound); the floor and the
+        // overflow time only rise; a condition failure means another writer went further.
+        let mut req = self.update(scope);
+        let (mut set, mut remove, mut cond) = (Vec::new(), Vec::new(), vec!["attribute_exists(pk)".to_string()]);
+        let mut name = |req: UpdateBuilder, attr: String| {
+            let placeholder = format!("#p{}", remove.len());
+            remove.push(placeholder.clone());
+            req.expression_attribute_names(placeholder, attr)
+        };
+        for k in &p.keys {
+            req = name(req, format!("{KEY_END}{k}"));
+        }
+        for from in &p.arms {
+            req = name(req, format!("{ARM}{from}"));
+            req = name(req, format!("{ARM_TAKEN}{from}"));
+        }
+        for id in &p.accepted {
+            req = name(req, format!("{ACCEPTED}{id}"));
+        }
+        for id in &p.alerted {
+            req = name(req, format!("{ALERTED}{id}"));
+        }
+        if p.arm_floor != 0 {
+            set.push("arm_floor = :floor");
+            cond.push("(attribute_not_exists(arm_floor) OR arm_floor <= :floor)".to_string());
+            req = req.expression_attribute_values(":floor", n(p.arm_floor));
+        }
+        if p.alerted_overflow != 0 {
+            set.push("al_over = :over");
+            cond.push("(attribute_not_exists(al_over) OR al_over <= :over)".to_string());
+            req = req.expression_attribute_values(":over", n(p.alerted_overflow));
+        }
+        let mut expr = String::new();
+        if !set.is_empty() {
+            expr.push_str(&format!("SET {}", set.join(", ")));
+        }
+        if !remove.is_empty() {
+            expr.push_str(&format!(" REMOVE {}", remove.join(", ")));
+        }
+        if !p.keys.is_empty() {
+            expr.push_str(" DELETE anchor_keys :dead");
+            req = req.expression_attribute_values(":dead", AttributeValue::Ss(p.keys.clone()));
+        }
+        if expr.is_empty() {
+            return Ok(());
+        }
+        let r = req.update_expression(expr.trim_start()).condition_expression(cond.join(" AND ")).send().await;
+        r.map(|_| Cond::Applied).or_else(map_err).map(|_| ())
+    }
+
+    async fn take_arm(&self, scope: &str, arm: &Arm, identity: &Trusted, accept: bool) -> Result<Update, StoreError> {
+        let (set, remove, cond, req) = hand_over(self.update(scope), arm, identity, accept);
         let r = req
-            .update_expression(format!("SET {set}{}", remove_previous(arm, identity)))
+            .update_expression(format!("SET {set}{}", remove_clause(&remove)))
             .condition_expression(cond)
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
@@ -303,6 +414,27 @@ impl StateStore for DynamoStore {
             Cond::Applied => Update::Applied,
             Cond::Failed(item) => changed(item),
         })
+    }
+
+    async fn note_alerted(
+        &self,
+        scope: &str,
+        identity: &str,
+        at: Millis,
+        expires_at: Millis,
+    ) -> Result<(), StoreError> {
+        // Keeps the earliest time: a later (or equal) record fails the condition, harmlessly.
+        let r = self
+            .update(scope)
+            .update_expression("SET #al = :at, #ttl = if_not_exists(#ttl, :ttl)")
+            .condition_expression("attribute_not_exists(#al) OR #al > :at")
+            .expression_attribute_names("#al", format!("{ALERTED}{identity}"))
+            .expression_attribute_names("#ttl", "ttl")
+            .expression_attribute_values(":at", n(at))
+            .expression_attribute_values(":ttl", ttl_secs(expires_at))
+            .send()
+            .await;
+        r.map(|_| Cond::Applied).or_else(map_err).map(|_| ())
     }
 
     async fn claim_alert(
@@ -375,5 +507,19 @@ impl StateStore for DynamoStore {
             .send()
             .await;
         r.map(|_| Cond::Applied).or_else(map_err).map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// DynamoDB's two messages for an item over 400 KB are recognised, nothing else is.
+    #[test]
+    fn item_size_errors_are_recognised() {
+        assert!(is_item_too_large("Item size has exceeded the maximum allowed size"));
+        assert!(is_item_too_large("Item size to update has exceeded the maximum allowed size"));
+        assert!(!is_item_too_large("One or more parameter values were invalid"));
+        assert!(!is_item_too_large("Requested resource not found"));
     }
 }
