@@ -1,11 +1,8 @@
 //! One module per subcommand. Each receives its parsed `Args` and the global options, does its
 //! work through the library, and returns an exit code from [`crate::exit`].
 
-<<<<<<< HEAD
 pub mod contain;
-=======
 pub mod docs;
->>>>>>> main
 pub mod install;
 pub mod keys;
 pub mod package;
