@@ -20,6 +20,7 @@
 //! - [`embedded`]: the Lambda zip and the CloudFormation templates this crate deploys.
 
 pub mod autodeploy;
+pub mod contain;
 pub mod deploy;
 pub mod embedded;
 pub mod inspect;

@@ -51,6 +51,10 @@ pub enum Command {
     Trace(Box<commands::trace::TraceArgs>),
     /// IAM user access keys and their last use; find and disable idle ones.
     Keys(Box<commands::keys::KeysArgs>),
+    /// Deny a compromised role session everywhere except its trusted identities (asks first).
+    Contain(Box<commands::contain::ContainArgs>),
+    /// Remove the deny policy `contain` attached.
+    Release(Box<commands::contain::ReleaseArgs>),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions(commands::docs::CompletionsArgs),
     /// Print the man page (roff), e.g. `ctguard man > /usr/local/share/man/man1/ctguard.1`.

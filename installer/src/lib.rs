@@ -39,6 +39,8 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
                     Command::Scan(a) => commands::scan::run(&a, &g).await,
                     Command::Trace(a) => commands::trace::run(&a, &g).await,
                     Command::Keys(a) => commands::keys::run(&a, &g).await,
+                    Command::Contain(a) => commands::contain::run_contain(&a, &g).await,
+                    Command::Release(a) => commands::contain::run_release(&a, &g).await,
                     Command::Package(_) | Command::Template(_) | Command::Completions(_) | Command::Man => {
                         unreachable!("handled above")
                     }

@@ -17,6 +17,54 @@ struct Pipeline {
     emu: LambdaEmulator,
     _fun: Proc,
     queue_url: String,
+    /// What an HTTPS subscriber (AWS Chatbot's form) received.
+    https: Collector,
+}
+
+/// A loopback HTTP endpoint that keeps every request body, answering 200. moto delivers HTTPS
+/// subscriptions with a plain POST to the endpoint and does not insist on TLS, so an `https`
+/// subscription can point at it; real SNS would need a TLS endpoint and a confirmed
+/// subscription. Email cannot be delivered by moto at all: the email form is checked through
+/// the published structure in the detector's unit tests.
+#[derive(Clone, Default)]
+struct Collector(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
+
+impl Collector {
+    fn start() -> (Collector, String) {
+        use std::io::{BufRead, BufReader, Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind collector");
+        let url = format!("http://{}/", listener.local_addr().expect("addr"));
+        let c = Collector::default();
+        let bodies = c.0.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+                let mut r = BufReader::new(&stream);
+                let mut len = 0usize;
+                let mut line = String::new();
+                while r.read_line(&mut line).is_ok_and(|n| n > 0) && line != "\r\n" {
+                    if let Some((k, v)) = line.split_once(':') {
+                        if k.eq_ignore_ascii_case("content-length") {
+                            len = v.trim().parse().unwrap_or(0);
+                        }
+                    }
+                    line.clear();
+                }
+                let mut body = vec![0u8; len];
+                if r.read_exact(&mut body).is_ok() {
+                    if let Ok(mut b) = bodies.lock() {
+                        b.push(String::from_utf8_lossy(&body).into_owned());
+                    }
+                }
+                let _ = (&stream).write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+            }
+        });
+        (c, url)
+    }
+
+    fn bodies(&self) -> Vec<String> {
+        self.0.lock().map(|b| b.clone()).unwrap_or_default()
+    }
 }
 
 async fn pipeline(table_for_function: &str, with_subscription: bool) -> Pipeline {
@@ -50,6 +98,10 @@ async fn pipeline_on(moto: Moto, table_for_function: &str, with_subscription: bo
         let qarn = format!("arn:aws:sqs:us-east-1:{ACCT}:alerts-observer");
         sns.subscribe().topic_arn(&topic).protocol("sqs").endpoint(qarn).send().await.expect("subscribe");
     }
+    let (https, url) = Collector::start();
+    if with_subscription {
+        sns.subscribe().topic_arn(&topic).protocol("https").endpoint(url).send().await.expect("subscribe https");
+    }
     let emu = LambdaEmulator::start();
     let fun = run_function(
         &emu,
@@ -57,7 +109,7 @@ async fn pipeline_on(moto: Moto, table_for_function: &str, with_subscription: bo
         ("testing", "testing", None),
         &[("CTGUARD_TABLE", table_for_function), ("CTGUARD_TOPIC_ARN", &topic), ("CTGUARD_VERSION", "e2e")],
     );
-    Pipeline { moto, emu, _fun: fun, queue_url }
+    Pipeline { moto, emu, _fun: fun, queue_url, https }
 }
 
 fn envelope(ip: &str, time: &str, id: &str) -> Value {
@@ -172,6 +224,20 @@ async fn shipped_bootstrap_raises_one_alert_on_reuse_and_none_otherwise() {
     assert_eq!(alert["account"], ACCT);
     assert_eq!(alert["detector_version"], "e2e");
     assert!(!env["Message"].as_str().unwrap_or("").to_lowercase().contains("sessiontoken"));
+
+    // The HTTPS subscriber (AWS Chatbot) got the custom-notification form of the same alert.
+    let posted = p.https.bodies();
+    assert_eq!(posted.len(), 1, "one HTTPS delivery: {posted:?}");
+    let outer: Value = serde_json::from_str(&posted[0]).expect("SNS HTTP envelope");
+    let chat: Value = serde_json::from_str(outer["Message"].as_str().expect("message")).expect("Chatbot JSON");
+    assert_eq!((chat["version"].as_str(), chat["source"].as_str()), (Some("1.0"), Some("custom")), "{chat}");
+    assert_eq!(chat["metadata"]["threadId"], id.as_str());
+    assert!(chat["content"]["title"].as_str().unwrap_or("").contains(KEY), "{chat}");
+    let steps = chat["content"]["nextSteps"].to_string();
+    assert!(
+        steps.contains(&format!("ctguard contain --access-key {KEY} --account {ACCT} --role app --session worker")),
+        "{steps}"
+    );
 
     // The state: first identity recorded with a TTL (the credential's life), alert claim sent.
     let ddb = aws_sdk_dynamodb::Client::new(&p.moto.config("us-east-1"));

@@ -1,5 +1,6 @@
 //! End-to-end tests: one binary, a module per area (as ripgrep does).
 
+mod contain;
 mod desired_state;
 mod detector_lambda;
 mod forensics;

@@ -2,6 +2,7 @@
 //! work through the library, and returns an exit code from [`crate::exit`].
 
 pub mod athena;
+pub mod contain;
 pub mod docs;
 pub mod install;
 pub mod keys;

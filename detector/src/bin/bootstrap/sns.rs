@@ -1,4 +1,5 @@
-//! `AlertSink` on SNS: readable subject, JSON body, message attributes for subscription filters
+//! `AlertSink` on SNS: readable subject, one publish with a message per protocol
+//! ([`ctguard_detector::notify::sns_message`]: email text, Chatbot form, versioned JSON), message attributes for subscription filters
 //! and for dropping duplicates (`alert_id`, the same for every copy of one alert).
 
 use aws_sdk_sns::error::{ProvideErrorMetadata, SdkError};
@@ -32,7 +33,8 @@ impl AlertSink for SnsSink {
             .publish()
             .topic_arn(&self.topic_arn)
             .subject(alert.subject())
-            .message(alert.body())
+            .message_structure("json")
+            .message(ctguard_detector::notify::sns_message(alert))
             .message_attributes("severity", attr(alert.severity.as_str())?)
             .message_attributes("synthetic", attr(if alert.synthetic { "true" } else { "false" })?)
             .message_attributes("kind", attr(&alert.kind)?)
