@@ -321,9 +321,12 @@ mod tests {
         assert!(p["Statement"][0]["Condition"].get("NotIpAddress").is_none());
     }
 
+    /// A corruption of a valid containment, and the field its error must name.
+    type Case = (fn(&mut Containment), &'static str);
+
     #[test]
     fn bad_input_is_refused_with_the_field_named() {
-        let cases: Vec<(fn(&mut Containment), &str)> = vec![
+        let cases: Vec<Case> = vec![
             (|c| c.account = "12345".into(), "account"),
             (|c| c.role = "a b".into(), "role"),
             (|c| c.session = "x".into(), "session"),
