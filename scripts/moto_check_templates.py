@@ -580,8 +580,8 @@ def check_account(chk: Checker, aws: Aws, account: str, outputs: dict[str, str])
     if attrs:
         chk.eq(attrs["Attributes"].get("KmsMasterKeyId"), "alias/aws/sns", "topic KMS key")
         chk.gap(
-            "topic policy restricts Publish to this account",
-            lambda: "aws:PrincipalAccount" in attrs["Attributes"]["Policy"],
+            "topic policy restricts Publish to the detector roles",
+            lambda: "role/ctguard-detector-*" in attrs["Attributes"]["Policy"],
         )
     chk.gap(
         "topic tags",
@@ -654,10 +654,7 @@ def check_region(
         chk.eq(
             grants,
             {
-                "StateTable": (
-                    ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"],
-                    table_arn,
-                ),
+                "StateTable": (["dynamodb:UpdateItem"], table_arn),
                 "Alerts": (["sns:Publish"], topic_arn),
                 "OwnLogGroup": (
                     ["logs:CreateLogStream", "logs:PutLogEvents"],

@@ -1,13 +1,14 @@
-//! Shared harness for the end-to-end tests: start moto server and cargo-lambda's runtime
-//! emulator on free loopback ports, find the project's binaries and tools, build SDK configs
-//! pointed at the emulator. Every helper fails loudly when something is missing: a test that
-//! needs the emulator never skips itself into green.
+//! Shared harness for the end-to-end tests: start moto server (plain, or with the project's
+//! Lambda executor, `scripts/moto_lambda.py`) and cargo-lambda's runtime emulator on free
+//! loopback ports, find the project's binaries and tools, build SDK configs pointed at the
+//! emulator. Every helper fails loudly when something is missing: a test that needs the
+//! emulator never skips itself into green.
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
@@ -85,6 +86,16 @@ fn wait_for_port(port: u16, child: &mut Child, what: &str, log: &Arc<Mutex<Strin
     );
 }
 
+/// Appends every line of `stream` to `log` until it ends.
+fn pump_lines(stream: impl BufRead, log: &Mutex<String>) {
+    for line in stream.lines().map_while(Result::ok) {
+        if let Ok(mut l) = log.lock() {
+            l.push_str(&line);
+            l.push('\n');
+        }
+    }
+}
+
 fn capture(child: &mut Child) -> Arc<Mutex<String>> {
     let log = Arc::new(Mutex::new(String::new()));
     for stream in [
@@ -95,14 +106,7 @@ fn capture(child: &mut Child) -> Arc<Mutex<String>> {
     .flatten()
     {
         let log = Arc::clone(&log);
-        std::thread::spawn(move || {
-            for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                if let Ok(mut l) = log.lock() {
-                    l.push_str(&line);
-                    l.push('\n');
-                }
-            }
-        });
+        std::thread::spawn(move || pump_lines(BufReader::new(stream), &log));
     }
     log
 }
@@ -320,4 +324,262 @@ pub fn run_function(emu: &LambdaEmulator, aws: &str, creds: (&str, &str, Option<
     std::thread::sleep(Duration::from_millis(300));
     assert!(p.is_running(), "the bootstrap exited at start:\n{}", p.log());
     p
+}
+
+/// moto server with the project's Lambda executor (`scripts/moto_lambda.py`): deployed functions
+/// run (EventBridge rule → Lambda, Lambda Invoke) through a Lambda Runtime API, with their own
+/// configuration and account. Listens on a loopback port it picks itself (no port race); stops
+/// (and stops every function process) when dropped: its stdin closes, it shuts down, and is
+/// killed if it has not exited within 10 s. It also stops by itself after an hour.
+pub struct Emulator {
+    pub endpoint: String,
+    child: Child,
+    stdin: Option<ChildStdin>,
+    log: Arc<Mutex<String>>,
+}
+
+impl Emulator {
+    pub fn start() -> Emulator {
+        let mut child = Command::new(venv_tool("python"))
+            .arg(workspace().join("scripts/moto_lambda.py"))
+            .args(["--port", "0", "--exit-on-stdin-eof", "--max-lifetime", "3600"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start scripts/moto_lambda.py");
+        let log = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = mpsc::channel::<String>();
+        let stdout = child.stdout.take().expect("stdout");
+        let out_log = Arc::clone(&log);
+        std::thread::spawn(move || {
+            // The first line names the endpoint; the rest is log.
+            let mut out = BufReader::new(stdout);
+            let mut first = String::new();
+            let _ = out.read_line(&mut first);
+            let _ = tx.send(first);
+            pump_lines(out, &out_log);
+        });
+        let stderr = child.stderr.take().expect("stderr");
+        let err_log = Arc::clone(&log);
+        std::thread::spawn(move || pump_lines(BufReader::new(stderr), &err_log));
+        let stdin = child.stdin.take();
+        let first = rx.recv_timeout(Duration::from_secs(60));
+        let endpoint = match first.as_deref().ok().and_then(|l| l.strip_prefix("moto_lambda listening on ")) {
+            Some(e) => e.trim().to_string(),
+            None => {
+                let _ = child.kill();
+                let _ = child.wait();
+                std::thread::sleep(Duration::from_millis(200));
+                panic!(
+                    "scripts/moto_lambda.py did not start ({first:?}):\n{}",
+                    log.lock().map(|l| l.clone()).unwrap_or_default()
+                );
+            }
+        };
+        Emulator { endpoint, child, stdin, log }
+    }
+
+    /// Everything the emulator (and the functions it ran) printed so far.
+    pub fn log(&self) -> String {
+        self.log.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+
+    /// An SDK config for the emulator's default account.
+    pub fn config(&self, region: &str) -> SdkConfig {
+        sdk_config(&self.endpoint, region, "testing", "testing", None)
+    }
+
+    /// Delivers CloudTrail records to the default event bus of their (or the given) account and
+    /// region, as CloudTrail delivers "AWS API Call via CloudTrail" events (test-only path).
+    pub fn deliver_cloudtrail(
+        &self,
+        records: &[serde_json::Value],
+        account: Option<&str>,
+        region: Option<&str>,
+    ) -> serde_json::Value {
+        let body = serde_json::json!({"records": records, "account": account, "region": region});
+        let (status, answer) = self.test_api("POST", "/_ctguard/cloudtrail", &body.to_string());
+        assert_eq!(status, 200, "CloudTrail delivery failed: {answer}");
+        serde_json::from_str(&answer).unwrap_or_else(|e| panic!("not JSON ({e}): {answer}"))
+    }
+
+    /// Waits until no asynchronous invocation is queued or running; false on timeout.
+    pub fn drain(&self, timeout: Duration) -> bool {
+        let body = serde_json::json!({"timeout": timeout.as_secs_f64()}).to_string();
+        let (status, answer) = self.test_api("POST", "/_ctguard/drain", &body);
+        assert!(status == 200 || status == 504, "drain: {status} {answer}");
+        status == 200
+    }
+
+    /// Invocations, errors and dead letters per function ARN.
+    pub fn stats(&self) -> serde_json::Value {
+        let (status, answer) = self.test_api("GET", "/_ctguard/stats", "");
+        assert_eq!(status, 200, "stats: {answer}");
+        serde_json::from_str(&answer).unwrap_or_else(|e| panic!("not JSON ({e}): {answer}"))
+    }
+
+    fn test_api(&self, method: &str, path: &str, body: &str) -> (u16, String) {
+        let addr = self.endpoint.trim_start_matches("http://");
+        let mut s = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+        s.set_read_timeout(Some(Duration::from_secs(660))).expect("read timeout");
+        let req = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        s.write_all(req.as_bytes()).expect("send to the emulator");
+        let mut raw = String::new();
+        s.read_to_string(&mut raw).expect("read the emulator's answer");
+        let status = raw.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+        let answer = raw.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+        (status, answer)
+    }
+}
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        drop(self.stdin.take());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Static credentials (key, secret, token) of a role session in `account`: the emulator maps a
+/// session's access key to the role's account, so calls made with them act in that account.
+pub async fn account_credentials(endpoint: &str, account: &str) -> (String, String, String) {
+    let c = aws_sdk_sts::Client::new(&sdk_config(endpoint, "us-east-1", "testing", "testing", None))
+        .assume_role()
+        .role_arn(format!("arn:aws:iam::{account}:role/OrganizationAccountAccessRole"))
+        .role_session_name("ctguard-tests")
+        .send()
+        .await
+        .expect("AssumeRole")
+        .credentials
+        .expect("credentials");
+    (c.access_key_id, c.secret_access_key, c.session_token)
+}
+
+/// A multi-region trail logging every management event (read and write) in `cfg`'s account:
+/// what `ctguard install` requires, and what CloudTrail needs to deliver events to EventBridge.
+pub async fn logging_trail(cfg: &SdkConfig) {
+    let bucket = "ctguard-tests-trail-logs";
+    aws_sdk_s3::Client::new(cfg).create_bucket().bucket(bucket).send().await.expect("trail bucket");
+    let ct = aws_sdk_cloudtrail::Client::new(cfg);
+    ct.create_trail().name("audit").s3_bucket_name(bucket).is_multi_region_trail(true).send().await.expect("trail");
+    ct.put_event_selectors()
+        .trail_name("audit")
+        .event_selectors(
+            aws_sdk_cloudtrail::types::EventSelector::builder()
+                .read_write_type(aws_sdk_cloudtrail::types::ReadWriteType::All)
+                .include_management_events(true)
+                .build(),
+        )
+        .send()
+        .await
+        .expect("selectors");
+    ct.start_logging().name("audit").send().await.expect("start logging");
+}
+
+/// `ctguard install --regions …` into the account of `creds` (the emulator's default account
+/// when None); panics with the installer's output when it fails.
+pub fn install_ctguard(endpoint: &str, creds: Option<&(String, String, String)>, regions: &[&str]) {
+    let mut c = ctguard(Some(endpoint));
+    if let Some((k, s, t)) = creds {
+        c.env("AWS_ACCESS_KEY_ID", k).env("AWS_SECRET_ACCESS_KEY", s).env("AWS_SESSION_TOKEN", t);
+    }
+    // --wait-timeout bounds every stack wait: a stuck emulator fails the test instead of hanging it.
+    let out = c
+        .args(["install", "--no-auto-deploy", "--wait-timeout", "120", "--regions", &regions.join(",")])
+        .output()
+        .expect("run install");
+    assert!(
+        out.status.success(),
+        "install failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A queue subscribed to `topic` (raw SNS envelopes, no filter): the alert subscriber of a test.
+pub async fn subscribe_queue(cfg: &SdkConfig, topic: &str, name: &str) -> String {
+    let sqs = aws_sdk_sqs::Client::new(cfg);
+    let url = sqs.create_queue().queue_name(name).send().await.expect("create queue").queue_url.expect("queue url");
+    let arn = sqs
+        .get_queue_attributes()
+        .queue_url(&url)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .expect("queue attributes")
+        .attributes
+        .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn).cloned())
+        .expect("queue ARN");
+    aws_sdk_sns::Client::new(cfg)
+        .subscribe()
+        .topic_arn(topic)
+        .protocol("sqs")
+        .endpoint(arn)
+        .send()
+        .await
+        .expect("subscribe the queue to the topic");
+    url
+}
+
+/// Every message on the queue until none arrives for `quiet` (bodies and attributes).
+pub async fn receive_all(cfg: &SdkConfig, url: &str, quiet: Duration) -> Vec<aws_sdk_sqs::types::Message> {
+    let sqs = aws_sdk_sqs::Client::new(cfg);
+    let mut out = Vec::new();
+    let mut last = Instant::now();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while last.elapsed() < quiet && Instant::now() < deadline {
+        let got = sqs
+            .receive_message()
+            .queue_url(url)
+            .max_number_of_messages(10)
+            .wait_time_seconds(1)
+            .message_attribute_names("All")
+            .send()
+            .await
+            .expect("receive");
+        for m in got.messages() {
+            if let Some(h) = m.receipt_handle() {
+                sqs.delete_message().queue_url(url).receipt_handle(h).send().await.expect("delete message");
+            }
+            out.push(m.clone());
+            last = Instant::now();
+        }
+    }
+    out
+}
+
+/// The alert an SNS → SQS message carries.
+pub fn alert_of(m: &aws_sdk_sqs::types::Message) -> serde_json::Value {
+    let envelope: serde_json::Value = serde_json::from_str(m.body().unwrap_or("null")).unwrap_or_default();
+    envelope["Message"].as_str().and_then(|s| serde_json::from_str(s).ok()).unwrap_or_default()
+}
+
+/// Puts the installed rule back with another state and, optionally, another pattern: how the
+/// tests break or downgrade it.
+pub async fn put_detector_rule(
+    cfg: &SdkConfig,
+    state: aws_sdk_eventbridge::types::RuleState,
+    pattern: impl FnOnce(&str) -> String,
+) {
+    let events = aws_sdk_eventbridge::Client::new(cfg);
+    let rule = events.describe_rule().name("ctguard-detector").send().await.expect("the installed rule");
+    events
+        .put_rule()
+        .name("ctguard-detector")
+        .event_pattern(pattern(rule.event_pattern().unwrap_or("{}")))
+        .state(state)
+        .send()
+        .await
+        .expect("put the rule");
 }

@@ -1,5 +1,7 @@
 //! AWS plumbing shared by the deploy and forensics crates and the `ctguard` commands: one
-//! `SdkConfig` from plain options, and per-account configurations through `sts:AssumeRole`.
+//! `SdkConfig` from plain options (with the HTTPS client), the caller's identity, and readable
+//! SDK error text. Per-account configurations (`sts:AssumeRole`, assumed once per account and
+//! shared) are built by `ctguard_deploy::stacks::AwsConnector`.
 //!
 //! Clients are cheap to derive from a config; configs are expensive to load, so each is built
 //! once per account and reused for every region.
@@ -19,7 +21,7 @@ pub struct AwsOptions {
 }
 
 /// The role ctguard assumes in member accounts: the one AWS Organizations creates in every
-/// account it creates. Override with `--assume-role-name` where an install uses another.
+/// account it creates. Override with `--role-name` where an install uses another.
 pub const DEFAULT_MEMBER_ROLE: &str = "OrganizationAccountAccessRole";
 
 /// The HTTPS client: rustls on ring (no C toolchain or cmake needed to build it).
@@ -34,7 +36,14 @@ pub fn http_client() -> aws_smithy_runtime_api::client::http::SharedHttpClient {
 pub async fn load(g: &AwsOptions) -> SdkConfig {
     let mut loader = aws_config::defaults(BehaviorVersion::latest()).http_client(http_client());
     if let Some(p) = &g.profile {
-        loader = loader.profile_name(p);
+        // As aws-cli does: an explicit profile wins over keys in the environment, which the
+        // default chain would otherwise read first.
+        let providers = aws_config::provider_config::ProviderConfig::without_region().with_http_client(http_client());
+        let creds = aws_config::profile::ProfileFileCredentialsProvider::builder()
+            .configure(&providers)
+            .profile_name(p)
+            .build();
+        loader = loader.profile_name(p).credentials_provider(creds);
     }
     if let Some(r) = &g.region {
         loader = loader.region(Region::new(r.clone()));
@@ -56,32 +65,24 @@ pub fn in_region(cfg: &SdkConfig, region: &str) -> SdkConfig {
     cfg.clone().into_builder().region(Region::new(region.to_string())).build()
 }
 
-/// A configuration acting in `account` through `role_name`, or `base` itself when `account`
-/// is the caller's own.
-pub async fn for_account(base: &SdkConfig, caller_account: &str, account: &str, role_name: &str) -> SdkConfig {
-    if account == caller_account {
-        return base.clone();
-    }
-    let arn = format!("arn:aws:iam::{account}:role/{role_name}");
-    let provider = aws_config::sts::AssumeRoleProvider::builder(arn)
-        .session_name("ctguard-installer")
-        .configure(base)
-        .build()
-        .await;
-    base.clone()
-        .into_builder()
-        .credentials_provider(aws_credential_types::provider::SharedCredentialsProvider::new(provider))
-        .build()
+/// What can go wrong before any target is touched.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AwsError {
+    /// `sts:GetCallerIdentity` failed (with the SDK's error text).
+    #[error("cannot identify the caller (are AWS credentials set?): {0}")]
+    UnknownCaller(String),
+    #[error("sts:GetCallerIdentity returned no account")]
+    NoAccount,
 }
 
 /// The caller's account id (`sts:GetCallerIdentity`).
-pub async fn caller_account(cfg: &SdkConfig) -> anyhow::Result<String> {
+pub async fn caller_account(cfg: &SdkConfig) -> Result<String, AwsError> {
     let out = aws_sdk_sts::Client::new(cfg)
         .get_caller_identity()
         .send()
         .await
-        .map_err(|e| anyhow::anyhow!("cannot identify the caller (are AWS credentials set?): {}", err_text(&e)))?;
-    out.account.ok_or_else(|| anyhow::anyhow!("sts:GetCallerIdentity returned no account"))
+        .map_err(|e| AwsError::UnknownCaller(err_text(&e)))?;
+    out.account.ok_or(AwsError::NoAccount)
 }
 
 /// A readable one-line description of an SDK error: code and message when the service sent them.

@@ -1,39 +1,46 @@
-//! Accounts that join the organization later: service-managed StackSets with automatic
-//! deployment (`ctguard-state-auto`, `ctguard-account-auto`, `ctguard-region-auto`).
+//! ctguard's service-managed StackSets (`ctguard-state-auto`, `ctguard-account-auto`,
+//! `ctguard-region-auto`), in either mode of [`DeployWith`]:
 //!
-//! Existing accounts are deployed directly (stacks in each account, see [`crate::deploy`]), so
-//! the StackSets target the organization root (or the `--ou`s) *minus* every directly managed
-//! account (`AccountFilterType: DIFFERENCE`): no account gets a second copy of the detector,
-//! and every account that joins later gets one without a re-run. This works because the
-//! templates take no per-account parameter (names derive from `AWS::AccountId`).
+//! - **stacksets**: the StackSets own every member account below the root (or the `--ou`s),
+//!   with automatic deployment, so accounts that join later get the detector without a re-run
+//!   and no role is needed in any member account. A re-run updates the template of every
+//!   instance, and adds instances only for accounts or regions that have none, naming those
+//!   accounts (`INTERSECTION`): it never re-targets the others.
+//! - **direct**: the existing accounts get direct stacks ([`crate::deploy`]) and the StackSets
+//!   target the OUs *minus* those accounts (`AccountFilterType: DIFFERENCE`), sent once, when
+//!   the instances are first created. The exclusion list is never changed afterwards: removing
+//!   an account from a `DIFFERENCE` list has been reported to delete *every* instance of the
+//!   stack set (terraform-provider-aws issue 47721), so updates carry no deployment target at
+//!   all ([`StackSetApi::update_set`] cannot take one) and deletions refuse `DIFFERENCE`
+//!   ([`Targets::for_delete`]). When the list would leave no account (a first `--org` install:
+//!   every account is direct), no instance is created, because CreateStackInstances with such a
+//!   filter is not documented to succeed; the StackSets then have no target, accounts joining
+//!   later are not covered, and the run says so.
 //!
-//! StackSets run one operation at a time per stack set: every call here first waits for any
-//! running operation, then waits for its own to finish, and uses a deterministic operation id
-//! so a retried request is recognised (`OperationIdAlreadyExistsException`) instead of queued
-//! twice.
+//! Owners are discovered ([`Discovered`], [`crate::ownership`]): an account with an instance
+//! belongs to the StackSets and a re-run deploys no direct stack there.
 //!
-//! moto ignores `AccountFilterType` and `AutoDeployment` (it would deploy duplicates), so the
-//! end-to-end tests run with `--no-auto-deploy`; the requests built here are covered by unit
-//! tests below.
+//! StackSets run one operation at a time per stack set: every call waits for any running
+//! operation, then for its own, and uses a deterministic operation id so a retried request is
+//! recognised instead of queued twice. Per account × region results come from the operation
+//! results.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
-use aws_sdk_cloudformation::types::{
-    AccountFilterType, AutoDeployment, CallAs, Capability, DeploymentTargets, ManagedExecution, Parameter,
-    PermissionModels, RegionConcurrencyType, StackSetOperationPreferences, Tag,
-};
-use aws_sdk_cloudformation::Client;
-use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use serde::Serialize;
 
 use crate::deploy::{DeployEvent, Outcome, Phase, PollOptions, Reporter, StepResult, TargetResult};
+use crate::ownership::{self, DeployWith, MODE_TAG};
 use crate::plan::{InstallConfig, StackKind, StackSpec, OWNER_TAG, OWNER_VALUE, SPEC_TAG};
+use crate::stacks::ApiError;
+use crate::stacksets::{Filter, Instance, OpResult, Prefs, SetBody, SetInfo, StackSetApi, Targets};
 use crate::targets::{Target, TargetSet};
-use ctguard_aws::err_text;
 
 /// Suffix of ctguard's StackSet names.
 pub const SUFFIX: &str = "-auto";
+/// Prefix every ctguard StackSet name has.
+pub const PREFIX: &str = "ctguard-";
 
 /// One StackSet and where its instances go.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -41,68 +48,60 @@ pub struct StackSetRequest {
     pub name: String,
     pub spec: StackSpec,
     pub regions: Vec<String>,
-    /// Organization root or OUs the stack set (and its auto-deployment) covers.
+    /// Organization root or OUs the stack set (and its automatic deployment) covers.
     pub ou_ids: Vec<String>,
-    /// Accounts excluded from the instances: those ctguard deploys directly.
+    /// Member accounts below `ou_ids` today (the management account never counts).
+    pub members: Vec<String>,
+    /// Accounts excluded from the instances (direct mode: the directly deployed ones).
     pub exclude_accounts: Vec<String>,
-    /// True when the caller is a delegated administrator rather than the management account.
-    pub delegated_admin: bool,
+    pub mode: DeployWith,
 }
 
 impl StackSetRequest {
-    /// `DeploymentTargets` of CreateStackInstances: the OUs minus the direct accounts.
-    pub fn deployment_targets(&self) -> DeploymentTargets {
-        let mut b = DeploymentTargets::builder().set_organizational_unit_ids(Some(self.ou_ids.clone()));
-        if !self.exclude_accounts.is_empty() {
-            b = b.set_accounts(Some(self.exclude_accounts.clone())).account_filter_type(AccountFilterType::Difference);
+    /// Targets of the first CreateStackInstances: the OUs, minus the direct accounts in the
+    /// direct mode.
+    pub fn deployment_targets(&self) -> Targets {
+        let mut t = Targets::ous(&self.ou_ids);
+        if self.mode == DeployWith::Direct && !self.exclude_accounts.is_empty() {
+            t.accounts = self.exclude_accounts.clone();
+            t.filter = Filter::Difference;
         }
-        b.build()
+        t
     }
 
-    pub fn auto_deployment(&self) -> AutoDeployment {
-        // Removing an account from the organization removes its detector too.
-        AutoDeployment::builder().enabled(true).retain_stacks_on_account_removal(false).build()
+    /// Member accounts the first CreateStackInstances would reach.
+    pub fn selected(&self) -> Vec<&String> {
+        self.members.iter().filter(|m| !self.exclude_accounts.contains(m)).collect()
     }
 
-    pub fn call_as(&self) -> CallAs {
-        if self.delegated_admin {
-            CallAs::DelegatedAdmin
-        } else {
-            CallAs::SelfValue
+    /// CreateStackSet/UpdateStackSet body: the same template and parameters as a direct
+    /// deployment (the templates take nothing per account), plus the mode tag.
+    pub fn body(&self) -> SetBody {
+        let mut tags = self.spec.tags.clone();
+        tags.insert(MODE_TAG.into(), self.mode.as_str().into());
+        SetBody {
+            name: self.name.clone(),
+            template_body: self.spec.template_body.to_string(),
+            parameters: self.spec.parameters.clone(),
+            tags,
+            // An account leaving the organization (or the targeted OUs) loses its detector.
+            retain_on_removal: false,
         }
-    }
-
-    pub fn parameters(&self) -> Vec<Parameter> {
-        self.spec
-            .parameters
-            .iter()
-            .map(|(k, v)| Parameter::builder().parameter_key(k).parameter_value(v).build())
-            .collect()
-    }
-
-    pub fn tags(&self) -> Vec<Tag> {
-        self.spec.tags.iter().map(|(k, v)| Tag::builder().key(k).value(v).build()).collect()
-    }
-
-    /// Every region at once, all accounts at once, and a failing account does not stop the
-    /// others (its instance shows up as failed in `status`).
-    pub fn preferences(&self) -> StackSetOperationPreferences {
-        StackSetOperationPreferences::builder()
-            .region_concurrency_type(RegionConcurrencyType::Parallel)
-            .max_concurrent_percentage(100)
-            .failure_tolerance_percentage(100)
-            .build()
     }
 
     /// Deterministic id of an operation on this request: the same request retried gets the
     /// same id, which StackSets refuses to run twice.
-    pub fn operation_id(&self, op: &str) -> String {
-        let mut ctx = self.spec.spec_hash.clone();
-        ctx.push_str(&self.regions.join(","));
-        ctx.push_str(&self.ou_ids.join(","));
-        ctx.push_str(&self.exclude_accounts.join(","));
+    pub fn operation_id(&self, op: &str, extra: &str) -> String {
+        let ctx = format!(
+            "{}|{}|{}|{}|{}",
+            self.spec.spec_hash,
+            self.regions.join(","),
+            self.ou_ids.join(","),
+            self.exclude_accounts.join(","),
+            extra
+        );
         let h = crate::embedded::code_hash(ctx.as_bytes());
-        format!("ctguard-{op}-{}", &h[..32])
+        format!("ctguard-{op}-{}", h.get(..32).unwrap_or(&h))
     }
 }
 
@@ -111,16 +110,18 @@ pub fn plan(
     cfg: &InstallConfig,
     set: &TargetSet,
     ou_ids: &[String],
-    direct_accounts: &[String],
-    delegated_admin: bool,
+    members: &[String],
+    exclude: &[String],
+    mode: DeployWith,
 ) -> Vec<StackSetRequest> {
     let mk = |spec: StackSpec, regions: Vec<String>| StackSetRequest {
         name: format!("{}{SUFFIX}", spec.kind.stack_name()),
         spec,
         regions,
         ou_ids: ou_ids.to_vec(),
-        exclude_accounts: direct_accounts.to_vec(),
-        delegated_admin,
+        members: members.to_vec(),
+        exclude_accounts: if mode == DeployWith::Direct { exclude.to_vec() } else { Vec::new() },
+        mode,
     };
     let home = vec![set.home_region.clone()];
     let mut v = vec![mk(cfg.state_spec(), home.clone())];
@@ -131,373 +132,416 @@ pub fn plan(
     v
 }
 
-/// Who is covered by auto-deployment (for `status`).
+/// ctguard's StackSets as found: their description and instances.
 #[derive(Debug, Clone, Default, Serialize)]
-pub struct Coverage {
-    /// ctguard StackSets found, with whether automatic deployment is on.
-    pub stack_sets: BTreeMap<String, bool>,
-    /// Accounts with at least one StackSet instance.
-    pub accounts: BTreeSet<String>,
-    /// Why coverage could not be read, if so.
+pub struct Discovered {
+    pub sets: BTreeMap<String, SetInfo>,
+    pub instances: BTreeMap<String, Vec<Instance>>,
+    /// Why they could not be read, if so.
     pub unreadable: Option<String>,
 }
 
-impl Coverage {
-    /// True when accounts joining the organization get the detector without a re-run.
+impl Discovered {
+    /// The mode the existing installation was made in (`None`: no ctguard StackSet).
+    pub fn mode(&self) -> Option<DeployWith> {
+        ownership::discovered_mode(self.sets.values().map(|s| &s.tags))
+    }
+
+    /// Accounts the StackSets own (at least one instance).
+    pub fn stackset_accounts(&self) -> BTreeSet<String> {
+        ownership::stackset_accounts(&self.instances)
+    }
+
+    /// True when accounts joining the organization get the detector without a re-run: the
+    /// region StackSet deploys automatically and has targets (instances) to follow.
     pub fn new_accounts_covered(&self) -> bool {
         let name = format!("{}{SUFFIX}", StackKind::Region.stack_name());
-        self.stack_sets.get(&name).copied().unwrap_or(false)
+        self.sets.get(&name).is_some_and(|s| s.auto_deploy) && self.instances.get(&name).is_some_and(|i| !i.is_empty())
     }
 }
 
-fn call_as(delegated: bool) -> CallAs {
-    if delegated {
-        CallAs::DelegatedAdmin
-    } else {
-        CallAs::SelfValue
-    }
-}
-
-async fn ctguard_stack_sets(cfn: &Client, delegated: bool) -> Result<Vec<String>, String> {
-    let mut out = Vec::new();
-    let mut pages = cfn
-        .list_stack_sets()
-        .status(aws_sdk_cloudformation::types::StackSetStatus::Active)
-        .call_as(call_as(delegated))
-        .into_paginator()
-        .send();
-    while let Some(p) = pages.next().await {
-        let p = p.map_err(|e| format!("ListStackSets: {}", err_text(&e)))?;
-        out.extend(
-            p.summaries()
-                .iter()
-                .filter_map(|s| s.stack_set_name())
-                .filter(|n| n.starts_with("ctguard-") && n.ends_with(SUFFIX))
-                .map(str::to_string),
-        );
-    }
-    Ok(out)
-}
-
-/// Reads the ctguard StackSets and their instances.
-pub async fn coverage(cfn: &Client, delegated: bool) -> Coverage {
-    let mut c = Coverage::default();
-    let names = match ctguard_stack_sets(cfn, delegated).await {
+/// Reads ctguard's StackSets (those whose name ends in [`SUFFIX`]) and their instances.
+pub async fn discover<S: StackSetApi>(api: &S) -> Discovered {
+    let mut d = Discovered::default();
+    let names = match api.list_sets(PREFIX).await {
         Ok(n) => n,
         Err(e) => {
-            c.unreadable = Some(e);
-            return c;
+            d.unreadable = Some(e.message);
+            return d;
         }
     };
-    for n in names {
-        let auto = cfn
-            .describe_stack_set()
-            .stack_set_name(&n)
-            .call_as(call_as(delegated))
-            .send()
-            .await
-            .ok()
-            .and_then(|d| d.stack_set().and_then(|s| s.auto_deployment()).and_then(|a| a.enabled()))
-            .unwrap_or(false);
-        c.stack_sets.insert(n.clone(), auto);
-        let mut pages =
-            cfn.list_stack_instances().stack_set_name(&n).call_as(call_as(delegated)).into_paginator().send();
-        while let Some(p) = pages.next().await {
-            match p {
-                Ok(p) => c.accounts.extend(p.summaries().iter().filter_map(|s| s.account().map(str::to_string))),
-                Err(e) => c.unreadable = Some(format!("ListStackInstances {n}: {}", err_text(&e))),
+    for n in names.into_iter().filter(|n| n.ends_with(SUFFIX)) {
+        match api.describe_set(&n).await {
+            Ok(Some(info)) => {
+                d.sets.insert(n.clone(), info);
             }
+            Ok(None) => continue,
+            Err(e) => d.unreadable = Some(e.message),
+        }
+        match api.list_instances(&n).await {
+            Ok(i) => {
+                d.instances.insert(n, i);
+            }
+            Err(e) => d.unreadable = Some(e.message),
         }
     }
-    c
+    d
 }
 
-/// Waits for every running operation of the stack set to end (one at a time is all StackSets
-/// allows; starting another would fail with OperationInProgressException).
-async fn wait_idle(cfn: &Client, name: &str, delegated: bool, poll: &PollOptions) -> Result<(), String> {
+fn owned(info: &SetInfo) -> bool {
+    info.tags.get(OWNER_TAG).map(String::as_str) == Some(OWNER_VALUE)
+}
+
+/// What [`apply`] would do, one line per StackSet, from the listed instances.
+pub fn plan_lines(reqs: &[StackSetRequest], d: &Discovered, prefs: &Prefs) -> Vec<String> {
+    let mut out = Vec::new();
+    for r in reqs {
+        let prefix = format!("{} ({} mode)", r.name, r.mode.as_str());
+        let Some(info) = d.sets.get(&r.name) else {
+            let sel = r.selected();
+            if sel.is_empty() {
+                out.push(format!(
+                    "{prefix}: create the StackSet; no instance (no member account left to target below {}): \
+                     accounts joining later are NOT covered",
+                    r.ou_ids.join(",")
+                ));
+            } else {
+                out.push(format!(
+                    "{prefix}: create the StackSet, instances in {} accounts below {}{} × regions {}; automatic \
+                     deployment on; max concurrent {}%, failure tolerance {}%, regions {}",
+                    sel.len(),
+                    r.ou_ids.join(","),
+                    if r.exclude_accounts.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" minus {} direct accounts", r.exclude_accounts.len())
+                    },
+                    r.regions.join(","),
+                    prefs.max_concurrent_percentage,
+                    prefs.failure_tolerance_percentage,
+                    if prefs.regions_parallel { "in parallel" } else { "one after the other" }
+                ));
+            }
+            continue;
+        };
+        if !owned(info) {
+            out.push(format!("{prefix}: exists but was not created by ctguard: STOP (left alone)"));
+            continue;
+        }
+        let inst = d.instances.get(&r.name).map(Vec::as_slice).unwrap_or_default();
+        let same = info.tags.get(SPEC_TAG) == Some(&r.spec.spec_hash) && info.auto_deploy;
+        let changed: Vec<String> = r
+            .spec
+            .parameters
+            .iter()
+            .filter(|(k, v)| info.parameters.get(*k) != Some(*v))
+            .map(|(k, _)| k.clone())
+            .collect();
+        out.push(format!(
+            "{prefix}: {} instances; {}",
+            inst.len(),
+            if same {
+                "template and parameters current: no update".to_string()
+            } else if changed.is_empty() {
+                format!("update the template of all {} instances (no deployment target sent)", inst.len())
+            } else {
+                format!(
+                    "update parameters {} of all {} instances (no deployment target sent)",
+                    changed.join(","),
+                    inst.len()
+                )
+            }
+        ));
+        let (accounts, regions) = missing(r, inst);
+        if r.mode == DeployWith::StackSets && !accounts.is_empty() {
+            out.push(format!(
+                "{prefix}: add instances for accounts without one (INTERSECTION): {}",
+                accounts.join(",")
+            ));
+        }
+        if r.mode == DeployWith::StackSets && !regions.is_empty() {
+            out.push(format!("{prefix}: add regions {} below {}", regions.join(","), r.ou_ids.join(",")));
+        }
+        for i in inst.iter().filter(|i| !i.healthy()) {
+            let why = i.reason.as_deref().unwrap_or("");
+            out.push(format!(
+                "{prefix}: {}:{} is {}/{} {why}",
+                i.account,
+                i.region,
+                i.status,
+                i.detailed.as_deref().unwrap_or("-")
+            ));
+        }
+    }
+    out
+}
+
+/// Member accounts below the OUs without an instance, and asked-for regions without any.
+fn missing(r: &StackSetRequest, inst: &[Instance]) -> (Vec<String>, Vec<String>) {
+    let have: BTreeSet<&str> = inst.iter().map(|i| i.account.as_str()).collect();
+    let regions: BTreeSet<&str> = inst.iter().map(|i| i.region.as_str()).collect();
+    let accounts = if inst.is_empty() {
+        r.selected().into_iter().cloned().collect()
+    } else {
+        r.members.iter().filter(|m| !have.contains(m.as_str())).cloned().collect()
+    };
+    let regions = if inst.is_empty() {
+        Vec::new()
+    } else {
+        r.regions.iter().filter(|x| !regions.contains(x.as_str())).cloned().collect()
+    };
+    (accounts, regions)
+}
+
+/// Waits for every running operation of the stack set to end (StackSets allow one at a time;
+/// starting another would fail with OperationInProgressException).
+async fn wait_idle<S: StackSetApi>(api: &S, name: &str, poll: &PollOptions) -> Result<(), ApiError> {
     let start = Instant::now();
     let mut delay = poll.first_delay;
-    loop {
-        let ops = cfn
-            .list_stack_set_operations()
-            .stack_set_name(name)
-            .call_as(call_as(delegated))
-            .send()
-            .await
-            .map_err(|e| format!("ListStackSetOperations {name}: {}", err_text(&e)))?;
-        let running = ops
-            .summaries()
-            .iter()
-            .any(|o| o.status().is_some_and(|s| matches!(s.as_str(), "RUNNING" | "QUEUED" | "STOPPING")));
-        if !running {
-            return Ok(());
-        }
+    while api.busy(name).await? {
         if start.elapsed() > poll.timeout {
-            return Err(format!("{name}: an operation is still running after {} s", poll.timeout.as_secs()));
+            return Err(ApiError::new(format!(
+                "{name}: an operation is still running after {} s",
+                poll.timeout.as_secs()
+            )));
         }
         tokio::time::sleep(delay).await;
         delay = (delay * 2).min(poll.max_delay);
     }
+    Ok(())
 }
 
-/// Waits for one operation; `Err` with its status reason when it did not succeed.
-async fn wait_operation(
-    cfn: &Client,
+/// Waits for one operation, then returns its per account × region results (`Err` when the
+/// operation itself failed or stopped).
+async fn wait_operation<S: StackSetApi>(
+    api: &S,
     name: &str,
     op: &str,
-    delegated: bool,
     poll: &PollOptions,
     rep: &dyn Reporter,
-    target: &Target,
-) -> Result<(), String> {
+    home: &Target,
+) -> Result<Vec<OpResult>, ApiError> {
     let start = Instant::now();
     let mut delay = poll.first_delay;
     let mut last = String::new();
     loop {
-        let d = cfn
-            .describe_stack_set_operation()
-            .stack_set_name(name)
-            .operation_id(op)
-            .call_as(call_as(delegated))
-            .send()
-            .await
-            .map_err(|e| format!("DescribeStackSetOperation {name} {op}: {}", err_text(&e)))?;
-        let o = d.stack_set_operation();
-        let status = o.and_then(|o| o.status()).map(|s| s.as_str().to_string()).unwrap_or_default();
+        let (status, reason) = api.operation(name, op).await?;
         if status != last {
             rep.report(&DeployEvent::StackStatus {
-                target: target.clone(),
+                target: home.clone(),
                 stack: name.to_string(),
                 status: status.clone(),
-                reason: None,
+                reason: reason.clone(),
             });
             last = status.clone();
         }
         match status.as_str() {
-            "SUCCEEDED" => return Ok(()),
+            "SUCCEEDED" => return api.results(name, op).await,
             "FAILED" | "STOPPED" => {
-                let why = o.and_then(|o| o.status_reason()).unwrap_or("see the StackSet's operation results");
-                return Err(format!("{name}: operation {op} {status}: {why}"));
+                let why = reason.unwrap_or_else(|| "see the per-account results".into());
+                let mut res = api.results(name, op).await.unwrap_or_default();
+                res.retain(|r| r.status != "SUCCEEDED");
+                let detail: Vec<String> = res
+                    .iter()
+                    .map(|r| format!("{}:{} {}", r.account, r.region, r.reason.as_deref().unwrap_or(&r.status)))
+                    .collect();
+                return Err(ApiError::new(format!("{name}: operation {op} {status}: {why} {}", detail.join("; "))));
             }
             _ => {}
         }
         if start.elapsed() > poll.timeout {
-            return Err(format!("{name}: operation {op} still {status} after {} s", poll.timeout.as_secs()));
+            return Err(ApiError::new(format!(
+                "{name}: operation {op} still {status} after {} s",
+                poll.timeout.as_secs()
+            )));
         }
         tokio::time::sleep(delay).await;
         delay = (delay * 2).min(poll.max_delay);
     }
 }
 
-/// Runs `send` with `op_id`; a retried request whose operation already exists is waited on
-/// instead of started again.
-fn already_exists<E: ProvideErrorMetadata>(e: &E) -> bool {
-    e.code() == Some("OperationIdAlreadyExistsException")
+/// Per account × region results gathered over every operation of a run.
+#[derive(Debug, Default)]
+struct Results {
+    set_steps: Vec<StepResult>,
+    per_target: BTreeMap<Target, Vec<StepResult>>,
+    failed: BTreeMap<Target, String>,
 }
 
-async fn apply_one(
-    cfn: &Client,
+impl Results {
+    fn add(&mut self, set: &str, action: &str, ops: Vec<OpResult>) {
+        for o in ops {
+            let t = Target::new(o.account, o.region);
+            let ok = o.status == "SUCCEEDED";
+            let skipped = o.reason.as_deref() == Some("SKIPPED_SUSPENDED_ACCOUNT");
+            let what = match (&o.reason, ok) {
+                (Some(r), false) => format!("{action}: {} ({r})", o.status),
+                _ => format!("{action}: {}", o.status),
+            };
+            if !ok && !skipped {
+                self.failed.insert(t.clone(), format!("{set}: {what}"));
+            }
+            self.per_target.entry(t).or_default().push(StepResult { what: set.into(), action: what, done: ok });
+        }
+    }
+}
+
+/// Creates or updates one StackSet and its instances.
+/// What every operation of a run shares.
+struct OpCtx<'a> {
+    prefs: &'a Prefs,
+    poll: &'a PollOptions,
+    rep: &'a dyn Reporter,
+    home: &'a Target,
+}
+
+async fn apply_one<S: StackSetApi>(
+    api: &S,
     r: &StackSetRequest,
-    poll: &PollOptions,
-    rep: &dyn Reporter,
-    target: &Target,
-) -> Result<Vec<String>, String> {
-    let mut done = Vec::new();
-    let existing = match cfn.describe_stack_set().stack_set_name(&r.name).call_as(r.call_as()).send().await {
-        Ok(d) => d.stack_set().cloned(),
-        Err(e) if e.code() == Some("StackSetNotFoundException") => None,
-        Err(e) => return Err(format!("DescribeStackSet {}: {}", r.name, err_text(&e))),
+    d: &Discovered,
+    cx: &OpCtx<'_>,
+    res: &mut Results,
+) -> Result<(), ApiError> {
+    let OpCtx { prefs, poll, rep, home } = *cx;
+    let step = |action: &str| {
+        rep.report(&DeployEvent::StepStarted { target: home.clone(), what: r.name.clone(), action: action.into() })
     };
-    match existing {
-        Some(s) => {
-            let tags: BTreeMap<&str, &str> =
-                s.tags().iter().map(|t| (t.key().unwrap_or_default(), t.value().unwrap_or_default())).collect();
-            if tags.get(OWNER_TAG) != Some(&OWNER_VALUE) {
-                return Err(format!("a StackSet named {} exists but was not created by ctguard", r.name));
+    let inst = d.instances.get(&r.name).map(Vec::as_slice).unwrap_or_default();
+    match d.sets.get(&r.name) {
+        Some(info) if !owned(info) => {
+            return Err(ApiError::new(format!("a StackSet named {} exists but was not created by ctguard", r.name)))
+        }
+        Some(info) => {
+            if info.tags.get(SPEC_TAG) != Some(&r.spec.spec_hash) || !info.auto_deploy {
+                wait_idle(api, &r.name, poll).await?;
+                step("update stack set");
+                let op = r.operation_id("update", "");
+                api.update_set(&r.body(), prefs, &op).await?;
+                let out = wait_operation(api, &r.name, &op, poll, rep, home).await?;
+                res.add(&r.name, "updated", out);
+                res.set_steps.push(StepResult { what: r.name.clone(), action: "updated".into(), done: true });
             }
-            let auto_on = s.auto_deployment().and_then(|a| a.enabled()).unwrap_or(false);
-            if tags.get(SPEC_TAG) == Some(&r.spec.spec_hash.as_str()) && auto_on {
-                return Ok(done);
-            }
-            wait_idle(cfn, &r.name, r.delegated_admin, poll).await?;
-            let op = r.operation_id("update");
-            rep.report(&DeployEvent::StepStarted {
-                target: target.clone(),
-                what: r.name.clone(),
-                action: "update stack set".into(),
-            });
-            let res = cfn
-                .update_stack_set()
-                .stack_set_name(&r.name)
-                .template_body(r.spec.template_body)
-                .set_parameters(Some(r.parameters()))
-                .set_tags(Some(r.tags()))
-                .capabilities(Capability::CapabilityNamedIam)
-                .permission_model(PermissionModels::ServiceManaged)
-                .auto_deployment(r.auto_deployment())
-                .operation_preferences(r.preferences())
-                .operation_id(&op)
-                .call_as(r.call_as())
-                .send()
-                .await;
-            match res {
-                Ok(_) => {}
-                Err(e) if already_exists(&e) => {}
-                Err(e) => return Err(format!("UpdateStackSet {}: {}", r.name, err_text(&e))),
-            }
-            wait_operation(cfn, &r.name, &op, r.delegated_admin, poll, rep, target).await?;
-            done.push(format!("{}: updated", r.name));
         }
         None => {
-            rep.report(&DeployEvent::StepStarted {
-                target: target.clone(),
-                what: r.name.clone(),
-                action: "create stack set".into(),
-            });
-            cfn.create_stack_set()
-                .stack_set_name(&r.name)
-                .description("ctguard: deploys the detector into accounts that join the organization")
-                .template_body(r.spec.template_body)
-                .set_parameters(Some(r.parameters()))
-                .set_tags(Some(r.tags()))
-                .capabilities(Capability::CapabilityNamedIam)
-                .permission_model(PermissionModels::ServiceManaged)
-                .auto_deployment(r.auto_deployment())
-                .managed_execution(ManagedExecution::builder().active(false).build())
-                .call_as(r.call_as())
-                .send()
-                .await
-                .map_err(|e| format!("CreateStackSet {}: {}", r.name, err_text(&e)))?;
-            done.push(format!("{}: created", r.name));
-            let op = r.operation_id("instances");
-            let res = cfn
-                .create_stack_instances()
-                .stack_set_name(&r.name)
-                .deployment_targets(r.deployment_targets())
-                .set_regions(Some(r.regions.clone()))
-                .operation_preferences(r.preferences())
-                .operation_id(&op)
-                .call_as(r.call_as())
-                .send()
-                .await;
-            match res {
-                Ok(_) => {}
-                Err(e) if already_exists(&e) => {}
-                Err(e) => return Err(format!("CreateStackInstances {}: {}", r.name, err_text(&e))),
-            }
-            wait_operation(cfn, &r.name, &op, r.delegated_admin, poll, rep, target).await?;
-            done.push(format!(
-                "{}: targets {} minus {} direct accounts",
-                r.name,
-                r.ou_ids.join(","),
-                r.exclude_accounts.len()
-            ));
+            step("create stack set");
+            api.create_set(&r.body()).await?;
+            res.set_steps.push(StepResult { what: r.name.clone(), action: "created".into(), done: true });
         }
     }
-    Ok(done)
+    // The direct mode sends its exclusion list once, with the first instances, and never again.
+    if r.mode == DeployWith::Direct && !inst.is_empty() {
+        return Ok(());
+    }
+    let (accounts, regions) = missing(r, inst);
+    if !accounts.is_empty() {
+        let targets = if inst.is_empty() { r.deployment_targets() } else { Targets::only(&r.ou_ids, &accounts) };
+        let op = r.operation_id("instances", &accounts.join(","));
+        wait_idle(api, &r.name, poll).await?;
+        step("create stack instances");
+        api.create_instances(&r.name, &targets, &r.regions, prefs, &op).await?;
+        res.add(&r.name, "instance created", wait_operation(api, &r.name, &op, poll, rep, home).await?);
+    } else if inst.is_empty() {
+        res.set_steps.push(StepResult {
+            what: r.name.clone(),
+            action: format!(
+                "no instance: no member account to target below {} (accounts joining later are NOT covered)",
+                r.ou_ids.join(",")
+            ),
+            done: false,
+        });
+    }
+    if !regions.is_empty() {
+        let op = r.operation_id("regions", &regions.join(","));
+        wait_idle(api, &r.name, poll).await?;
+        step("add regions");
+        api.create_instances(&r.name, &Targets::ous(&r.ou_ids), &regions, prefs, &op).await?;
+        res.add(&r.name, "instance created", wait_operation(api, &r.name, &op, poll, rep, home).await?);
+    }
+    Ok(())
 }
 
-/// Creates or updates the StackSets, one after the other (each waits for its operation).
-pub async fn apply(
-    cfn: &Client,
+/// Creates or updates the StackSets in order (each waits for its operations). Returns the
+/// StackSets' own row (`home`, phase AutoDeploy) and one row per account × region that an
+/// operation touched, with its result.
+pub async fn apply<S: StackSetApi>(
+    api: &S,
     reqs: &[StackSetRequest],
-    target: &Target,
+    d: &Discovered,
+    prefs: &Prefs,
     poll: &PollOptions,
     rep: &dyn Reporter,
-) -> TargetResult {
+    home: &Target,
+) -> Vec<TargetResult> {
     rep.report(&DeployEvent::PhaseStarted { phase: Phase::AutoDeploy, targets: 1 });
-    let mut steps = Vec::new();
+    let mut res = Results::default();
+    let mut outcome = Outcome::Ok;
     for r in reqs {
-        match apply_one(cfn, r, poll, rep, target).await {
-            Ok(done) => {
-                let changed = !done.is_empty();
-                steps.push(StepResult {
-                    what: r.name.clone(),
-                    action: if changed { done.join("; ") } else { "no change".into() },
-                    done: changed,
-                });
-            }
-            Err(reason) => {
-                steps.push(StepResult { what: r.name.clone(), action: "failed".into(), done: false });
-                rep.report(&DeployEvent::TargetFinished {
-                    target: target.clone(),
-                    phase: Phase::AutoDeploy,
-                    ok: false,
-                    changes: 0,
-                    message: Some(reason.clone()),
-                });
-                return TargetResult {
-                    target: target.clone(),
-                    phase: Phase::AutoDeploy,
-                    trail: None,
-                    steps,
-                    outcome: Outcome::Failed { reason },
-                    calls: 0,
-                };
-            }
+        let cx = OpCtx { prefs, poll, rep, home };
+        if let Err(e) = apply_one(api, r, d, &cx, &mut res).await {
+            res.set_steps.push(StepResult { what: r.name.clone(), action: "failed".into(), done: false });
+            outcome = Outcome::Failed { reason: e.message };
+            break;
         }
     }
-    let changes = steps.iter().filter(|s| s.done).count();
-    rep.report(&DeployEvent::TargetFinished {
-        target: target.clone(),
-        phase: Phase::AutoDeploy,
-        ok: true,
-        changes,
-        message: None,
-    });
-    TargetResult {
-        target: target.clone(),
-        phase: Phase::AutoDeploy,
-        trail: None,
-        steps,
-        outcome: Outcome::Ok,
-        calls: 0,
+    let row = |target: Target, steps: Vec<StepResult>, outcome: Outcome| {
+        rep.report(&DeployEvent::TargetFinished {
+            target: target.clone(),
+            phase: Phase::AutoDeploy,
+            ok: !matches!(outcome, Outcome::Failed { .. }),
+            changes: steps.iter().filter(|s| s.done).count(),
+            message: match &outcome {
+                Outcome::Failed { reason } => Some(reason.clone()),
+                _ => None,
+            },
+        });
+        TargetResult { target, phase: Phase::AutoDeploy, trail: None, steps, outcome, calls: 0 }
+    };
+    let mut out = vec![row(home.clone(), res.set_steps, outcome)];
+    for (t, steps) in res.per_target {
+        let o = match res.failed.remove(&t) {
+            Some(reason) => Outcome::Failed { reason },
+            None => Outcome::Ok,
+        };
+        out.push(row(t, steps, o));
     }
+    out
 }
 
-/// Deletes every ctguard StackSet (its instances first). Only stack sets tagged as ctguard's.
-pub async fn remove(
-    cfn: &Client,
-    delegated: bool,
-    target: &Target,
+/// Deletes every ctguard StackSet: its instances first (by the OUs they were listed under, all
+/// regions, never with an account filter), then the set. Only StackSets tagged as ctguard's.
+/// Returns the row and the accounts that had instances (their detector is gone with them).
+pub async fn remove<S: StackSetApi>(
+    api: &S,
+    prefs: &Prefs,
     poll: &PollOptions,
     rep: &dyn Reporter,
-) -> TargetResult {
+    home: &Target,
+) -> (TargetResult, BTreeSet<String>) {
+    let d = discover(api).await;
     let mut steps = Vec::new();
-    let fail = |steps: Vec<StepResult>, reason: String| TargetResult {
-        target: target.clone(),
+    let mut accounts = BTreeSet::new();
+    let result = |steps: Vec<StepResult>, outcome: Outcome| TargetResult {
+        target: home.clone(),
         phase: Phase::AutoDeploy,
         trail: None,
         steps,
-        outcome: Outcome::Failed { reason },
+        outcome,
         calls: 0,
     };
-    let names = match ctguard_stack_sets(cfn, delegated).await {
-        Ok(n) => n,
-        Err(e) => return fail(steps, e),
-    };
-    if !names.is_empty() {
-        rep.report(&DeployEvent::PhaseStarted { phase: Phase::AutoDeploy, targets: names.len() });
+    if let Some(e) = d.unreadable {
+        return (result(steps, Outcome::Failed { reason: e }), accounts);
+    }
+    if !d.sets.is_empty() {
+        rep.report(&DeployEvent::PhaseStarted { phase: Phase::AutoDeploy, targets: d.sets.len() });
     }
     // Region stacks first, state last (reverse of deployment).
-    let mut names = names;
+    let mut names: Vec<&String> = d.sets.keys().collect();
     names.sort_by_key(|n| {
         std::cmp::Reverse(StackKind::ALL.iter().position(|k| n.starts_with(k.stack_name())).unwrap_or(0))
     });
     for n in names {
-        let owned = cfn
-            .describe_stack_set()
-            .stack_set_name(&n)
-            .call_as(call_as(delegated))
-            .send()
-            .await
-            .ok()
-            .and_then(|d| {
-                d.stack_set()
-                    .map(|s| s.tags().iter().any(|t| t.key() == Some(OWNER_TAG) && t.value() == Some(OWNER_VALUE)))
-            })
-            .unwrap_or(false);
-        if !owned {
+        let Some(info) = d.sets.get(n) else { continue };
+        if !owned(info) {
             steps.push(StepResult {
                 what: n.clone(),
                 action: "left alone (not created by ctguard)".into(),
@@ -505,155 +549,139 @@ pub async fn remove(
             });
             continue;
         }
-        let mut ous = BTreeSet::new();
-        let mut regions = BTreeSet::new();
-        let mut pages =
-            cfn.list_stack_instances().stack_set_name(&n).call_as(call_as(delegated)).into_paginator().send();
-        while let Some(p) = pages.next().await {
-            match p {
-                Ok(p) => {
-                    for s in p.summaries() {
-                        ous.extend(s.organizational_unit_id().map(str::to_string));
-                        regions.extend(s.region().map(str::to_string));
-                    }
-                }
-                Err(e) => return fail(steps, format!("ListStackInstances {n}: {}", err_text(&e))),
-            }
+        let inst = d.instances.get(n).map(Vec::as_slice).unwrap_or_default();
+        accounts.extend(inst.iter().map(|i| i.account.clone()));
+        if let Err(e) = remove_one(api, n, inst, prefs, poll, rep, home).await {
+            return (result(steps, Outcome::Failed { reason: e.message }), accounts);
         }
-        if let Err(e) = wait_idle(cfn, &n, delegated, poll).await {
-            return fail(steps, e);
-        }
-        if !ous.is_empty() {
-            rep.report(&DeployEvent::StepStarted {
-                target: target.clone(),
-                what: n.clone(),
-                action: "delete stack instances".into(),
-            });
-            let op = format!(
-                "ctguard-delete-{}",
-                &crate::embedded::code_hash(format!("{n}{ous:?}{regions:?}").as_bytes())[..32]
-            );
-            let res = cfn
-                .delete_stack_instances()
-                .stack_set_name(&n)
-                .deployment_targets(
-                    DeploymentTargets::builder().set_organizational_unit_ids(Some(ous.into_iter().collect())).build(),
-                )
-                .set_regions(Some(regions.into_iter().collect()))
-                .retain_stacks(false)
-                .operation_id(&op)
-                .call_as(call_as(delegated))
-                .send()
-                .await;
-            match res {
-                Ok(_) => {}
-                Err(e) if already_exists(&e) => {}
-                Err(e) => return fail(steps, format!("DeleteStackInstances {n}: {}", err_text(&e))),
-            }
-            if let Err(e) = wait_operation(cfn, &n, &op, delegated, poll, rep, target).await {
-                return fail(steps, e);
-            }
-        }
-        if let Err(e) = cfn.delete_stack_set().stack_set_name(&n).call_as(call_as(delegated)).send().await {
-            return fail(steps, format!("DeleteStackSet {n}: {}", err_text(&e)));
-        }
-        steps.push(StepResult { what: n.clone(), action: "deleted (instances first)".into(), done: true });
+        steps.push(StepResult {
+            what: n.clone(),
+            action: format!("deleted ({} instances first)", inst.len()),
+            done: true,
+        });
     }
-    TargetResult {
-        target: target.clone(),
-        phase: Phase::AutoDeploy,
-        trail: None,
-        steps,
-        outcome: Outcome::Ok,
-        calls: 0,
+    (result(steps, Outcome::Ok), accounts)
+}
+
+async fn remove_one<S: StackSetApi>(
+    api: &S,
+    name: &str,
+    inst: &[Instance],
+    prefs: &Prefs,
+    poll: &PollOptions,
+    rep: &dyn Reporter,
+    home: &Target,
+) -> Result<(), ApiError> {
+    let ous: Vec<String> = inst.iter().filter_map(|i| i.ou.clone()).collect::<BTreeSet<_>>().into_iter().collect();
+    let regions: Vec<String> = inst.iter().map(|i| i.region.clone()).collect::<BTreeSet<_>>().into_iter().collect();
+    wait_idle(api, name, poll).await?;
+    if !ous.is_empty() {
+        rep.report(&DeployEvent::StepStarted {
+            target: home.clone(),
+            what: name.into(),
+            action: "delete stack instances".into(),
+        });
+        let h = crate::embedded::code_hash(format!("{name}{ous:?}{regions:?}").as_bytes());
+        let op = format!("ctguard-delete-{}", h.get(..32).unwrap_or(&h));
+        api.delete_instances(name, &Targets::ous(&ous), &regions, prefs, &op).await?;
+        wait_operation(api, name, &op, poll, rep, home).await?;
     }
+    api.delete_set(name).await
+}
+
+/// An organization-wide install: what [`rollout`] needs beyond the targets.
+#[derive(Debug, Clone)]
+pub struct Rollout {
+    /// Root or OUs the StackSets target.
+    pub ous: Vec<String>,
+    pub management: String,
+    /// `--deploy-with`, if given.
+    pub asked: Option<DeployWith>,
+    pub auto_deploy: bool,
+    /// `--org` or `--ou` (StackSets target OUs, never a list of accounts).
+    pub org_wide: bool,
+    pub prefs: Prefs,
+}
+
+/// What [`rollout`] did (or would do).
+#[derive(Debug, Default)]
+pub struct RolloutReport {
+    pub report: crate::deploy::RunReport,
+    pub mode: Option<DeployWith>,
+    /// Owner decisions and plan lines, for the operator.
+    pub notes: Vec<String>,
+    /// With `--plan`: StackSets changes pending (creations, updates, added instances).
+    pub pending: usize,
+}
+
+/// Installs with one owner per account: discovers the StackSets and their instances, decides
+/// the mode ([`ownership::resolve_mode`]), deploys directly where ctguard owns the account
+/// directly (in the StackSets mode: the management account only), then creates or updates
+/// the StackSets. An account with a StackSet instance never gets a direct stack. `req` is the
+/// direct deployment's request (its configuration and confirmation gate); `cfg` the
+/// StackSets' single configuration.
+#[allow(clippy::too_many_arguments)]
+pub async fn rollout<C: crate::stacks::Connector, S: StackSetApi>(
+    c: &C,
+    ss: &S,
+    set: &TargetSet,
+    cfg: &InstallConfig,
+    req: &crate::deploy::Request<'_>,
+    code: &'static [u8],
+    opts: &crate::deploy::RunOptions,
+    ro: &Rollout,
+    rep: &dyn Reporter,
+) -> Result<RolloutReport, String> {
+    let d = if ro.auto_deploy || ro.asked.is_some() { discover(ss).await } else { Discovered::default() };
+    if let Some(e) = &d.unreadable {
+        return Err(format!("cannot read ctguard's StackSets, so the owner of each account is unknown: {e}"));
+    }
+    let mode = ownership::resolve_mode(ro.asked, d.mode(), ro.org_wide, ro.auto_deploy)?;
+    if mode == DeployWith::StackSets && !ro.org_wide {
+        return Err("--deploy-with stacksets needs --org or --ou (StackSets target organizational units)".into());
+    }
+    let owned = d.stackset_accounts();
+    let mut notes = Vec::new();
+    let direct: Vec<String> = match mode {
+        DeployWith::StackSets => set.accounts.iter().filter(|a| **a == ro.management).cloned().collect(),
+        DeployWith::Direct => set.accounts.iter().filter(|a| !owned.contains(*a)).cloned().collect(),
+    };
+    for a in set.accounts.iter().filter(|a| owned.contains(*a)) {
+        notes.push(format!("{a}: owned by the StackSets (it has instances); no direct stack deployed there"));
+    }
+    if mode == DeployWith::StackSets {
+        notes.push(format!(
+            "deploy-with stacksets: {} member accounts through StackSets (no role needed in them), the management \
+             account {} directly",
+            set.accounts.iter().filter(|a| **a != ro.management).count(),
+            ro.management
+        ));
+    }
+    let mut pending = 0;
+    let mut report = if direct.is_empty() {
+        crate::deploy::RunReport::default()
+    } else {
+        let dset = TargetSet { accounts: direct.clone(), ..set.clone() };
+        crate::deploy::install_with(c, &dset, req, code, opts, rep).await
+    };
+    if (ro.auto_deploy || mode == DeployWith::StackSets) && report.stopped.is_none() {
+        let members: Vec<String> = set.accounts.iter().filter(|a| **a != ro.management).cloned().collect();
+        let reqs = plan(cfg, set, &ro.ous, &members, &direct, mode);
+        if opts.plan_only {
+            let lines = plan_lines(&reqs, &d, &ro.prefs);
+            pending = lines
+                .iter()
+                .filter(|l| l.contains(": create the StackSet") || l.contains(": update ") || l.contains(": add "))
+                .count();
+            notes.extend(lines);
+        } else {
+            let home = Target::new(ro.management.clone(), set.home_region.clone());
+            report.results.extend(apply(ss, &reqs, &d, &ro.prefs, &opts.poll, rep, &home).await);
+        }
+    }
+    Ok(RolloutReport { report, mode: Some(mode), notes, pending })
 }
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
-mod tests {
-    use super::*;
-    use crate::targets::expand;
-
-    fn cfg(central: Option<&str>) -> InstallConfig {
-        InstallConfig {
-            version: "0.1.0".into(),
-            code_hash: "ab".repeat(32),
-            artifacts_account: "123456789012".into(),
-            home_region: "us-east-1".into(),
-            org_id: Some("o-abcdefghij".into()),
-            alert_topic_arn: central.map(str::to_string),
-            alert_email: None,
-            policy: "{}".into(),
-            log_retention_days: 90,
-            default_ttl_hours: 12,
-        }
-    }
-
-    fn set() -> TargetSet {
-        let a: Vec<String> = ["123456789012", "111111111111"].iter().map(|s| s.to_string()).collect();
-        expand(&a, &["us-east-1".to_string(), "eu-west-1".to_string()], "us-east-1", false).unwrap()
-    }
-
-    #[test]
-    fn targets_the_root_minus_every_directly_managed_account() {
-        let direct = set().accounts.clone();
-        let reqs = plan(&cfg(None), &set(), &["r-abcd".to_string()], &direct, false);
-        let names: Vec<_> = reqs.iter().map(|r| r.name.as_str()).collect();
-        assert_eq!(names, ["ctguard-state-auto", "ctguard-account-auto", "ctguard-region-auto"]);
-        let region = &reqs[2];
-        let dt = region.deployment_targets();
-        assert_eq!(dt.organizational_unit_ids(), ["r-abcd"]);
-        assert_eq!(dt.accounts(), ["111111111111", "123456789012"]);
-        assert_eq!(dt.account_filter_type(), Some(&AccountFilterType::Difference));
-        assert_eq!(region.regions, ["us-east-1", "eu-west-1"]);
-        assert_eq!(reqs[0].regions, ["us-east-1"], "state only in the home region");
-        let auto = region.auto_deployment();
-        assert_eq!(auto.enabled(), Some(true));
-        assert_eq!(auto.retain_stacks_on_account_removal(), Some(false));
-        assert_eq!(region.call_as(), CallAs::SelfValue);
-        // Same parameters as the direct deployment: the template needs nothing per account.
-        assert_eq!(region.spec, cfg(None).region_spec());
-        assert!(region
-            .tags()
-            .iter()
-            .any(|t| t.key() == Some(SPEC_TAG) && t.value() == Some(region.spec.spec_hash.as_str())));
-    }
-
-    #[test]
-    fn central_topic_means_no_account_stack_set_and_delegated_admin_calls_as_such() {
-        let reqs =
-            plan(&cfg(Some("arn:aws:sns:us-east-1:123456789012:central")), &set(), &["ou-ab-1".into()], &[], true);
-        let names: Vec<_> = reqs.iter().map(|r| r.name.as_str()).collect();
-        assert_eq!(names, ["ctguard-state-auto", "ctguard-region-auto"]);
-        assert_eq!(reqs[1].call_as(), CallAs::DelegatedAdmin);
-        // Nothing to exclude: plain OU targeting, no filter.
-        let dt = reqs[1].deployment_targets();
-        assert!(dt.accounts().is_empty());
-        assert_eq!(dt.account_filter_type(), None);
-    }
-
-    #[test]
-    fn operation_ids_are_stable_per_request_and_differ_when_it_changes() {
-        let direct = set().accounts.clone();
-        let a = plan(&cfg(None), &set(), &["r-abcd".into()], &direct, false);
-        let b = plan(&cfg(None), &set(), &["r-abcd".into()], &direct, false);
-        assert_eq!(a[2].operation_id("instances"), b[2].operation_id("instances"));
-        let c = plan(&cfg(None), &set(), &["r-abcd".into()], &direct[..1], false);
-        assert_ne!(a[2].operation_id("instances"), c[2].operation_id("instances"));
-        let id = a[2].operation_id("instances");
-        assert!(id.len() <= 128 && id.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '-'), "{id}");
-        let p = a[2].preferences();
-        assert_eq!(p.region_concurrency_type(), Some(&RegionConcurrencyType::Parallel));
-    }
-
-    #[test]
-    fn coverage_of_new_accounts_depends_on_the_region_stack_set() {
-        let mut c = Coverage::default();
-        assert!(!c.new_accounts_covered());
-        c.stack_sets.insert("ctguard-region-auto".into(), true);
-        assert!(c.new_accounts_covered());
-        c.stack_sets.insert("ctguard-region-auto".into(), false);
-        assert!(!c.new_accounts_covered());
-    }
-}
+mod tests;

@@ -15,7 +15,7 @@ use futures_util::stream::{self, StreamExt};
 use serde::Serialize;
 
 use crate::plan::{self, Action, InstallConfig, StackKind, StackState, Step, TargetPlan};
-use crate::stacks::{Connector, StackApi, TargetApi, UpdateOutcome};
+use crate::stacks::{ApiError, Connector, StackApi, TargetApi, UpdateOutcome};
 use crate::targets::{Target, TargetSet};
 use crate::trail::TrailVerdict;
 
@@ -86,6 +86,34 @@ pub struct PollOptions {
     pub first_delay: Duration,
     pub max_delay: Duration,
     pub timeout: Duration,
+}
+
+impl PollOptions {
+    /// The clock of one wait: `first_delay`, doubling up to `max_delay`, until `timeout`.
+    pub fn backoff(&self) -> Backoff {
+        Backoff { start: Instant::now(), delay: self.first_delay, max: self.max_delay, timeout: self.timeout }
+    }
+}
+
+/// See [`PollOptions::backoff`].
+#[derive(Debug)]
+pub struct Backoff {
+    start: Instant,
+    delay: Duration,
+    max: Duration,
+    timeout: Duration,
+}
+
+impl Backoff {
+    pub fn timed_out(&self) -> bool {
+        self.start.elapsed() > self.timeout
+    }
+
+    /// Sleeps the current delay, then doubles it (up to the maximum).
+    pub async fn sleep(&mut self) {
+        tokio::time::sleep(self.delay).await;
+        self.delay = (self.delay * 2).min(self.max);
+    }
 }
 
 impl Default for PollOptions {
@@ -177,7 +205,7 @@ pub struct RunOptions {
 /// What was seen in one target.
 struct Observed<A> {
     target: Target,
-    api: Result<A, String>,
+    api: Result<A, ApiError>,
     stacks: BTreeMap<StackKind, StackState>,
     trail: Option<TrailVerdict>,
     code_present: bool,
@@ -193,7 +221,7 @@ async fn observe<C: Connector>(
 ) -> Observed<C::Api> {
     let mut o = Observed {
         target: target.clone(),
-        api: Err(String::new()),
+        api: Err(ApiError::new("not connected")),
         stacks: BTreeMap::new(),
         trail: None,
         code_present: false,
@@ -202,8 +230,8 @@ async fn observe<C: Connector>(
     let api = match c.connect(&target).await {
         Ok(a) => a,
         Err(e) => {
-            o.api = Err(e.to_string());
             o.error = Some(e.to_string());
+            o.api = Err(e);
             return o;
         }
     };
@@ -261,12 +289,11 @@ async fn settle<A: TargetApi>(
     name: &str,
     poll: &PollOptions,
     rep: &dyn Reporter,
-) -> Result<Option<StackState>, String> {
-    let start = Instant::now();
-    let mut delay = poll.first_delay;
+) -> Result<Option<StackState>, StepError> {
+    let mut clock = poll.backoff();
     let mut last = String::new();
     loop {
-        let s = api.describe(name).await.map_err(|e| e.to_string())?;
+        let s = api.describe(name).await?;
         let Some(s) = s else { return Ok(None) };
         if s.status != last {
             rep.report(&DeployEvent::StackStatus {
@@ -280,22 +307,39 @@ async fn settle<A: TargetApi>(
         if !s.in_progress() {
             return Ok(if s.status == "DELETE_COMPLETE" { None } else { Some(s) });
         }
-        if start.elapsed() > poll.timeout {
-            return Err(format!("{name}: still {} after {} s", s.status, poll.timeout.as_secs()));
+        if clock.timed_out() {
+            return Err(StepError::Timeout { name: name.into(), status: s.status, secs: poll.timeout.as_secs() });
         }
-        tokio::time::sleep(delay).await;
-        delay = (delay * 2).min(poll.max_delay);
+        clock.sleep().await;
     }
 }
 
-fn failure(name: &str, s: Option<&StackState>, wanted: &str) -> String {
+/// Why one stack or object action failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StepError {
+    #[error(transparent)]
+    Api(#[from] ApiError),
+    #[error("{0}: no spec to deploy")]
+    NoSpec(String),
+    #[error("{name}: {reason}")]
+    Blocked { name: String, reason: String },
+    #[error("{name}: still {status} after {secs} s")]
+    Timeout { name: String, status: String, secs: u64 },
+    #[error("{0}: still busy")]
+    Busy(String),
+    #[error("{name}: stack disappeared (wanted {wanted})")]
+    Disappeared { name: String, wanted: &'static str },
+    /// The stack settled in another state than the one wanted (with CloudFormation's reason).
+    #[error("{name}: {status} (wanted {wanted}){}", reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default())]
+    Ended { name: String, status: String, wanted: &'static str, reason: Option<String> },
+}
+
+fn failure(name: &str, s: Option<&StackState>, wanted: &'static str) -> StepError {
     match s {
-        None => format!("{name}: stack disappeared (wanted {wanted})"),
-        Some(s) => format!(
-            "{name}: {} (wanted {wanted}){}",
-            s.status,
-            s.status_reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default()
-        ),
+        None => StepError::Disappeared { name: name.into(), wanted },
+        Some(s) => {
+            StepError::Ended { name: name.into(), status: s.status.clone(), wanted, reason: s.status_reason.clone() }
+        }
     }
 }
 
@@ -307,21 +351,21 @@ async fn run_action<A: TargetApi>(
     code: &'static [u8],
     poll: &PollOptions,
     rep: &dyn Reporter,
-) -> Result<(), String> {
+) -> Result<(), StepError> {
     let name = step.what.as_str();
-    let spec = || step.spec.as_ref().ok_or_else(|| format!("{name}: no spec to deploy"));
+    let spec = || step.spec.as_ref().ok_or_else(|| StepError::NoSpec(name.into()));
     match action {
         Action::NoChange | Action::LeaveForeign => Ok(()),
-        Action::Blocked { reason } => Err(format!("{name}: {reason}")),
+        Action::Blocked { reason } => Err(StepError::Blocked { name: name.into(), reason: reason.clone() }),
         Action::Create => {
-            api.create(spec()?).await.map_err(|e| e.to_string())?;
+            api.create(spec()?).await?;
             let s = settle(api, name, poll, rep).await?;
             match &s {
                 Some(st) if st.status == "CREATE_COMPLETE" => Ok(()),
                 _ => Err(failure(name, s.as_ref(), "CREATE_COMPLETE")),
             }
         }
-        Action::Update { .. } => match api.update(spec()?).await.map_err(|e| e.to_string())? {
+        Action::Update { .. } => match api.update(spec()?).await? {
             UpdateOutcome::NoChanges => Ok(()),
             UpdateOutcome::Started => {
                 let s = settle(api, name, poll, rep).await?;
@@ -336,7 +380,7 @@ async fn run_action<A: TargetApi>(
             Box::pin(run_action(api, step, &Action::Create, code, poll, rep)).await
         }
         Action::Delete => {
-            api.delete(name).await.map_err(|e| e.to_string())?;
+            api.delete(name).await?;
             match settle(api, name, poll, rep).await? {
                 None => Ok(()),
                 Some(s) => Err(failure(name, Some(&s), "DELETE_COMPLETE")),
@@ -346,7 +390,7 @@ async fn run_action<A: TargetApi>(
             let now = settle(api, name, poll, rep).await?;
             let next = plan::plan_stack(step.spec.as_ref(), now.as_ref());
             if matches!(next, Action::Wait { .. }) {
-                return Err(format!("{name}: still busy"));
+                return Err(StepError::Busy(name.into()));
             }
             if next.changes() {
                 rep.report(&DeployEvent::StepStarted {
@@ -357,8 +401,8 @@ async fn run_action<A: TargetApi>(
             }
             Box::pin(run_action(api, step, &next, code, poll, rep)).await
         }
-        Action::UploadCode { bucket, key } => api.upload_code(bucket, key, code).await.map_err(|e| e.to_string()),
-        Action::EmptyBucket { bucket } => api.empty_bucket(bucket).await.map(|_| ()).map_err(|e| e.to_string()),
+        Action::UploadCode { bucket, key } => Ok(api.upload_code(bucket, key, code).await?),
+        Action::EmptyBucket { bucket } => Ok(api.empty_bucket(bucket).await.map(|_| ())?),
     }
 }
 
@@ -386,7 +430,8 @@ pub async fn execute<A: TargetApi>(
             action: step.action.to_string(),
             done: r.is_ok() && step.action.changes(),
         });
-        if let Err(reason) = r {
+        if let Err(e) = r {
+            let reason = e.to_string();
             finish(rep, &plan.target, phase, &steps, Some(reason.clone()));
             return (steps, Outcome::Failed { reason });
         }
@@ -421,7 +466,8 @@ fn skipped(plan: &TargetPlan, phase: Phase, trail: Option<TrailVerdict>, calls: 
 }
 
 /// `install`: artifacts in every region of the installing account, then the account and
-/// regional stacks of every target. `code` is the Lambda zip to upload where missing.
+/// regional stacks of every target. `code` is the Lambda zip to upload where missing. Every
+/// setting of `cfg` is applied as given (see [`install_with`] to keep deployed values).
 pub async fn install<C: Connector>(
     c: &C,
     set: &TargetSet,
@@ -430,59 +476,42 @@ pub async fn install<C: Connector>(
     opts: &RunOptions,
     rep: &dyn Reporter,
 ) -> RunReport {
+    let req = Request { cfg, stated: plan::Stated::ALL, gate: &|_: &[TargetPlan]| Ok(()) };
+    install_with(c, set, &req, code, opts, rep).await
+}
+
+/// Decides, once every plan is known and before any change, whether the run may go on
+/// (`Err` says why not: e.g. a person declined a change that lowers protection).
+pub type Gate<'a> = &'a (dyn Fn(&[TargetPlan]) -> Result<(), String> + Sync);
+
+/// What an install should reach: the configuration, which of its settings this run states
+/// (the others keep each target's deployed values), and the gate before changes.
+pub struct Request<'a> {
+    pub cfg: &'a InstallConfig,
+    pub stated: plan::Stated,
+    pub gate: Gate<'a>,
+}
+
+/// [`install`] keeping the deployed value of every setting `req.stated` leaves out, per target,
+/// and asking `req.gate` before the first change.
+pub async fn install_with<C: Connector>(
+    c: &C,
+    set: &TargetSet,
+    req: &Request<'_>,
+    code: &'static [u8],
+    opts: &RunOptions,
+    rep: &dyn Reporter,
+) -> RunReport {
+    let cfg = req.cfg;
     let start = Instant::now();
     let mut report = RunReport::default();
     for w in &set.warnings {
         rep.report(&DeployEvent::Warning { message: w.clone() });
     }
-
-    // 1. Observe.
-    let targets = set.targets();
-    rep.report(&DeployEvent::PhaseStarted { phase: Phase::Observe, targets: targets.len() + set.regions.len() });
-    let key = cfg.code_key();
-    let art_items: Vec<_> = set
-        .regions
-        .iter()
-        .map(|r| (Target::new(cfg.artifacts_account.clone(), r.clone()), vec![StackKind::Artifacts]))
-        .collect();
-    let mut art_obs = Vec::new();
-    for (t, kinds) in art_items {
-        // Each region has its own bucket name; observe them concurrently below.
-        art_obs.push((t, kinds));
-    }
-    let art_obs = stream::iter(art_obs)
-        .map(|(t, kinds)| {
-            let bucket = cfg.bucket(&t.region);
-            let key = key.clone();
-            async move { observe(c, t, &kinds, false, Some((&bucket, &key))).await }
-        })
-        .buffer_unordered(opts.concurrency.max(1))
-        .collect::<Vec<_>>()
-        .await;
-    let items: Vec<_> = targets.iter().map(|t| (t.clone(), cfg.for_target(set.is_home(t)).0)).collect();
-    let obs = observe_all(c, items, true, None, opts.concurrency).await;
-
-    // 2. Plan.
-    let mut art_plans = Vec::new();
-    for o in &art_obs {
-        art_plans.push(plan::plan_artifacts(
-            cfg,
-            &o.target.region,
-            o.stacks.get(&StackKind::Artifacts),
-            o.code_present,
-        ));
-    }
-    art_plans.sort_by(|a, b| a.target.cmp(&b.target));
-    let plans: Vec<TargetPlan> = obs
-        .iter()
-        .map(|o| {
-            let (kinds, desired) = cfg.for_target(set.is_home(&o.target));
-            plan::plan_target(&o.target, &kinds, &desired, &o.stacks)
-        })
-        .collect();
+    let (art_obs, obs) = observe_install(c, set, cfg, opts, rep).await;
+    let (art_plans, plans) = plan_install(cfg, req.stated, set, &art_obs, &obs);
     report.plans = art_plans.iter().chain(plans.iter()).cloned().collect();
 
-    let calls_of = |o: &Observed<C::Api>| o.api.as_ref().map(|a| a.calls()).unwrap_or(0);
     let blind = obs.iter().filter(|o| o.trail.as_ref().is_some_and(|t| !t.is_ok())).count();
     let blind_msg = format!(
         "{blind} of {} targets have no CloudTrail trail logging management events (read and write); the detector would be blind there",
@@ -492,50 +521,157 @@ pub async fn install<C: Connector>(
         if blind > 0 && !opts.allow_missing_trail {
             report.stopped = Some(format!("{blind_msg}; install would stop (see --allow-missing-trail)"));
         }
-        for (p, o) in art_plans.iter().zip(&art_obs).chain(plans.iter().zip(&obs)) {
-            let mut r = skipped(p, Phase::Stacks, o.trail.clone(), calls_of(o), "plan only");
+        report.results = plan_only_results(art_plans.iter().zip(&art_obs).chain(plans.iter().zip(&obs)), true);
+        return finished(report, c, start);
+    }
+    if blind > 0 {
+        if !opts.allow_missing_trail {
+            report.results = stopped_for_trails(&plans, &obs);
+            report.stopped = Some(format!("{blind_msg}; nothing was changed. Create a trail (an organization trail covers every account) or pass --allow-missing-trail"));
+            return finished(report, c, start);
+        }
+        rep.report(&DeployEvent::Warning {
+            message: format!("{blind_msg}; installing anyway (--allow-missing-trail)"),
+        });
+    }
+    if let Err(why) = (req.gate)(&report.plans) {
+        report.results = art_plans
+            .iter()
+            .zip(&art_obs)
+            .chain(plans.iter().zip(&obs))
+            .map(|(p, o)| skipped(p, Phase::Stacks, o.trail.clone(), calls_of(o), "not confirmed"))
+            .collect();
+        report.stopped = Some(format!("{why}; nothing was changed"));
+        return finished(report, c, start);
+    }
+    let art_results = deploy_artifacts(&art_plans, &art_obs, code, opts, rep).await;
+    let results = deploy_stacks(&plans, &obs, &art_results, code, opts, rep).await;
+    report.results = art_results.into_iter().chain(results).collect();
+    report.results.sort_by(|a, b| (a.phase, &a.target).cmp(&(b.phase, &b.target)));
+    finished(report, c, start)
+}
+
+/// A report's closing figures: calls made outside any target, and the wall time.
+fn finished<C: Connector>(mut report: RunReport, c: &C, start: Instant) -> RunReport {
+    report.shared_calls = c.shared_calls();
+    report.elapsed_ms = start.elapsed().as_millis();
+    report
+}
+
+fn calls_of<A: TargetApi>(o: &Observed<A>) -> u64 {
+    o.api.as_ref().map(|a| a.calls()).unwrap_or(0)
+}
+
+/// Observes the artifacts (bucket stack and code object) of every region of the installing
+/// account, and the stacks and trail of every target.
+async fn observe_install<C: Connector>(
+    c: &C,
+    set: &TargetSet,
+    cfg: &InstallConfig,
+    opts: &RunOptions,
+    rep: &dyn Reporter,
+) -> (Vec<Observed<C::Api>>, Vec<Observed<C::Api>>) {
+    let targets = set.targets();
+    rep.report(&DeployEvent::PhaseStarted { phase: Phase::Observe, targets: targets.len() + set.regions.len() });
+    let key = cfg.code_key();
+    // Each region has its own bucket name; observe them concurrently.
+    let art_obs = stream::iter(&set.regions)
+        .map(|region| {
+            let t = Target::new(cfg.artifacts_account.clone(), region.clone());
+            let bucket = cfg.bucket(region);
+            let key = key.clone();
+            async move { observe(c, t, &[StackKind::Artifacts], false, Some((&bucket, &key))).await }
+        })
+        .buffer_unordered(opts.concurrency.max(1))
+        .collect::<Vec<_>>()
+        .await;
+    let items: Vec<_> = targets.iter().map(|t| (t.clone(), cfg.for_target(set.is_home(t)).0)).collect();
+    let obs = observe_all(c, items, true, None, opts.concurrency).await;
+    (art_obs, obs)
+}
+
+/// The artifacts plans (sorted by target) and the stack plans of every target.
+/// Plans every target; settings `stated` leaves out keep each target's deployed values.
+fn plan_install<A>(
+    cfg: &InstallConfig,
+    stated: plan::Stated,
+    set: &TargetSet,
+    art_obs: &[Observed<A>],
+    obs: &[Observed<A>],
+) -> (Vec<TargetPlan>, Vec<TargetPlan>) {
+    let mut art_plans: Vec<TargetPlan> = art_obs
+        .iter()
+        .map(|o| plan::plan_artifacts(cfg, &o.target.region, o.stacks.get(&StackKind::Artifacts), o.code_present))
+        .collect();
+    art_plans.sort_by(|a, b| a.target.cmp(&b.target));
+    let plans = obs
+        .iter()
+        .map(|o| {
+            let (kinds, desired) = cfg.keeping(stated, &o.stacks).for_target(set.is_home(&o.target));
+            plan::plan_target(&o.target, &kinds, &desired, &o.stacks)
+        })
+        .collect();
+    (art_plans, plans)
+}
+
+/// `--plan`: every plan as a skipped result (failed where the target could not be read).
+fn plan_only_results<'a, A: TargetApi + 'a>(
+    pairs: impl Iterator<Item = (&'a TargetPlan, &'a Observed<A>)>,
+    with_trail: bool,
+) -> Vec<TargetResult> {
+    pairs
+        .map(|(p, o)| {
+            let trail = if with_trail { o.trail.clone() } else { None };
+            let mut r = skipped(p, Phase::Stacks, trail, calls_of(o), "plan only");
             if let Some(e) = &o.error {
                 r.outcome = Outcome::Failed { reason: e.clone() };
             }
-            report.results.push(r);
-        }
-        report.shared_calls = c.shared_calls();
-        report.elapsed_ms = start.elapsed().as_millis();
-        return report;
-    }
+            r
+        })
+        .collect()
+}
 
-    // 3. Prerequisite: a trail logging management events in every target.
-    if blind > 0 {
-        let msg = blind_msg;
-        if !opts.allow_missing_trail {
-            for (p, o) in plans.iter().zip(&obs) {
-                let mut r = skipped(
-                    p,
-                    Phase::Stacks,
-                    o.trail.clone(),
-                    calls_of(o),
-                    "install stopped: missing trails (see --allow-missing-trail)",
-                );
-                if let Some(TrailVerdict::Missing { reason }) = &o.trail {
-                    r.outcome = Outcome::Failed { reason: format!("no usable trail: {reason}") };
-                }
-                report.results.push(r);
+/// The results of an install stopped because some targets have no usable trail.
+fn stopped_for_trails<A: TargetApi>(plans: &[TargetPlan], obs: &[Observed<A>]) -> Vec<TargetResult> {
+    plans
+        .iter()
+        .zip(obs)
+        .map(|(p, o)| {
+            let why = "install stopped: missing trails (see --allow-missing-trail)";
+            let mut r = skipped(p, Phase::Stacks, o.trail.clone(), calls_of(o), why);
+            if let Some(TrailVerdict::Missing { reason }) = &o.trail {
+                r.outcome = Outcome::Failed { reason: format!("no usable trail: {reason}") };
             }
-            report.stopped = Some(format!("{msg}; nothing was changed. Create a trail (an organization trail covers every account) or pass --allow-missing-trail"));
-            report.shared_calls = c.shared_calls();
-            report.elapsed_ms = start.elapsed().as_millis();
-            return report;
-        }
-        rep.report(&DeployEvent::Warning { message: format!("{msg}; installing anyway (--allow-missing-trail)") });
-    }
+            r
+        })
+        .collect()
+}
 
-    // 4. Artifacts, every region, before any function needs its code.
+/// Artifacts, every region, before any function needs its code.
+async fn deploy_artifacts<A: TargetApi>(
+    art_plans: &[TargetPlan],
+    art_obs: &[Observed<A>],
+    code: &'static [u8],
+    opts: &RunOptions,
+    rep: &dyn Reporter,
+) -> Vec<TargetResult> {
     rep.report(&DeployEvent::PhaseStarted { phase: Phase::Artifacts, targets: art_plans.len() });
-    let art_results: Vec<TargetResult> = stream::iter(art_plans.iter().zip(&art_obs))
+    stream::iter(art_plans.iter().zip(art_obs))
         .map(|(p, o)| run_one(o, p, Phase::Artifacts, code, opts, rep))
         .buffer_unordered(opts.concurrency.max(1))
         .collect()
-        .await;
+        .await
+}
+
+/// Account and regional stacks, every target; a region whose code bucket failed is not tried.
+async fn deploy_stacks<A: TargetApi>(
+    plans: &[TargetPlan],
+    obs: &[Observed<A>],
+    art_results: &[TargetResult],
+    code: &'static [u8],
+    opts: &RunOptions,
+    rep: &dyn Reporter,
+) -> Vec<TargetResult> {
     let bad_regions: BTreeMap<String, String> = art_results
         .iter()
         .filter_map(|r| match &r.outcome {
@@ -543,10 +679,8 @@ pub async fn install<C: Connector>(
             _ => None,
         })
         .collect();
-
-    // 5. Account and regional stacks, every target.
     rep.report(&DeployEvent::PhaseStarted { phase: Phase::Stacks, targets: plans.len() });
-    let results: Vec<TargetResult> = stream::iter(plans.iter().zip(&obs))
+    stream::iter(plans.iter().zip(obs))
         .map(|(p, o)| {
             let bad = bad_regions.get(&p.target.region).cloned();
             async move {
@@ -561,12 +695,7 @@ pub async fn install<C: Connector>(
         })
         .buffer_unordered(opts.concurrency.max(1))
         .collect()
-        .await;
-    report.results = art_results.into_iter().chain(results).collect();
-    report.results.sort_by(|a, b| (a.phase, &a.target).cmp(&(b.phase, &b.target)));
-    report.shared_calls = c.shared_calls();
-    report.elapsed_ms = start.elapsed().as_millis();
-    report
+        .await
 }
 
 async fn run_one<A: TargetApi>(
@@ -582,7 +711,7 @@ async fn run_one<A: TargetApi>(
         (_, err) => {
             let reason = err.clone().unwrap_or_else(|| "cannot connect".into());
             finish(rep, &p.target, phase, &[], Some(reason.clone()));
-            let mut r = skipped(p, phase, o.trail.clone(), o.api.as_ref().map(|a| a.calls()).unwrap_or(0), "");
+            let mut r = skipped(p, phase, o.trail.clone(), calls_of(o), "");
             r.outcome = Outcome::Failed { reason };
             return r;
         }
@@ -644,28 +773,17 @@ pub async fn uninstall<C: Connector>(
         .collect();
     report.plans = plans.iter().chain(art_plans.iter()).cloned().collect();
     if opts.plan_only {
-        for (p, o) in plans.iter().zip(&obs).chain(art_plans.iter().zip(&art_obs)) {
-            let calls = o.api.as_ref().map(|a| a.calls()).unwrap_or(0);
-            let mut r = skipped(p, Phase::Stacks, None, calls, "plan only");
-            if let Some(e) = &o.error {
-                r.outcome = Outcome::Failed { reason: e.clone() };
-            }
-            report.results.push(r);
-        }
-        report.shared_calls = c.shared_calls();
-        report.elapsed_ms = start.elapsed().as_millis();
-        return report;
+        report.results = plan_only_results(plans.iter().zip(&obs).chain(art_plans.iter().zip(&art_obs)), false);
+        return finished(report, c, start);
     }
 
     rep.report(&DeployEvent::PhaseStarted { phase: Phase::Stacks, targets: plans.len() });
-    let results: Vec<TargetResult> = stream::iter(plans.iter().zip(&obs))
+    report.results = stream::iter(plans.iter().zip(&obs))
         .map(|(p, o)| run_one(o, p, Phase::Stacks, &[], opts, rep))
         .buffer_unordered(opts.concurrency.max(1))
         .collect()
         .await;
-    let any_failed = results.iter().any(TargetResult::failed);
-    report.results = results;
-
+    let any_failed = report.results.iter().any(TargetResult::failed);
     if !art_plans.is_empty() {
         rep.report(&DeployEvent::PhaseStarted { phase: Phase::Artifacts, targets: art_plans.len() });
         for (p, o) in art_plans.iter().zip(&art_obs) {
@@ -677,33 +795,8 @@ pub async fn uninstall<C: Connector>(
             report.results.push(r);
         }
     }
-
-    // What is left, everywhere we looked.
-    rep.report(&DeployEvent::PhaseStarted { phase: Phase::Leftovers, targets: obs.len() });
     let removed_artifacts = ropts.remove_artifacts && !any_failed;
-    let left: Vec<(Target, Result<Vec<String>, String>)> = stream::iter(&obs)
-        .map(|o| async move {
-            let Ok(api) = &o.api else {
-                return (o.target.clone(), Err("not reachable".to_string()));
-            };
-            let bucket = (removed_artifacts && o.target.account == artifacts_account)
-                .then(|| plan::artifacts_bucket(artifacts_account, &o.target.region));
-            let l = api.leftovers(set.is_home(&o.target), bucket.as_deref()).await.map_err(|e| e.to_string());
-            (o.target.clone(), l)
-        })
-        .buffer_unordered(opts.concurrency.max(1))
-        .collect()
-        .await;
-    for (t, l) in left {
-        let mut l = l.unwrap_or_else(|e| vec![format!("could not check: {e}")]);
-        if ropts.keep_state && set.is_home(&t) {
-            // Kept on purpose: not a leftover.
-            l.retain(|x| !x.contains("ctguard-state"));
-        }
-        if !l.is_empty() {
-            report.leftovers.insert(t.to_string(), l);
-        }
-    }
+    report.leftovers = leftovers(set, &obs, artifacts_account, removed_artifacts, ropts, opts, rep).await;
     // Calls of the leftover check, added to each target's count.
     for r in report.results.iter_mut().filter(|r| r.phase == Phase::Stacks) {
         if let Some(o) = obs.iter().find(|o| o.target == r.target) {
@@ -713,9 +806,45 @@ pub async fn uninstall<C: Connector>(
         }
     }
     report.results.sort_by(|a, b| (a.phase, &a.target).cmp(&(b.phase, &b.target)));
-    report.shared_calls = c.shared_calls();
-    report.elapsed_ms = start.elapsed().as_millis();
-    report
+    finished(report, c, start)
+}
+
+/// What is left after an uninstall, everywhere we looked: target → resources still there.
+async fn leftovers<A: TargetApi>(
+    set: &TargetSet,
+    obs: &[Observed<A>],
+    artifacts_account: &str,
+    removed_artifacts: bool,
+    ropts: &RemoveOptions,
+    opts: &RunOptions,
+    rep: &dyn Reporter,
+) -> BTreeMap<String, Vec<String>> {
+    rep.report(&DeployEvent::PhaseStarted { phase: Phase::Leftovers, targets: obs.len() });
+    let left: Vec<(Target, Result<Vec<String>, ApiError>)> = stream::iter(obs)
+        .map(|o| async move {
+            let Ok(api) = &o.api else {
+                return (o.target.clone(), Err(ApiError::new("not reachable")));
+            };
+            let bucket = (removed_artifacts && o.target.account == artifacts_account)
+                .then(|| plan::artifacts_bucket(artifacts_account, &o.target.region));
+            let l = api.leftovers(set.is_home(&o.target), bucket.as_deref()).await;
+            (o.target.clone(), l)
+        })
+        .buffer_unordered(opts.concurrency.max(1))
+        .collect()
+        .await;
+    let mut out = BTreeMap::new();
+    for (t, l) in left {
+        let mut l = l.unwrap_or_else(|e| vec![format!("could not check: {e}")]);
+        if ropts.keep_state && set.is_home(&t) {
+            // Kept on purpose: not a leftover.
+            l.retain(|x| !x.contains("ctguard-state"));
+        }
+        if !l.is_empty() {
+            out.insert(t.to_string(), l);
+        }
+    }
+    out
 }
 
 /// What is deployed in one target (for `status`, and for `verify` to find the resources).

@@ -1,5 +1,6 @@
 //! What the binary carries: the detector's Lambda zip and the CloudFormation templates.
 
+use base64::Engine;
 use sha2::{Digest, Sha256};
 
 /// The Lambda deployment package (`bootstrap` at its root), empty if the binary was built
@@ -51,6 +52,11 @@ pub fn code_hash(zip: &[u8]) -> String {
     d.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// Base64 SHA-256 of the bundled zip: the `CodeSha256` Lambda reports for a function running it.
+pub fn code_sha256_base64(zip: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(Sha256::digest(zip))
+}
+
 /// Finds a central-directory entry named exactly `bootstrap` (zip format, APPNOTE 4.3.12).
 pub fn zip_has_bootstrap(zip: &[u8]) -> bool {
     const CDH: [u8; 4] = [0x50, 0x4b, 0x01, 0x02];
@@ -92,5 +98,7 @@ mod tests {
         z.extend_from_slice(b"bootstrap");
         assert!(zip_has_bootstrap(&z));
         assert_eq!(code_hash(b"").len(), 64);
+        // Lambda's CodeSha256 of an empty package (RFC 4648 standard alphabet, padded).
+        assert_eq!(code_sha256_base64(b""), "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=");
     }
 }

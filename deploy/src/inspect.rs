@@ -86,47 +86,12 @@ pub fn judge(
             problems.push(format!("{k}: {}{why}", s.status));
         }
     }
-    let mut code_current = None;
-    if let Some(r) = region {
-        let key = r.parameters.get("CodeKey").cloned().unwrap_or_default();
-        let current = key == bundled.code_key;
-        code_current = Some(current);
-        if !current {
-            problems.push(format!(
-                "outdated: deployed {} (code {}), bundled {} (code {}); run `ctguard install`",
-                r.version().unwrap_or("?"),
-                short(&key),
-                bundled.version,
-                short(&bundled.code_key)
-            ));
-        }
-        if home {
-            if !stacks.contains_key(&StackKind::State) {
-                problems.push("ctguard-state (the state table) is missing".into());
-            }
-            let central = r.parameters.get("AlertTopicArn").is_some_and(|a| !a.is_empty());
-            if !central && !stacks.contains_key(&StackKind::Account) {
-                problems.push("ctguard-account (the alert topic) is missing".into());
-            }
-        }
-    }
+    let code_current = region.map(|r| region_problems(r, stacks, home, bundled, &mut problems));
     if let Some(TrailVerdict::Missing { reason }) = trail {
         problems.push(format!("no usable trail: {reason}"));
     }
     if covered_by != CoveredBy::None {
-        match health.rule_state.as_deref() {
-            Some(RULE_STATE) => {}
-            Some(other) => {
-                problems.push(format!("rule {}: state {other}, expected {RULE_STATE}", crate::stacks::RULE_NAME))
-            }
-            None if covered_by == CoveredBy::Direct => {
-                problems.push(format!("rule {} not found", crate::stacks::RULE_NAME))
-            }
-            None => {}
-        }
-        if let Some(n) = health.dlq_depth.filter(|n| *n > 0) {
-            problems.push(format!("{n} events in the DLQ {} (the detector failed on them)", crate::stacks::DLQ_NAME));
-        }
+        health_problems(health, covered_by, &mut problems);
     }
     TargetStatus {
         target: target.clone(),
@@ -138,6 +103,76 @@ pub fn judge(
         trail: trail.cloned(),
         health: health.clone(),
         problems,
+    }
+}
+
+/// Judges a target that a StackSet owns from its instances' statuses alone (no role in the
+/// account is needed): healthy when every instance is `CURRENT`/`SUCCEEDED`.
+pub fn judge_instances(target: &Target, sets: &BTreeMap<String, String>, bundled: &Bundled) -> TargetStatus {
+    let problems = sets
+        .iter()
+        .filter(|(_, st)| st.as_str() != "CURRENT/SUCCEEDED" && st.as_str() != "CURRENT")
+        .map(|(n, st)| format!("{n} instance {st}"))
+        .collect();
+    TargetStatus {
+        target: target.clone(),
+        covered_by: CoveredBy::AutoDeploy,
+        deployed_version: None,
+        bundled_version: bundled.version.clone(),
+        code_current: None,
+        stacks: sets.clone(),
+        trail: None,
+        health: Health::default(),
+        problems,
+    }
+}
+
+/// Problems of a deployed regional stack (outdated code; at home, missing state or topic
+/// stacks). Returns whether its code is the bundled one.
+fn region_problems(
+    r: &StackState,
+    stacks: &BTreeMap<StackKind, StackState>,
+    home: bool,
+    bundled: &Bundled,
+    problems: &mut Vec<String>,
+) -> bool {
+    let key = r.parameters.get("CodeKey").cloned().unwrap_or_default();
+    let current = key == bundled.code_key;
+    if !current {
+        problems.push(format!(
+            "outdated: deployed {} (code {}), bundled {} (code {}); run `ctguard install`",
+            r.version().unwrap_or("?"),
+            short(&key),
+            bundled.version,
+            short(&bundled.code_key)
+        ));
+    }
+    if home {
+        if !stacks.contains_key(&StackKind::State) {
+            problems.push("ctguard-state (the state table) is missing".into());
+        }
+        let central = r.parameters.get("AlertTopicArn").is_some_and(|a| !a.is_empty());
+        if !central && !stacks.contains_key(&StackKind::Account) {
+            problems.push("ctguard-account (the alert topic) is missing".into());
+        }
+    }
+    current
+}
+
+/// Problems of a covered target's rule and DLQ.
+fn health_problems(health: &Health, covered_by: CoveredBy, problems: &mut Vec<String>) {
+    match health.rule_state.as_deref() {
+        Some(RULE_STATE) => {}
+        Some(other) => {
+            problems.push(format!("rule {}: state {other}, expected {RULE_STATE}", crate::stacks::RULE_NAME))
+        }
+        None if covered_by == CoveredBy::Direct => {
+            problems.push(format!("rule {} not found", crate::stacks::RULE_NAME))
+        }
+        None => {}
+    }
+    if let Some(n) = health.dlq_depth.filter(|n| *n > 0) {
+        problems.push(format!("{n} events in the DLQ {} (the detector failed on them)", crate::stacks::DLQ_NAME));
     }
 }
 

@@ -10,6 +10,9 @@
 //! - [`plan`]: observed stack state + desired specs → actions (pure);
 //! - [`stacks`]: the AWS seam ([`stacks::StackApi`], [`stacks::TargetApi`]) and its
 //!   CloudFormation implementation;
+//! - [`stacksets`]: the service-managed StackSets seam and a fake organization that honours
+//!   OU targeting, account filters and automatic deployment;
+//! - [`ownership`]: who owns each account × region (direct stacks or a StackSet), decided once;
 //! - [`deploy`]: install and uninstall over many targets with bounded concurrency;
 //! - [`autodeploy`]: service-managed StackSets for accounts that join later;
 //! - [`inspect`]: `status` without the printing;
@@ -17,13 +20,17 @@
 //! - [`embedded`]: the Lambda zip and the CloudFormation templates this crate deploys.
 
 pub mod autodeploy;
+pub mod contain;
 pub mod deploy;
 pub mod embedded;
 pub mod inspect;
 pub mod org;
+pub mod ownership;
 pub mod plan;
 pub mod session;
 pub mod stacks;
+pub mod stacksets;
 pub mod targets;
 pub mod trail;
+pub mod validate;
 pub mod verify;

@@ -229,6 +229,51 @@ pub struct Step {
     pub action: Action,
     #[serde(skip)]
     pub spec: Option<StackSpec>,
+    /// Every parameter the step changes, old → new (empty for no change, deletes and uploads).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub diff: Vec<ParamChange>,
+}
+
+/// One parameter of a stack as it changes: `old` is `None` when the stack does not exist yet.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ParamChange {
+    pub name: String,
+    pub old: Option<String>,
+    pub new: String,
+}
+
+/// The parameters `desired` sets differently from `observed` (all of them for a new stack).
+/// Nothing for a stack that is left alone or deleted: the plan's action says it all then.
+pub fn param_diff(action: &Action, desired: Option<&StackSpec>, observed: Option<&StackState>) -> Vec<ParamChange> {
+    let Some(want) = desired else { return Vec::new() };
+    let fresh = matches!(action, Action::Create | Action::Recreate { .. });
+    if !fresh && !matches!(action, Action::Update { .. }) {
+        return Vec::new();
+    }
+    want.parameters
+        .iter()
+        .filter_map(|(k, v)| {
+            let old = if fresh { None } else { observed.and_then(|o| o.parameters.get(k)).cloned() };
+            (old.as_ref() != Some(v)).then(|| ParamChange { name: k.clone(), old, new: v.clone() })
+        })
+        .collect()
+}
+
+/// Which settings this run states. A setting not stated keeps the value each deployed stack
+/// already has (a re-run without flags changes nothing), and takes its default only where
+/// nothing is deployed yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct Stated {
+    /// Alert routing: `alert_topic_arn` and `alert_email` (they decide together).
+    pub alert: bool,
+    pub policy: bool,
+    pub log_retention_days: bool,
+    pub default_ttl_hours: bool,
+}
+
+impl Stated {
+    /// Every setting stated: the configuration is applied as given.
+    pub const ALL: Stated = Stated { alert: true, policy: true, log_retention_days: true, default_ttl_hours: true };
 }
 
 /// Everything to do in one account × region, in order.
@@ -303,10 +348,12 @@ pub fn plan_target(
         .iter()
         .map(|&k| {
             let want = desired.iter().find(|s| s.kind == k);
+            let action = plan_stack(want, observed.get(&k));
             Step {
                 what: k.stack_name().to_string(),
                 kind: Some(k),
-                action: plan_stack(want, observed.get(&k)),
+                diff: param_diff(&action, want, observed.get(&k)),
+                action,
                 spec: want.cloned(),
             }
         })
@@ -324,9 +371,34 @@ pub fn plan_removal(target: &Target, kinds: &[StackKind], observed: &BTreeMap<St
             kind: Some(k),
             action: plan_stack(None, observed.get(&k)),
             spec: None,
+            diff: Vec::new(),
         })
         .collect();
     TargetPlan { target: target.clone(), steps }
+}
+
+/// The planned changes that lower protection, one line each, for a person to confirm: deleting
+/// an account's alert topic (and with it its subscriptions), dropping or replacing the alert
+/// email, sending alerts to another topic. Tightening changes (a new allowlist, a longer
+/// retention) are not listed.
+pub fn exposure_changes(plans: &[TargetPlan]) -> Vec<String> {
+    let mut v = Vec::new();
+    for p in plans {
+        for s in &p.steps {
+            if s.kind == Some(StackKind::Account) && s.action == Action::Delete {
+                v.push(format!("{}: delete the alert topic stack ctguard-account and its subscriptions", p.target));
+            }
+            for d in &s.diff {
+                let old = d.old.as_deref().unwrap_or("");
+                let watched = matches!(d.name.as_str(), "AlertEmail" | "AlertTopicArn");
+                if watched && !old.is_empty() {
+                    let new = if d.new.is_empty() { "(none)" } else { d.new.as_str() };
+                    v.push(format!("{}: {} {old} → {new}", p.target, d.name));
+                }
+            }
+        }
+    }
+    v
 }
 
 /// Everything an install deploys, the same for every account (see the templates: no
@@ -401,6 +473,43 @@ impl InstallConfig {
         StackSpec::new(StackKind::Region, StackKind::Region.template_body(), p, &self.version)
     }
 
+    /// This configuration with every setting `stated` does not name taken from the stacks
+    /// deployed in one target (`observed`, ctguard's own only), so that a run changes only what
+    /// it asks for. Settings nothing deploys yet keep the value in `self` (the default).
+    pub fn keeping(&self, stated: Stated, observed: &BTreeMap<StackKind, StackState>) -> InstallConfig {
+        let mut c = self.clone();
+        let param = |k: StackKind, name: &str| {
+            observed.get(&k).filter(|s| s.owned()).and_then(|s| s.parameters.get(name)).cloned()
+        };
+        let region = observed.get(&StackKind::Region).filter(|s| s.owned());
+        if !stated.alert {
+            let email = param(StackKind::Account, "AlertEmail").filter(|e| !e.is_empty());
+            match param(StackKind::Region, "AlertTopicArn") {
+                Some(t) if !t.is_empty() => (c.alert_topic_arn, c.alert_email) = (Some(t), None),
+                Some(_) => (c.alert_topic_arn, c.alert_email) = (None, email),
+                None if observed.get(&StackKind::Account).is_some_and(StackState::owned) => {
+                    (c.alert_topic_arn, c.alert_email) = (None, email)
+                }
+                None => {}
+            }
+        }
+        if region.is_some() {
+            if !stated.policy {
+                c.policy = param(StackKind::Region, "Policy").unwrap_or(c.policy);
+            }
+            let number = |name: &str, fallback: u32| {
+                param(StackKind::Region, name).and_then(|v| v.parse().ok()).unwrap_or(fallback)
+            };
+            if !stated.log_retention_days {
+                c.log_retention_days = number("LogRetentionDays", c.log_retention_days);
+            }
+            if !stated.default_ttl_hours {
+                c.default_ttl_hours = number("DefaultTtlHours", c.default_ttl_hours);
+            }
+        }
+        c
+    }
+
     /// The stacks a target is responsible for (deployment order) and those it should have.
     pub fn for_target(&self, home: bool) -> (Vec<StackKind>, Vec<StackSpec>) {
         if !home {
@@ -426,10 +535,12 @@ pub fn plan_artifacts(
     code_present: bool,
 ) -> TargetPlan {
     let spec = cfg.artifacts_spec();
+    let action = plan_stack(Some(&spec), observed);
     let stack = Step {
         what: StackKind::Artifacts.stack_name().to_string(),
         kind: Some(StackKind::Artifacts),
-        action: plan_stack(Some(&spec), observed),
+        diff: param_diff(&action, Some(&spec), observed),
+        action,
         spec: Some(spec),
     };
     let bucket = cfg.bucket(region);
@@ -440,6 +551,7 @@ pub fn plan_artifacts(
         kind: None,
         action: if code_present { Action::NoChange } else { Action::UploadCode { bucket, key } },
         spec: None,
+        diff: Vec::new(),
     };
     TargetPlan { target: Target::new(cfg.artifacts_account.clone(), region), steps: vec![stack, upload] }
 }
@@ -455,6 +567,7 @@ pub fn plan_artifacts_removal(account: &str, region: &str, observed: Option<&Sta
             kind: None,
             action: Action::EmptyBucket { bucket },
             spec: None,
+            diff: Vec::new(),
         });
     }
     steps.push(Step {
@@ -462,6 +575,7 @@ pub fn plan_artifacts_removal(account: &str, region: &str, observed: Option<&Sta
         kind: Some(StackKind::Artifacts),
         action,
         spec: None,
+        diff: Vec::new(),
     });
     TargetPlan { target: Target::new(account, region), steps }
 }

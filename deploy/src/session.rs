@@ -3,12 +3,12 @@
 //! [`TargetSet`], and build the [`AwsConnector`]. Also the entry point other commands (such as
 //! `verify`) use to find installed targets: [`discover_installed`].
 
-use ctguard_aws::{self as aws, AwsOptions};
+use ctguard_aws::{self as aws, AwsError, AwsOptions};
 
 use crate::deploy::{self, Installed};
-use crate::org::{self, OrgInfo, Selection};
+use crate::org::{self, AwsOrg, OrgDirectory, OrgError, OrgInfo, Selection};
 use crate::stacks::{AwsConnector, CallCounter};
-use crate::targets::{self, TargetSet, US_EAST_1};
+use crate::targets::{self, TargetError, TargetSet, US_EAST_1};
 
 /// Which accounts × regions to work on (shared by install, status, verify and uninstall); the
 /// `ctguard` binary fills it from its `--accounts/--ou/--org/--regions/…` flags.
@@ -55,23 +55,43 @@ pub struct Session {
     pub setup_calls: CallCounter,
 }
 
+/// Why a multi-account command could not start.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SessionError {
+    #[error(transparent)]
+    Aws(#[from] AwsError),
+    #[error(transparent)]
+    Org(#[from] OrgError),
+    #[error("--org/--ou need AWS Organizations, and the caller's account is not in an organization")]
+    NotInOrganization,
+    #[error(transparent)]
+    Targets(#[from] TargetError),
+    #[error(transparent)]
+    Input(#[from] crate::validate::InputError),
+}
+
 /// Loads the configuration, identifies the caller and resolves the targets.
-pub async fn open(g: &AwsOptions, t: &TargetOptions) -> anyhow::Result<Session> {
+pub async fn open(g: &AwsOptions, t: &TargetOptions) -> Result<Session, SessionError> {
     let base = aws::load(g).await;
     let setup_calls = CallCounter::default();
     let caller_account = aws::caller_account(&base).await?;
     let selection = t.selection();
     // Organizations is a global service answered in us-east-1.
-    let org_cfg = aws::in_region(&base, US_EAST_1);
+    let directory = AwsOrg::new(&aws::in_region(&base, US_EAST_1), &base, &setup_calls);
     let org = match selection {
-        Selection::Current | Selection::Accounts(_) => org::describe(&org_cfg, &setup_calls).await.unwrap_or(None),
-        _ => Some(org::describe(&org_cfg, &setup_calls).await?.ok_or_else(|| {
-            anyhow::anyhow!("--org/--ou need AWS Organizations, and the caller's account is not in an organization")
-        })?),
+        Selection::Current | Selection::Accounts(_) => directory.organization().await.unwrap_or(None),
+        _ => Some(directory.organization().await.map_err(OrgError::from)?.ok_or(SessionError::NotInOrganization)?),
     };
-    let accounts = org::resolve_accounts(&org_cfg, &setup_calls, &caller_account, &selection).await?;
-    let regions =
-        if t.regions.is_empty() { org::enabled_regions(&base, &setup_calls).await? } else { t.regions.clone() };
+    let accounts = org::resolve_accounts(&directory, &caller_account, &selection).await?;
+    let regions = if t.regions.is_empty() {
+        org::enabled_regions(&directory).await?
+    } else {
+        // Refuse an unknown region before any target is touched: against the account's own
+        // list when it answers, against every published region name otherwise.
+        let enabled = org::enabled_regions(&directory).await.ok();
+        crate::validate::regions(&t.regions, enabled.as_deref())?;
+        t.regions.clone()
+    };
     let set = targets::expand(&accounts, &regions, &t.home_region, t.allow_no_us_east_1)?;
     let connector = AwsConnector::new(base, caller_account.clone(), t.role_name.clone());
     Ok(Session { connector, set, caller_account, org, selection, setup_calls })
@@ -85,7 +105,7 @@ pub async fn discover_installed(
     g: &AwsOptions,
     t: &TargetOptions,
     concurrency: usize,
-) -> anyhow::Result<(Session, Vec<Installed>)> {
+) -> Result<(Session, Vec<Installed>), SessionError> {
     let s = open(g, t).await?;
     let found = deploy::discover(&s.connector, &s.set, concurrency).await;
     Ok((s, found))

@@ -8,10 +8,14 @@
 //! per target with an SDK interceptor ([`CallCounter`]) so the benchmark can report calls per
 //! target.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::HashMap;
+#[cfg(any(test, feature = "test-support"))]
+use std::collections::{BTreeMap, HashSet};
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+#[cfg(any(test, feature = "test-support"))]
+use std::sync::Mutex;
 
 use aws_config::SdkConfig;
 use aws_credential_types::provider::{future, ProvideCredentials, SharedCredentialsProvider};
@@ -48,7 +52,19 @@ impl ApiError {
     pub fn new(message: impl Into<String>) -> Self {
         ApiError { code: None, message: message.into() }
     }
-    fn from_sdk<E>(op: &str, e: &SdkError<E, aws_smithy_runtime_api::client::orchestrator::HttpResponse>) -> Self
+
+    /// An SDK error as the service's code and the readable text, without naming the call.
+    pub(crate) fn from_sdk_text<E>(e: &SdkError<E, aws_smithy_runtime_api::client::orchestrator::HttpResponse>) -> Self
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+    {
+        ApiError { code: e.code().map(str::to_string), message: err_text(e) }
+    }
+
+    pub(crate) fn from_sdk<E>(
+        op: &str,
+        e: &SdkError<E, aws_smithy_runtime_api::client::orchestrator::HttpResponse>,
+    ) -> Self
     where
         E: ProvideErrorMetadata + std::error::Error + 'static,
     {
@@ -128,7 +144,7 @@ impl CallCounter {
     pub fn get(&self) -> u64 {
         self.0.load(Ordering::Relaxed)
     }
-    fn add(&self) {
+    pub(crate) fn add(&self) {
         self.0.fetch_add(1, Ordering::Relaxed);
     }
 }
@@ -602,8 +618,9 @@ impl TargetApi for CfnStacks {
 }
 
 // ------------------------------------------------------------------------------------------
-// Fake
+// Fake (test code only: unit tests, or the `test-support` feature for other crates' tests)
 
+#[cfg(any(test, feature = "test-support"))]
 /// In-memory world shared by every [`FakeStacks`] handle: stacks per target, trails, objects,
 /// scripted failures and a log of the calls made.
 #[derive(Debug, Default)]
@@ -618,14 +635,19 @@ pub struct FakeWorld {
     pub unreachable: HashMap<String, String>,
     /// How many describes an operation stays *_IN_PROGRESS (0: settled at once).
     pub in_progress_polls: usize,
+    /// Targets where a StackSet instance holds ctguard's fixed resource names (set by
+    /// [`crate::stacksets::FakeOrg`]): a direct stack created there fails as on AWS.
+    pub foreign: HashSet<Target>,
     pending: HashMap<(Target, String), (usize, StackState)>,
     pub calls: Vec<String>,
 }
 
+#[cfg(any(test, feature = "test-support"))]
 /// A [`Connector`] over a shared [`FakeWorld`].
 #[derive(Debug, Clone, Default)]
 pub struct FakeCloud(pub Arc<Mutex<FakeWorld>>);
 
+#[cfg(any(test, feature = "test-support"))]
 impl FakeCloud {
     pub fn with<R>(&self, f: impl FnOnce(&mut FakeWorld) -> R) -> R {
         let mut w = self.0.lock().unwrap_or_else(|p| p.into_inner());
@@ -633,6 +655,7 @@ impl FakeCloud {
     }
 }
 
+#[cfg(any(test, feature = "test-support"))]
 impl Connector for FakeCloud {
     type Api = FakeStacks;
     async fn connect(&self, target: &Target) -> Result<FakeStacks, ApiError> {
@@ -643,6 +666,7 @@ impl Connector for FakeCloud {
     }
 }
 
+#[cfg(any(test, feature = "test-support"))]
 /// One target's view of a [`FakeCloud`].
 #[derive(Debug, Clone)]
 pub struct FakeStacks {
@@ -651,6 +675,7 @@ pub struct FakeStacks {
     counter: CallCounter,
 }
 
+#[cfg(any(test, feature = "test-support"))]
 impl FakeStacks {
     fn call(&self, op: &str, what: &str) {
         self.counter.add();
@@ -684,6 +709,7 @@ impl FakeStacks {
     }
 }
 
+#[cfg(any(test, feature = "test-support"))]
 impl StackApi for FakeStacks {
     async fn describe(&self, name: &str) -> Result<Option<StackState>, ApiError> {
         self.call("DescribeStacks", name);
@@ -715,7 +741,10 @@ impl StackApi for FakeStacks {
                 message: format!("Stack [{}] already exists", spec.name()),
             });
         }
-        let fail = self.cloud.with(|w| w.fail.remove(&key));
+        let foreign = self.cloud.with(|w| w.foreign.contains(&self.target));
+        let fail = self.cloud.with(|w| w.fail.remove(&key)).or_else(|| {
+            (foreign && spec.kind != StackKind::Artifacts).then(|| "Table already exists: ctguard-state".to_string())
+        });
         let mut fin = self.state_for(spec, if fail.is_some() { "ROLLBACK_COMPLETE" } else { "CREATE_COMPLETE" });
         fin.status_reason = fail;
         self.start(spec.name(), fin, "CREATE_IN_PROGRESS");
@@ -761,6 +790,7 @@ impl StackApi for FakeStacks {
     }
 }
 
+#[cfg(any(test, feature = "test-support"))]
 impl TargetApi for FakeStacks {
     fn target(&self) -> &Target {
         &self.target

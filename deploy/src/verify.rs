@@ -11,6 +11,7 @@
 //! end, on failure and on Ctrl-C too.
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -19,9 +20,10 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use tokio::sync::Mutex;
 
-use crate::stacks::{AwsConnector, Connector, TargetApi};
+use crate::stacks::{ApiError, AwsConnector, Connector, TargetApi};
 use crate::targets::Target;
-use ctguard_aws::{err_text, in_region};
+use crate::trail::TrailVerdict;
+use ctguard_aws::in_region;
 
 /// The deterministic names the installer gives the regional resources.
 pub const FUNCTION_NAME: &str = "ctguard-detector";
@@ -195,6 +197,77 @@ fn sample_long_term_key_event() -> Value {
     v
 }
 
+/// Whether the function's resource policy lets EventBridge invoke it for the rule: an Allow
+/// for `events.amazonaws.com` (or `*`) on `lambda:InvokeFunction`, whose `aws:SourceArn` and
+/// `aws:SourceAccount` conditions, if any, admit the rule and its account. A statement with any
+/// other condition is not counted (it cannot be judged here); a matching Deny fails the check.
+pub fn invoke_permission(policy: Option<&str>, rule_arn: Option<&str>, account: &str) -> Check {
+    const NAME: &str = "invoke permission";
+    let Some(rule_arn) = rule_arn else { return Check::unknown(NAME, "the rule's ARN is unknown") };
+    let Some(policy) = policy else {
+        return Check::fail(
+            NAME,
+            "the function has no resource policy, so events.amazonaws.com may not invoke it: EventBridge cannot deliver (events go to the rule's DLQ)",
+        );
+    };
+    let Ok(doc) = serde_json::from_str::<Value>(policy) else {
+        return Check::unknown(NAME, "the function's resource policy is not JSON");
+    };
+    let statements = match &doc["Statement"] {
+        Value::Array(a) => a.clone(),
+        Value::Object(_) => vec![doc["Statement"].clone()],
+        _ => Vec::new(),
+    };
+    let list = |v: &Value| -> Vec<String> {
+        match v {
+            Value::String(s) => vec![s.clone()],
+            Value::Array(a) => a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect(),
+            _ => Vec::new(),
+        }
+    };
+    let applies = |st: &Value| {
+        let principal = &st["Principal"];
+        let to_events = principal == "*"
+            || list(&principal["Service"]).iter().any(|s| s == "events.amazonaws.com")
+            || list(&principal["AWS"]).iter().any(|s| s == "*");
+        let action = list(&st["Action"]).iter().any(|a| {
+            let a = a.to_ascii_lowercase();
+            a == "*" || a == "lambda:*" || a == "lambda:invokefunction"
+        });
+        let conditions = st["Condition"].as_object().map(|ops| {
+            ops.iter().all(|(op, kv)| {
+                kv.as_object().is_some_and(|kv| {
+                    kv.iter().all(|(key, want)| {
+                        let want = list(want);
+                        match (op.as_str(), key.to_ascii_lowercase().as_str()) {
+                            ("ArnLike" | "ArnEquals" | "StringLike", "aws:sourcearn") => {
+                                want.iter().any(|w| ctguard_detector::policy::glob_match(w, rule_arn))
+                            }
+                            ("StringEquals", "aws:sourcearn") => want.iter().any(|w| w == rule_arn),
+                            ("StringEquals" | "StringLike", "aws:sourceaccount") => {
+                                want.iter().any(|w| ctguard_detector::policy::glob_match(w, account))
+                            }
+                            _ => false,
+                        }
+                    })
+                })
+            })
+        });
+        to_events && action && conditions.unwrap_or(true)
+    };
+    if statements.iter().any(|st| st["Effect"] == "Deny" && applies(st)) {
+        return Check::fail(NAME, format!("the function's resource policy denies EventBridge for {rule_arn}"));
+    }
+    if statements.iter().any(|st| st["Effect"] == "Allow" && applies(st)) {
+        Check::pass(NAME, format!("events.amazonaws.com may invoke the function for {rule_arn}"))
+    } else {
+        Check::fail(
+            NAME,
+            format!("no statement of the function's resource policy lets events.amazonaws.com invoke it for {rule_arn}: EventBridge cannot deliver (events go to the rule's DLQ)"),
+        )
+    }
+}
+
 /// Evaluates an EventBridge event pattern against an event, for the operators the templates
 /// use: exact values, `prefix`, `suffix`, `anything-but` (value, list, prefix, suffix),
 /// `exists`, and `$or`. Unknown operators never match (so a check cannot pass by accident).
@@ -296,12 +369,130 @@ pub fn synthetic_events(key: &str, account: &str, region: &str, now_ms: i64, see
     [ev(&first_ip, -2000, 1), ev(&first_ip, -1000, 2), ev(&reuse_ip, 0, 3)]
 }
 
+/// An account × region where verify reads, sends or creates something.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Place {
+    pub account: String,
+    pub region: String,
+}
+
+impl Place {
+    pub fn new(account: impl Into<String>, region: impl Into<String>) -> Place {
+        Place { account: account.into(), region: region.into() }
+    }
+}
+
 /// Something verify created, to be removed whatever happens.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Created {
-    Queue { cfg: SdkConfig, url: String },
-    Subscription { cfg: SdkConfig, arn: String },
-    StateItem { cfg: SdkConfig, table: String, pk: String },
+    Queue { at: Place, url: String },
+    Subscription { at: Place, arn: String },
+    StateItem { at: Place, table: String, pk: String },
+}
+
+impl std::fmt::Display for Created {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Created::Queue { url, .. } => write!(f, "queue {url}"),
+            Created::Subscription { arn, .. } => write!(f, "subscription {arn}"),
+            Created::StateItem { pk, .. } => write!(f, "state item {pk}"),
+        }
+    }
+}
+
+/// The regional rule as verify sees it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RuleFacts {
+    pub state: Option<String>,
+    pub pattern: Option<Value>,
+    pub arn: Option<String>,
+}
+
+/// Why a synthetic event did not reach the detector, or the detector failed on it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SendError {
+    #[error("EventBridge PutEvents failed: {0}")]
+    PutEvents(ApiError),
+    #[error("EventBridge refused the event: {0}")]
+    Refused(String),
+    #[error("the detector failed: {kind}: {message}")]
+    DetectorFailed { kind: String, message: String },
+    #[error("Lambda Invoke failed: {0}")]
+    Invoke(ApiError),
+}
+
+/// Why the end-to-end check could not run to its verdict.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VerifyError {
+    #[error("the function has no {0}")]
+    MissingSetting(&'static str),
+    #[error("`{0}` is not an SNS topic ARN")]
+    BadTopic(String),
+    #[error("cannot create the observer queue: {0}")]
+    Queue(ApiError),
+    #[error("the alert topic {topic} accepts no subscription: {error}")]
+    Subscribe { topic: String, error: ApiError },
+    #[error(transparent)]
+    Send(#[from] SendError),
+    #[error("cannot read the observer queue: {0}")]
+    Receive(ApiError),
+    #[error("cannot read the state table {table}: {error}")]
+    State { table: String, error: ApiError },
+}
+
+/// Every AWS call verify makes, in any account × region. Takes and returns ctguard types
+/// only; implemented on [`AwsConnector`] (assuming the member role where needed) and by an
+/// in-memory fake in the tests.
+pub trait VerifyApi: Sync {
+    /// The deployed function's configuration.
+    fn function(&self, at: &Place) -> impl Future<Output = Result<FunctionFacts, ApiError>> + Send;
+    fn rule(&self, at: &Place) -> impl Future<Output = Result<RuleFacts, ApiError>> + Send;
+    /// The function's resource policy (`None`: it has none).
+    fn function_policy(&self, at: &Place) -> impl Future<Output = Result<Option<String>, ApiError>> + Send;
+    /// EventBridge TestEventPattern.
+    fn test_pattern(
+        &self,
+        at: &Place,
+        pattern: &str,
+        event: &str,
+    ) -> impl Future<Output = Result<bool, ApiError>> + Send;
+    /// The state table's TimeToLiveStatus.
+    fn ttl_status(&self, at: &Place, table: &str) -> impl Future<Output = Result<Option<String>, ApiError>> + Send;
+    fn trail(&self, t: &Target) -> impl Future<Output = Result<TrailVerdict, ApiError>> + Send;
+    /// Creates an SQS queue with `policy`; returns its URL.
+    fn create_queue(
+        &self,
+        at: &Place,
+        name: &str,
+        policy: &str,
+    ) -> impl Future<Output = Result<String, ApiError>> + Send;
+    /// Subscribes the queue to the topic with a filter policy; returns the subscription ARN.
+    fn subscribe(
+        &self,
+        at: &Place,
+        topic: &str,
+        queue_arn: &str,
+        filter_policy: &str,
+    ) -> impl Future<Output = Result<String, ApiError>> + Send;
+    /// Sends one CloudTrail `detail` to the default bus with verify's source.
+    fn put_event(&self, at: &Place, detail: &str) -> impl Future<Output = Result<(), SendError>> + Send;
+    /// Invokes the function with `payload` (at `endpoint` when given: a local runtime emulator).
+    fn invoke(
+        &self,
+        at: &Place,
+        endpoint: Option<&str>,
+        payload: &str,
+    ) -> impl Future<Output = Result<(), SendError>> + Send;
+    /// Message bodies waiting in the queue (waits up to a second for some).
+    fn receive(&self, at: &Place, url: &str) -> impl Future<Output = Result<Vec<String>, ApiError>> + Send;
+    /// Whether the state item exists (`Some`) and has a `ttl` attribute.
+    fn state_item_has_ttl(
+        &self,
+        at: &Place,
+        table: &str,
+        pk: &str,
+    ) -> impl Future<Output = Result<Option<bool>, ApiError>> + Send;
+    fn remove(&self, c: &Created) -> impl Future<Output = Result<(), ApiError>> + Send;
 }
 
 /// Everything created so far, shared with the Ctrl-C handler.
@@ -314,36 +505,12 @@ impl Cleanup {
     }
 
     /// Removes everything registered (latest first); returns what could not be removed.
-    pub async fn run(&self) -> Vec<String> {
+    pub async fn run<V: VerifyApi>(&self, api: &V) -> Vec<String> {
         let items: Vec<Created> = std::mem::take(&mut *self.0.lock().await);
         let mut left = Vec::new();
         for c in items.into_iter().rev() {
-            let r = match &c {
-                Created::Subscription { cfg, arn } => aws_sdk_sns::Client::new(cfg)
-                    .unsubscribe()
-                    .subscription_arn(arn)
-                    .send()
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| format!("subscription {arn}: {}", err_text(&e))),
-                Created::Queue { cfg, url } => aws_sdk_sqs::Client::new(cfg)
-                    .delete_queue()
-                    .queue_url(url)
-                    .send()
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| format!("queue {url}: {}", err_text(&e))),
-                Created::StateItem { cfg, table, pk } => aws_sdk_dynamodb::Client::new(cfg)
-                    .delete_item()
-                    .table_name(table)
-                    .key("pk", aws_sdk_dynamodb::types::AttributeValue::S(pk.clone()))
-                    .send()
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| format!("state item {pk}: {}", err_text(&e))),
-            };
-            if let Err(e) = r {
-                left.push(e);
+            if let Err(e) = api.remove(&c).await {
+                left.push(format!("{c}: {e}"));
             }
         }
         left
@@ -366,102 +533,31 @@ fn now_ms() -> i64 {
 }
 
 /// Verifies one installed target; never returns early without cleaning up.
-pub async fn verify_target(conn: &AwsConnector, t: &Target, opts: &Options, cleanup: &Cleanup, seed: u64) -> Outcome {
-    let cfg = in_region(&conn.account_config(&t.account).await, &t.region);
+pub async fn verify_target<V: VerifyApi>(api: &V, t: &Target, opts: &Options, cleanup: &Cleanup, seed: u64) -> Outcome {
+    let at = Place::new(&t.account, &t.region);
     let mut checks = Vec::new();
-
-    // --- static side ----------------------------------------------------------------------
-    let lambda = aws_sdk_lambda::Client::new(&cfg);
-    let func = match lambda.get_function_configuration().function_name(FUNCTION_NAME).send().await {
-        Ok(c) => {
-            let vars = c.environment().and_then(|e| e.variables()).cloned().unwrap_or_default();
-            Some(FunctionFacts {
-                table: vars.get("CTGUARD_TABLE").cloned(),
-                table_region: vars.get("CTGUARD_TABLE_REGION").cloned(),
-                topic_arn: vars.get("CTGUARD_TOPIC_ARN").cloned(),
-                version: vars.get("CTGUARD_VERSION").cloned(),
-                code_sha256: c.code_sha256().map(str::to_string),
-            })
-        }
+    let func = match api.function(&at).await {
+        Ok(f) => Some(f),
         Err(e) => {
-            checks.push(Check::fail("function", format!("cannot read {FUNCTION_NAME}: {}", err_text(&e))));
+            checks.push(Check::fail("function", format!("cannot read {FUNCTION_NAME}: {e}")));
             None
         }
     };
-    let events = aws_sdk_eventbridge::Client::new(&cfg);
-    let (rule_state, pattern) = match events.describe_rule().name(RULE_NAME).send().await {
-        Ok(r) => (
-            r.state().map(|s| s.as_str().to_string()),
-            r.event_pattern().and_then(|p| serde_json::from_str::<Value>(p).ok()),
-        ),
-        Err(e) => {
-            checks.push(Check::fail("rule", format!("cannot read rule {RULE_NAME}: {}", err_text(&e))));
-            (None, None)
-        }
-    };
-    // TestEventPattern answers a bare boolean; an emulator that does not implement it answers
-    // `false` for everything, so a negative control tells "no" from "no answer".
-    let api_answer = match &pattern {
-        Some(p) => {
-            let ask = |ev: Value| {
-                let events = events.clone();
-                let p = p.to_string();
-                async move {
-                    events.test_event_pattern().event_pattern(p).event(ev.to_string()).send().await.map(|o| o.result)
-                }
-            };
-            match (ask(sample_read_only_event()).await, ask(sample_long_term_key_event()).await) {
-                (Ok(true), Ok(false)) => Some(true),
-                (Ok(false), Ok(true)) => Some(false),
-                _ => None,
-            }
-        }
-        None => None,
-    };
-    let table_cfg = func
-        .as_ref()
-        .and_then(|f| f.table_region.as_deref())
-        .map(|r| in_region(&cfg, r))
-        .unwrap_or_else(|| cfg.clone());
-    let ttl_status = match func.as_ref().and_then(|f| f.table.as_deref()) {
-        Some(table) => aws_sdk_dynamodb::Client::new(&table_cfg)
-            .describe_time_to_live()
-            .table_name(table)
-            .send()
-            .await
-            .ok()
-            .and_then(|o| {
-                o.time_to_live_description().and_then(|d| d.time_to_live_status()).map(|s| s.as_str().to_string())
-            }),
-        None => None,
-    };
-    checks.extend(static_checks(
-        rule_state.as_deref(),
-        pattern.as_ref(),
-        api_answer,
-        func.as_ref(),
-        &opts.bundled_sha256_b64,
-        &opts.bundled_version,
-        ttl_status.as_deref(),
-    ));
-    match conn.connect(t).await {
-        Ok(api) => match api.trail().await {
-            Ok(v) if v.is_ok() => checks.push(Check::pass("trail", v.describe())),
-            Ok(v) => checks.push(Check::fail("trail", v.describe())),
-            Err(e) => checks.push(Check::unknown("trail", format!("cannot read trails: {e}"))),
-        },
-        Err(e) => checks.push(Check::unknown("trail", format!("cannot connect: {e}"))),
-    }
-
-    // --- end to end -----------------------------------------------------------------------
+    let judged = static_side(api, &at, func.as_ref(), opts, &mut checks).await;
+    checks.extend(judged);
+    checks.push(match api.trail(t).await {
+        Ok(v) if v.is_ok() => Check::pass("trail", v.describe()),
+        Ok(v) => Check::fail("trail", v.describe()),
+        Err(e) => Check::unknown("trail", format!("cannot read trails: {e}")),
+    });
     let latency = match func.as_ref() {
-        Some(f) => match end_to_end(conn, t, &cfg, f, opts, cleanup, seed).await {
+        Some(f) => match end_to_end(api, t, f, opts, cleanup, seed).await {
             Ok((c, lat)) => {
                 checks.extend(c);
                 lat
             }
             Err(e) => {
-                checks.push(Check::fail("alert", e));
+                checks.push(Check::fail("alert", e.to_string()));
                 None
             }
         },
@@ -473,83 +569,120 @@ pub async fn verify_target(conn: &AwsConnector, t: &Target, opts: &Options, clea
     Outcome::from_checks(t, checks, latency)
 }
 
-async fn end_to_end(
-    conn: &AwsConnector,
-    t: &Target,
-    cfg: &SdkConfig,
-    f: &FunctionFacts,
+/// Reads the rule, its pattern (asking TestEventPattern too), and the state table's TTL, and
+/// judges them with [`static_checks`]. Read failures are pushed to `checks` as they happen.
+async fn static_side<V: VerifyApi>(
+    api: &V,
+    at: &Place,
+    func: Option<&FunctionFacts>,
     opts: &Options,
+    checks: &mut Vec<Check>,
+) -> Vec<Check> {
+    let rule = match api.rule(at).await {
+        Ok(r) => r,
+        Err(e) => {
+            checks.push(Check::fail("rule", format!("cannot read rule {RULE_NAME}: {e}")));
+            RuleFacts::default()
+        }
+    };
+    // TestEventPattern answers a bare boolean; an emulator that does not implement it answers
+    // `false` for everything, so a negative control tells "no" from "no answer".
+    let api_answer = match &rule.pattern {
+        Some(p) => {
+            let p = p.to_string();
+            let yes = api.test_pattern(at, &p, &sample_read_only_event().to_string()).await;
+            let no = api.test_pattern(at, &p, &sample_long_term_key_event().to_string()).await;
+            match (yes, no) {
+                (Ok(true), Ok(false)) => Some(true),
+                (Ok(false), Ok(true)) => Some(false),
+                _ => None,
+            }
+        }
+        None => None,
+    };
+    let ttl_status = match func.and_then(|f| f.table.as_deref()) {
+        Some(table) => {
+            let table_at = Place::new(&at.account, func.and_then(|f| f.table_region.as_deref()).unwrap_or(&at.region));
+            api.ttl_status(&table_at, table).await.ok().flatten()
+        }
+        None => None,
+    };
+    let mut judged = static_checks(
+        rule.state.as_deref(),
+        rule.pattern.as_ref(),
+        api_answer,
+        func,
+        &opts.bundled_sha256_b64,
+        &opts.bundled_version,
+        ttl_status.as_deref(),
+    );
+    if func.is_some() {
+        judged.push(match api.function_policy(at).await {
+            Ok(policy) => invoke_permission(policy.as_deref(), rule.arn.as_deref(), &at.account),
+            Err(e) => Check::unknown("invoke permission", format!("cannot read the function's policy: {e}")),
+        });
+    }
+    judged
+}
+
+/// The observer: a temporary queue, subscribed to the alert topic for synthetic alerts only.
+struct Observer {
+    at: Place,
+    url: String,
+}
+
+/// Creates the observer queue with the topic (its account and region) and subscribes it.
+async fn observe_topic<V: VerifyApi>(
+    api: &V,
+    topic: &str,
     cleanup: &Cleanup,
     seed: u64,
-) -> Result<(Vec<Check>, Option<u64>), String> {
-    let topic = f.topic_arn.clone().ok_or("the function has no CTGUARD_TOPIC_ARN")?;
-    let table = f.table.clone().ok_or("the function has no CTGUARD_TABLE")?;
+) -> Result<Observer, VerifyError> {
     let parts: Vec<&str> = topic.split(':').collect();
-    let (topic_region, topic_account) = match parts.as_slice() {
-        [_, _, "sns", r, a, _] => (r.to_string(), a.to_string()),
-        _ => return Err(format!("`{topic}` is not an SNS topic ARN")),
+    let at = match parts.as_slice() {
+        [_, _, "sns", r, a, _] => Place::new(*a, *r),
+        _ => return Err(VerifyError::BadTopic(topic.to_string())),
     };
-    // The observer queue lives with the topic (its account and region).
-    let obs_cfg = in_region(&conn.account_config(&topic_account).await, &topic_region);
-    let sqs = aws_sdk_sqs::Client::new(&obs_cfg);
     let qname = format!("ctguard-verify-{seed:016x}");
-    let queue_arn = format!("arn:aws:sqs:{topic_region}:{topic_account}:{qname}");
+    let queue_arn = format!("arn:aws:sqs:{}:{}:{qname}", at.region, at.account);
     let policy = json!({
         "Version": "2012-10-17",
         "Statement": [{ "Sid": "FromAlertTopic", "Effect": "Allow", "Principal": {"Service": "sns.amazonaws.com"},
             "Action": "sqs:SendMessage", "Resource": queue_arn, "Condition": {"ArnEquals": {"aws:SourceArn": topic}} }]
     });
-    let url = sqs
-        .create_queue()
-        .queue_name(&qname)
-        .attributes(aws_sdk_sqs::types::QueueAttributeName::Policy, policy.to_string())
-        .attributes(aws_sdk_sqs::types::QueueAttributeName::MessageRetentionPeriod, "600")
-        .tags("ctguard:owner", "ctguard")
-        .send()
+    let url = api.create_queue(&at, &qname, &policy.to_string()).await.map_err(VerifyError::Queue)?;
+    cleanup.add(Created::Queue { at: at.clone(), url: url.clone() }).await;
+    let filter = json!({"synthetic": ["true"]}).to_string();
+    let arn = api
+        .subscribe(&at, topic, &queue_arn, &filter)
         .await
-        .map_err(|e| format!("cannot create the observer queue: {}", err_text(&e)))?
-        .queue_url
-        .ok_or("CreateQueue returned no URL")?;
-    cleanup.add(Created::Queue { cfg: obs_cfg.clone(), url: url.clone() }).await;
-    let sub = aws_sdk_sns::Client::new(&obs_cfg)
-        .subscribe()
-        .topic_arn(&topic)
-        .protocol("sqs")
-        .endpoint(&queue_arn)
-        .attributes("FilterPolicy", json!({"synthetic": ["true"]}).to_string())
-        .return_subscription_arn(true)
-        .send()
-        .await
-        .map_err(|e| format!("the alert topic {topic} accepts no subscription: {}", err_text(&e)))?
-        .subscription_arn
-        .ok_or("Subscribe returned no ARN")?;
-    cleanup.add(Created::Subscription { cfg: obs_cfg.clone(), arn: sub }).await;
+        .map_err(|error| VerifyError::Subscribe { topic: topic.to_string(), error })?;
+    cleanup.add(Created::Subscription { at: at.clone(), arn }).await;
+    Ok(Observer { at, url })
+}
+
+async fn end_to_end<V: VerifyApi>(
+    api: &V,
+    t: &Target,
+    f: &FunctionFacts,
+    opts: &Options,
+    cleanup: &Cleanup,
+    seed: u64,
+) -> Result<(Vec<Check>, Option<u64>), VerifyError> {
+    let topic = f.topic_arn.clone().ok_or(VerifyError::MissingSetting("CTGUARD_TOPIC_ARN"))?;
+    let table = f.table.clone().ok_or(VerifyError::MissingSetting("CTGUARD_TABLE"))?;
+    let observer = observe_topic(api, &topic, cleanup, seed).await?;
 
     let key = synthetic_key(seed);
-    let table_cfg = in_region(cfg, f.table_region.as_deref().unwrap_or(&t.region));
-    let [first, control, reuse] = synthetic_events(&key, &t.account, &t.region, now_ms(), seed);
-    let reuse_identity = format!("ip:{}", reuse["detail"]["sourceIPAddress"].as_str().unwrap_or_default());
-    cleanup.add(Created::StateItem { cfg: table_cfg.clone(), table: table.clone(), pk: format!("K#{key}") }).await;
-    cleanup
-        .add(Created::StateItem {
-            cfg: table_cfg.clone(),
-            table: table.clone(),
-            pk: format!("A#{key}#{reuse_identity}"),
-        })
-        .await;
-
-    let mut checks = Vec::new();
-    let mut sent_at = Instant::now();
-    for (i, ev) in [first, control, reuse].iter().enumerate() {
-        if i == 2 {
-            sent_at = Instant::now();
-        }
-        send(cfg, opts, ev).await?;
-        if i == 0 && opts.via == Via::Eventbridge {
-            // Give the first use a head start; the detector orders by event time anyway.
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
+    let at = Place::new(&t.account, &t.region);
+    let table_at = Place::new(&t.account, f.table_region.as_deref().unwrap_or(&t.region));
+    let events = synthetic_events(&key, &t.account, &t.region, now_ms(), seed);
+    let reuse_identity = format!("ip:{}", events[2]["detail"]["sourceIPAddress"].as_str().unwrap_or_default());
+    for pk in [format!("K#{key}"), format!("A#{key}#{reuse_identity}")] {
+        cleanup.add(Created::StateItem { at: table_at.clone(), table: table.clone(), pk }).await;
     }
+    let mut checks = Vec::new();
+    let sent_at = send_events(api, &at, opts, &events).await?;
     checks.push(Check::pass(
         "send",
         match opts.via {
@@ -557,154 +690,374 @@ async fn end_to_end(
             Via::Invoke => "3 events processed by the function (Lambda Invoke)",
         },
     ));
+    let (alerts, latency) = await_alerts(api, &observer, &key, sent_at, opts.timeout).await?;
+    checks.extend(judge_alerts(&alerts, &reuse_identity, opts.timeout));
+    if alerts.is_empty() && opts.via == Via::Eventbridge {
+        checks.push(direct_invoke(api, &at, opts, &events[0]).await);
+    }
+    // The state record: present, with a TTL. (A failure here is a check, not an early
+    // return: the checks above, the diagnosis above all, must reach the report.)
+    checks.push(match api.state_item_has_ttl(&table_at, &table, &format!("K#{key}")).await {
+        Ok(Some(true)) => Check::pass("state", "first use recorded, with a TTL"),
+        Ok(Some(false)) => Check::fail("state", "first use recorded without a TTL"),
+        Ok(None) => Check::fail("state", format!("no state record for the synthetic key in {table}")),
+        Err(e) => Check::fail("state", format!("cannot read the state table {table}: {e}")),
+    });
+    Ok((checks, latency))
+}
 
-    // Observe: the first alert for this key, then a quiet period in which no second may come.
-    let deadline = Instant::now() + opts.timeout;
+/// After EventBridge delivered no alert: does the function itself work? The first-use event
+/// again (idempotent), with the Lambda Invoke API. A failure names the function's error; a
+/// success points at delivery (rule, pattern, target, invoke permission).
+async fn direct_invoke<V: VerifyApi>(api: &V, at: &Place, opts: &Options, first_use: &Value) -> Check {
+    match api.invoke(at, opts.invoke_endpoint.as_deref(), &first_use.to_string()).await {
+        Ok(()) => Check::fail(
+            "delivery",
+            "the function processes the event when invoked directly, so EventBridge did not deliver it: see the rule's state, pattern and target, and the invoke permission (undeliverable events go to the DLQ)",
+        ),
+        Err(e @ SendError::Invoke(_)) => {
+            Check::unknown("direct invoke", format!("cannot invoke the function to diagnose: {e}"))
+        }
+        Err(e) => Check::fail("direct invoke", e.to_string()),
+    }
+}
+
+/// Sends the first use, the control and the reuse, in order; returns when the reuse was sent.
+async fn send_events<V: VerifyApi>(
+    api: &V,
+    at: &Place,
+    opts: &Options,
+    events: &[Value; 3],
+) -> Result<Instant, SendError> {
+    let mut sent_at = Instant::now();
+    for (i, ev) in events.iter().enumerate() {
+        if i == 2 {
+            sent_at = Instant::now();
+        }
+        match opts.via {
+            Via::Eventbridge => api.put_event(at, &ev["detail"].to_string()).await?,
+            Via::Invoke => api.invoke(at, opts.invoke_endpoint.as_deref(), &ev.to_string()).await?,
+        }
+        if i == 0 && opts.via == Via::Eventbridge {
+            // Give the first use a head start; the detector orders by event time anyway.
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+    Ok(sent_at)
+}
+
+/// How long after the first alert a second one is still waited for.
+const QUIET_PERIOD: Duration = Duration::from_secs(3);
+
+/// Reads the observer queue: the first alert for `key`, then a quiet period in which no
+/// second may come. Returns the alerts for `key` and the latency of the first.
+async fn await_alerts<V: VerifyApi>(
+    api: &V,
+    observer: &Observer,
+    key: &str,
+    sent_at: Instant,
+    timeout: Duration,
+) -> Result<(Vec<Value>, Option<u64>), VerifyError> {
+    let deadline = Instant::now() + timeout;
     let mut alerts: Vec<Value> = Vec::new();
     let mut latency = None;
     let mut quiet_until: Option<Instant> = None;
     loop {
         let now = Instant::now();
         if now >= deadline || quiet_until.is_some_and(|q| now >= q) {
-            break;
+            return Ok((alerts, latency));
         }
-        let out = sqs
-            .receive_message()
-            .queue_url(&url)
-            .max_number_of_messages(10)
-            .wait_time_seconds(1)
-            .message_attribute_names("All")
-            .send()
-            .await
-            .map_err(|e| format!("cannot read the observer queue: {}", err_text(&e)))?;
-        for m in out.messages() {
-            let envelope: Value = serde_json::from_str(m.body().unwrap_or("null")).unwrap_or(Value::Null);
+        let bodies = api.receive(&observer.at, &observer.url).await.map_err(VerifyError::Receive)?;
+        for body in bodies {
+            let envelope: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
             let alert: Value =
                 envelope["Message"].as_str().and_then(|s| serde_json::from_str(s).ok()).unwrap_or(Value::Null);
             if alert["access_key_id"] == key {
                 if latency.is_none() {
                     latency = Some(sent_at.elapsed().as_millis() as u64);
-                    quiet_until = Some(Instant::now() + Duration::from_secs(3));
+                    quiet_until = Some(Instant::now() + QUIET_PERIOD);
                 }
                 alerts.push(alert);
             }
         }
     }
-    match alerts.as_slice() {
-        [] => {
-            checks.push(Check::fail(
-                "alert",
-                format!("no alert reached the topic's subscribers within {} s", opts.timeout.as_secs()),
-            ));
-        }
-        [a] if a["seen_identity"] == reuse_identity.as_str() && a["synthetic"] == true => {
-            checks.push(Check::pass("alert", format!("one synthetic alert for the reuse from {reuse_identity}")));
-            checks.push(Check::pass("control", "no alert for the reuse from the first address"));
-        }
-        [a] => checks.push(Check::fail(
+}
+
+/// Exactly one synthetic alert, for the reuse: the pass; none, another, or more: the failures.
+fn judge_alerts(alerts: &[Value], reuse_identity: &str, timeout: Duration) -> Vec<Check> {
+    match alerts {
+        [] => vec![Check::fail(
+            "alert",
+            format!("no alert reached the topic's subscribers within {} s", timeout.as_secs()),
+        )],
+        [a] if a["seen_identity"] == reuse_identity && a["synthetic"] == true => vec![
+            Check::pass("alert", format!("one synthetic alert for the reuse from {reuse_identity}")),
+            Check::pass("control", "no alert for the reuse from the first address"),
+        ],
+        [a] => vec![Check::fail(
             "alert",
             format!(
                 "one alert, but for {} (synthetic {}), expected {reuse_identity}",
                 a["seen_identity"], a["synthetic"]
             ),
-        )),
-        many => checks.push(Check::fail(
+        )],
+        many => vec![Check::fail(
             "control",
             format!("{} alerts for one reuse (the control from the first address alerted too?)", many.len()),
-        )),
+        )],
     }
-
-    // The state record: present, with a TTL.
-    let item = aws_sdk_dynamodb::Client::new(&table_cfg)
-        .get_item()
-        .table_name(&table)
-        .key("pk", aws_sdk_dynamodb::types::AttributeValue::S(format!("K#{key}")))
-        .consistent_read(true)
-        .send()
-        .await
-        .map_err(|e| format!("cannot read the state table {table}: {}", err_text(&e)))?
-        .item;
-    checks.push(match item {
-        Some(i) if i.contains_key("ttl") => Check::pass("state", "first use recorded, with a TTL"),
-        Some(_) => Check::fail("state", "first use recorded without a TTL"),
-        None => Check::fail("state", format!("no state record for the synthetic key in {table}")),
-    });
-    Ok((checks, latency))
 }
 
-async fn send(cfg: &SdkConfig, opts: &Options, ev: &Value) -> Result<(), String> {
-    match opts.via {
-        Via::Eventbridge => {
-            let entry = aws_sdk_eventbridge::types::PutEventsRequestEntry::builder()
-                .event_bus_name("default")
-                .source(VERIFY_SOURCE)
-                .detail_type(ctguard_detector::event::CLOUDTRAIL_DETAIL_TYPE)
-                .detail(ev["detail"].to_string())
-                .build();
-            let out = aws_sdk_eventbridge::Client::new(cfg)
-                .put_events()
-                .entries(entry)
+// ------------------------------------------------------------------------------------------
+// AWS
+
+impl AwsConnector {
+    /// The configuration of `at` (the account's credentials, its region).
+    async fn config_at(&self, at: &Place) -> SdkConfig {
+        in_region(&self.account_config(&at.account).await, &at.region)
+    }
+}
+
+impl VerifyApi for AwsConnector {
+    async fn function(&self, at: &Place) -> Result<FunctionFacts, ApiError> {
+        let c = aws_sdk_lambda::Client::new(&self.config_at(at).await)
+            .get_function_configuration()
+            .function_name(FUNCTION_NAME)
+            .send()
+            .await
+            .map_err(|e| ApiError::from_sdk_text(&e))?;
+        let vars = c.environment().and_then(|e| e.variables()).cloned().unwrap_or_default();
+        Ok(FunctionFacts {
+            table: vars.get("CTGUARD_TABLE").cloned(),
+            table_region: vars.get("CTGUARD_TABLE_REGION").cloned(),
+            topic_arn: vars.get("CTGUARD_TOPIC_ARN").cloned(),
+            version: vars.get("CTGUARD_VERSION").cloned(),
+            code_sha256: c.code_sha256().map(str::to_string),
+        })
+    }
+
+    async fn rule(&self, at: &Place) -> Result<RuleFacts, ApiError> {
+        let r = aws_sdk_eventbridge::Client::new(&self.config_at(at).await)
+            .describe_rule()
+            .name(RULE_NAME)
+            .send()
+            .await
+            .map_err(|e| ApiError::from_sdk_text(&e))?;
+        Ok(RuleFacts {
+            state: r.state().map(|s| s.as_str().to_string()),
+            pattern: r.event_pattern().and_then(|p| serde_json::from_str::<Value>(p).ok()),
+            arn: r.arn().map(str::to_string),
+        })
+    }
+
+    async fn function_policy(&self, at: &Place) -> Result<Option<String>, ApiError> {
+        match aws_sdk_lambda::Client::new(&self.config_at(at).await)
+            .get_policy()
+            .function_name(FUNCTION_NAME)
+            .send()
+            .await
+        {
+            Ok(p) => Ok(p.policy().map(str::to_string)),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_not_found_exception()) => Ok(None),
+            Err(e) => Err(ApiError::from_sdk_text(&e)),
+        }
+    }
+
+    async fn test_pattern(&self, at: &Place, pattern: &str, event: &str) -> Result<bool, ApiError> {
+        aws_sdk_eventbridge::Client::new(&self.config_at(at).await)
+            .test_event_pattern()
+            .event_pattern(pattern)
+            .event(event)
+            .send()
+            .await
+            .map(|o| o.result)
+            .map_err(|e| ApiError::from_sdk_text(&e))
+    }
+
+    async fn ttl_status(&self, at: &Place, table: &str) -> Result<Option<String>, ApiError> {
+        let o = aws_sdk_dynamodb::Client::new(&self.config_at(at).await)
+            .describe_time_to_live()
+            .table_name(table)
+            .send()
+            .await
+            .map_err(|e| ApiError::from_sdk_text(&e))?;
+        Ok(o.time_to_live_description().and_then(|d| d.time_to_live_status()).map(|s| s.as_str().to_string()))
+    }
+
+    async fn trail(&self, t: &Target) -> Result<TrailVerdict, ApiError> {
+        let api = self.connect(t).await.map_err(|e| ApiError::new(format!("cannot connect: {e}")))?;
+        api.trail().await
+    }
+
+    async fn create_queue(&self, at: &Place, name: &str, policy: &str) -> Result<String, ApiError> {
+        aws_sdk_sqs::Client::new(&self.config_at(at).await)
+            .create_queue()
+            .queue_name(name)
+            .attributes(aws_sdk_sqs::types::QueueAttributeName::Policy, policy)
+            .attributes(aws_sdk_sqs::types::QueueAttributeName::MessageRetentionPeriod, "600")
+            .tags("ctguard:owner", "ctguard")
+            .send()
+            .await
+            .map_err(|e| ApiError::from_sdk_text(&e))?
+            .queue_url
+            .ok_or_else(|| ApiError::new("CreateQueue returned no URL"))
+    }
+
+    async fn subscribe(
+        &self,
+        at: &Place,
+        topic: &str,
+        queue_arn: &str,
+        filter_policy: &str,
+    ) -> Result<String, ApiError> {
+        aws_sdk_sns::Client::new(&self.config_at(at).await)
+            .subscribe()
+            .topic_arn(topic)
+            .protocol("sqs")
+            .endpoint(queue_arn)
+            .attributes("FilterPolicy", filter_policy)
+            .return_subscription_arn(true)
+            .send()
+            .await
+            .map_err(|e| ApiError::from_sdk_text(&e))?
+            .subscription_arn
+            .ok_or_else(|| ApiError::new("Subscribe returned no ARN"))
+    }
+
+    async fn put_event(&self, at: &Place, detail: &str) -> Result<(), SendError> {
+        let entry = aws_sdk_eventbridge::types::PutEventsRequestEntry::builder()
+            .event_bus_name("default")
+            .source(VERIFY_SOURCE)
+            .detail_type(ctguard_detector::event::CLOUDTRAIL_DETAIL_TYPE)
+            .detail(detail)
+            .build();
+        let out = aws_sdk_eventbridge::Client::new(&self.config_at(at).await)
+            .put_events()
+            .entries(entry)
+            .send()
+            .await
+            .map_err(|e| SendError::PutEvents(ApiError::from_sdk_text(&e)))?;
+        if out.failed_entry_count > 0 {
+            let why: Vec<String> = out
+                .entries()
+                .iter()
+                .filter_map(|e| e.error_code().map(|c| format!("{c}: {}", e.error_message().unwrap_or(""))))
+                .collect();
+            return Err(SendError::Refused(why.join("; ")));
+        }
+        Ok(())
+    }
+
+    async fn invoke(&self, at: &Place, endpoint: Option<&str>, payload: &str) -> Result<(), SendError> {
+        let cfg = self.config_at(at).await;
+        let lambda_cfg = match endpoint {
+            Some(e) => cfg.into_builder().endpoint_url(e).build(),
+            None => cfg,
+        };
+        let out = aws_sdk_lambda::Client::new(&lambda_cfg)
+            .invoke()
+            .function_name(FUNCTION_NAME)
+            .payload(aws_sdk_lambda::primitives::Blob::new(payload))
+            .send()
+            .await;
+        let failure = |body: &[u8]| {
+            let v: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+            SendError::DetectorFailed {
+                kind: v["errorType"].as_str().unwrap_or("error").to_string(),
+                message: v["errorMessage"].as_str().unwrap_or("(no message)").to_string(),
+            }
+        };
+        match out {
+            Ok(o) if o.function_error.is_none() => Ok(()),
+            Ok(o) => Err(failure(o.payload.as_ref().map(|b| b.as_ref()).unwrap_or(b""))),
+            // Local runtime emulators answer a failed invocation with HTTP 500 and the
+            // same error body that Lambda puts under X-Amz-Function-Error.
+            Err(e) => match e.raw_response().and_then(|r| r.body().bytes()) {
+                Some(body) if serde_json::from_slice::<Value>(body).is_ok_and(|v| v.get("errorType").is_some()) => {
+                    Err(failure(body))
+                }
+                _ => Err(SendError::Invoke(ApiError::from_sdk_text(&e))),
+            },
+        }
+    }
+
+    async fn receive(&self, at: &Place, url: &str) -> Result<Vec<String>, ApiError> {
+        let out = aws_sdk_sqs::Client::new(&self.config_at(at).await)
+            .receive_message()
+            .queue_url(url)
+            .max_number_of_messages(10)
+            .wait_time_seconds(1)
+            .message_attribute_names("All")
+            .send()
+            .await
+            .map_err(|e| ApiError::from_sdk_text(&e))?;
+        Ok(out.messages().iter().map(|m| m.body().unwrap_or("null").to_string()).collect())
+    }
+
+    async fn state_item_has_ttl(&self, at: &Place, table: &str, pk: &str) -> Result<Option<bool>, ApiError> {
+        let item = aws_sdk_dynamodb::Client::new(&self.config_at(at).await)
+            .get_item()
+            .table_name(table)
+            .key("pk", aws_sdk_dynamodb::types::AttributeValue::S(pk.to_string()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| ApiError::from_sdk_text(&e))?
+            .item;
+        Ok(item.map(|i| i.contains_key("ttl")))
+    }
+
+    async fn remove(&self, c: &Created) -> Result<(), ApiError> {
+        let r = match c {
+            Created::Subscription { at, arn } => aws_sdk_sns::Client::new(&self.config_at(at).await)
+                .unsubscribe()
+                .subscription_arn(arn)
                 .send()
                 .await
-                .map_err(|e| format!("EventBridge PutEvents failed: {}", err_text(&e)))?;
-            if out.failed_entry_count > 0 {
-                let why: Vec<String> = out
-                    .entries()
-                    .iter()
-                    .filter_map(|e| e.error_code().map(|c| format!("{c}: {}", e.error_message().unwrap_or(""))))
-                    .collect();
-                return Err(format!("EventBridge refused the event: {}", why.join("; ")));
-            }
-            Ok(())
-        }
-        Via::Invoke => {
-            let lambda_cfg = match &opts.invoke_endpoint {
-                Some(e) => cfg.clone().into_builder().endpoint_url(e).build(),
-                None => cfg.clone(),
-            };
-            let out = aws_sdk_lambda::Client::new(&lambda_cfg)
-                .invoke()
-                .function_name(FUNCTION_NAME)
-                .payload(aws_sdk_lambda::primitives::Blob::new(ev.to_string()))
+                .map(|_| ())
+                .map_err(|e| ApiError::from_sdk_text(&e)),
+            Created::Queue { at, url } => aws_sdk_sqs::Client::new(&self.config_at(at).await)
+                .delete_queue()
+                .queue_url(url)
                 .send()
-                .await;
-            let failure = |body: &[u8]| {
-                let v: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
-                format!(
-                    "the detector failed: {}: {}",
-                    v["errorType"].as_str().unwrap_or("error"),
-                    v["errorMessage"].as_str().unwrap_or("(no message)")
-                )
-            };
-            match out {
-                Ok(o) if o.function_error.is_none() => Ok(()),
-                Ok(o) => Err(failure(o.payload.as_ref().map(|b| b.as_ref()).unwrap_or(b""))),
-                // Local runtime emulators answer a failed invocation with HTTP 500 and the
-                // same error body that Lambda puts under X-Amz-Function-Error.
-                Err(e) => match e.raw_response().and_then(|r| r.body().bytes()) {
-                    Some(body) if serde_json::from_slice::<Value>(body).is_ok_and(|v| v.get("errorType").is_some()) => {
-                        Err(failure(body))
+                .await
+                .map(|_| ())
+                .map_err(|e| ApiError::from_sdk_text(&e)),
+            Created::StateItem { at, table, pk } => aws_sdk_dynamodb::Client::new(&self.config_at(at).await)
+                .delete_item()
+                .table_name(table)
+                .key("pk", aws_sdk_dynamodb::types::AttributeValue::S(pk.clone()))
+                .send()
+                .await
+                .map(|_| ())
+                .or_else(|e| {
+                    // No table, no item: nothing was left behind.
+                    if e.as_service_error().is_some_and(|s| s.is_resource_not_found_exception()) {
+                        Ok(())
+                    } else {
+                        Err(ApiError::from_sdk_text(&e))
                     }
-                    _ => Err(format!("Lambda Invoke failed: {}", err_text(&e))),
-                },
-            }
-        }
+                }),
+        };
+        r
     }
 }
 
-/// Base64 (standard alphabet, padded) — Lambda reports `CodeSha256` in it.
-pub fn base64(bytes: &[u8]) -> String {
-    const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for c in bytes.chunks(3) {
-        let b = [c[0], *c.get(1).unwrap_or(&0), *c.get(2).unwrap_or(&0)];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        out.push(A[(n >> 18) as usize & 63] as char);
-        out.push(A[(n >> 12) as usize & 63] as char);
-        out.push(if c.len() > 1 { A[(n >> 6) as usize & 63] as char } else { '=' });
-        out.push(if c.len() > 2 { A[n as usize & 63] as char } else { '=' });
-    }
-    out
+/// The closing line: how many targets passed and the send → alert latency across targets
+/// (median, min, max), over every target where an alert arrived.
+pub fn summary(outcomes: &[Outcome], via: Via) -> String {
+    let passed = outcomes.iter().filter(|o| o.pass).count();
+    let mut lat: Vec<u64> = outcomes.iter().filter_map(|o| o.latency_ms).collect();
+    lat.sort_unstable();
+    let head = format!("{passed} of {} target(s) passed", outcomes.len());
+    let (Some(min), Some(max)) = (lat.first(), lat.last()) else { return format!("{head}; no alert arrived") };
+    let mid = lat.len() / 2;
+    let median = if lat.len() % 2 == 1 { lat[mid] } else { (lat[mid - 1] + lat[mid]) / 2 };
+    let hop = match via {
+        Via::Eventbridge => "PutEvents",
+        Via::Invoke => "Invoke",
+    };
+    format!("{head}; {hop} → alert latency: median {median} ms (min {min}, max {max}, over {} target(s))", lat.len())
 }
 
 /// Per-target results keyed for stable output.
@@ -717,8 +1070,167 @@ pub fn sorted(outcomes: Vec<Outcome>) -> Vec<Outcome> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
+    use std::collections::HashMap;
+    use std::sync::Mutex as StdMutex;
+
     use super::*;
+
+    /// The deployed pipeline in memory: a trust-on-first-use detector per key that publishes
+    /// an SNS-shaped alert to every subscribed queue when a key is used from a second address.
+    #[derive(Default)]
+    struct FakeVerify {
+        /// Alert on every use after the first, the control included (a broken detector).
+        alert_every_use: bool,
+        /// Subscribe fails (a topic policy that refuses the caller).
+        refuse_subscription: bool,
+        first_ip: StdMutex<HashMap<String, String>>,
+        queued: StdMutex<Vec<String>>,
+        live: StdMutex<Vec<String>>,
+        removed: StdMutex<Vec<String>>,
+    }
+
+    impl FakeVerify {
+        fn detect(&self, detail: &Value) {
+            let key = detail["userIdentity"]["accessKeyId"].as_str().unwrap_or_default().to_string();
+            let ip = detail["sourceIPAddress"].as_str().unwrap_or_default().to_string();
+            let mut first = self.first_ip.lock().unwrap();
+            let first_use = !first.contains_key(&key);
+            let trusted = first.entry(key.clone()).or_insert_with(|| ip.clone()).clone();
+            let alert = if self.alert_every_use { !first_use } else { trusted != ip };
+            // Published to the topic; only a subscribed queue receives it.
+            let subscribed = self.live.lock().unwrap().iter().any(|l| l.starts_with("sub"));
+            if alert && subscribed {
+                let alert = json!({"access_key_id": key, "seen_identity": format!("ip:{ip}"), "synthetic": true});
+                self.queued.lock().unwrap().push(json!({"Message": alert.to_string()}).to_string());
+            }
+        }
+    }
+
+    impl VerifyApi for FakeVerify {
+        async fn function(&self, _at: &Place) -> Result<FunctionFacts, ApiError> {
+            Ok(FunctionFacts {
+                table: Some("ctguard-state".into()),
+                table_region: Some("us-east-1".into()),
+                topic_arn: Some("arn:aws:sns:us-east-1:111122223333:ctguard-alerts".into()),
+                ..facts()
+            })
+        }
+        async fn rule(&self, at: &Place) -> Result<RuleFacts, ApiError> {
+            Ok(RuleFacts {
+                state: Some(EXPECTED_RULE_STATE.into()),
+                pattern: Some(region_pattern()),
+                arn: Some(format!("arn:aws:events:{}:{}:rule/{RULE_NAME}", at.region, at.account)),
+            })
+        }
+        async fn function_policy(&self, at: &Place) -> Result<Option<String>, ApiError> {
+            // What the region template grants: EventBridge, for the rule, from its account.
+            let rule = format!("arn:aws:events:{}:{}:rule/{RULE_NAME}", at.region, at.account);
+            Ok(Some(
+                json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+                    "Principal": {"Service": "events.amazonaws.com"}, "Action": "lambda:InvokeFunction",
+                    "Condition": {"ArnLike": {"AWS:SourceArn": rule}, "StringEquals": {"AWS:SourceAccount": at.account}}}]})
+                .to_string(),
+            ))
+        }
+        async fn test_pattern(&self, _at: &Place, pattern: &str, event: &str) -> Result<bool, ApiError> {
+            let (p, e): (Value, Value) = (serde_json::from_str(pattern).unwrap(), serde_json::from_str(event).unwrap());
+            Ok(pattern_matches(&p, &e))
+        }
+        async fn ttl_status(&self, _at: &Place, _table: &str) -> Result<Option<String>, ApiError> {
+            Ok(Some("ENABLED".into()))
+        }
+        async fn trail(&self, _t: &Target) -> Result<TrailVerdict, ApiError> {
+            Ok(TrailVerdict::Ok { name: "org-trail".into() })
+        }
+        async fn create_queue(&self, _at: &Place, name: &str, _policy: &str) -> Result<String, ApiError> {
+            self.live.lock().unwrap().push(format!("queue {name}"));
+            Ok(format!("https://sqs/{name}"))
+        }
+        async fn subscribe(&self, _at: &Place, _t: &str, queue_arn: &str, filter: &str) -> Result<String, ApiError> {
+            if self.refuse_subscription {
+                return Err(ApiError::new("AuthorizationError: not allowed"));
+            }
+            assert!(filter.contains("synthetic"), "only synthetic alerts are observed");
+            self.live.lock().unwrap().push(format!("sub {queue_arn}"));
+            Ok(format!("{queue_arn}:sub"))
+        }
+        async fn put_event(&self, _at: &Place, detail: &str) -> Result<(), SendError> {
+            self.detect(&serde_json::from_str(detail).unwrap());
+            Ok(())
+        }
+        async fn invoke(&self, _at: &Place, _endpoint: Option<&str>, payload: &str) -> Result<(), SendError> {
+            let ev: Value = serde_json::from_str(payload).unwrap();
+            self.detect(&ev["detail"]);
+            Ok(())
+        }
+        async fn receive(&self, _at: &Place, _url: &str) -> Result<Vec<String>, ApiError> {
+            Ok(std::mem::take(&mut *self.queued.lock().unwrap()))
+        }
+        async fn state_item_has_ttl(&self, _at: &Place, _table: &str, pk: &str) -> Result<Option<bool>, ApiError> {
+            let key = pk.trim_start_matches("K#");
+            Ok(self.first_ip.lock().unwrap().contains_key(key).then_some(true))
+        }
+        async fn remove(&self, c: &Created) -> Result<(), ApiError> {
+            self.removed.lock().unwrap().push(c.to_string());
+            Ok(())
+        }
+    }
+
+    fn opts(via: Via) -> Options {
+        Options {
+            via,
+            timeout: Duration::from_secs(5),
+            invoke_endpoint: None,
+            bundled_sha256_b64: "abc=".into(),
+            bundled_version: "0.1.0".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_healthy_pipeline_passes_and_everything_created_is_removed() {
+        let fake = FakeVerify::default();
+        let cleanup = Cleanup::default();
+        let t = Target::new("111122223333", "us-east-1");
+        let o = verify_target(&fake, &t, &opts(Via::Invoke), &cleanup, 42).await;
+        assert!(o.pass, "{o:#?}");
+        assert!(o.latency_ms.is_some());
+        assert!(o.checks.iter().any(|c| c.name == "control" && c.ok == Some(true)));
+        assert!(cleanup.run(&fake).await.is_empty());
+        let removed = fake.removed.lock().unwrap().clone();
+        assert_eq!(removed.len(), 4, "queue, subscription, two state items: {removed:?}");
+        assert!(removed[0].starts_with("state item"), "latest first: {removed:?}");
+        assert!(removed[3].starts_with("queue"), "{removed:?}");
+        assert!(cleanup.run(&fake).await.is_empty(), "a second run has nothing left to remove");
+        assert_eq!(fake.removed.lock().unwrap().len(), 4);
+    }
+
+    #[tokio::test]
+    async fn an_alert_for_the_control_fails_the_control_check() {
+        let fake = FakeVerify { alert_every_use: true, ..Default::default() };
+        let cleanup = Cleanup::default();
+        let t = Target::new("111122223333", "us-east-1");
+        let o = verify_target(&fake, &t, &opts(Via::Invoke), &cleanup, 7).await;
+        assert!(!o.pass);
+        assert!(o.reason.contains("control"), "{}", o.reason);
+        cleanup.run(&fake).await;
+    }
+
+    #[tokio::test]
+    async fn a_refused_subscription_fails_and_still_removes_the_queue() {
+        let fake = FakeVerify { refuse_subscription: true, ..Default::default() };
+        let cleanup = Cleanup::default();
+        let t = Target::new("111122223333", "us-east-1");
+        let o = verify_target(&fake, &t, &opts(Via::Eventbridge), &cleanup, 9).await;
+        assert!(!o.pass);
+        assert!(o.reason.contains("accepts no subscription"), "{}", o.reason);
+        assert!(fake.first_ip.lock().unwrap().is_empty(), "nothing sent without an observer");
+        cleanup.run(&fake).await;
+        let removed = fake.removed.lock().unwrap().clone();
+        assert_eq!(removed.len(), 1);
+        assert!(removed[0].starts_with("queue https://sqs/ctguard-verify-"), "{removed:?}");
+    }
 
     fn region_pattern() -> Value {
         let t: serde_yaml_ng::Value =
@@ -805,12 +1317,74 @@ mod tests {
         assert!(o.reason.contains("state: gone"));
     }
 
+    fn outcome(pass: bool, latency_ms: Option<u64>) -> Outcome {
+        Outcome {
+            account: "111122223333".into(),
+            region: "us-east-1".into(),
+            pass,
+            latency_ms,
+            reason: String::new(),
+            checks: Vec::new(),
+        }
+    }
+
     #[test]
-    fn base64_matches_rfc4648() {
-        assert_eq!(base64(b""), "");
-        assert_eq!(base64(b"f"), "Zg==");
-        assert_eq!(base64(b"fo"), "Zm8=");
-        assert_eq!(base64(b"foo"), "Zm9v");
-        assert_eq!(base64(b"foobar"), "Zm9vYmFy");
+    fn summary_gives_the_median_latency() {
+        let odd = [outcome(true, Some(90)), outcome(true, Some(10)), outcome(false, Some(40)), outcome(false, None)];
+        assert_eq!(
+            summary(&odd, Via::Eventbridge),
+            "2 of 4 target(s) passed; PutEvents → alert latency: median 40 ms (min 10, max 90, over 3 target(s))"
+        );
+        let even = [outcome(true, Some(10)), outcome(true, Some(31))];
+        assert!(
+            summary(&even, Via::Invoke).contains("Invoke → alert latency: median 20 ms"),
+            "{}",
+            summary(&even, Via::Invoke)
+        );
+        assert_eq!(summary(&[outcome(false, None)], Via::Eventbridge), "0 of 1 target(s) passed; no alert arrived");
+        assert_eq!(summary(&[], Via::Eventbridge), "0 of 0 target(s) passed; no alert arrived");
+    }
+
+    const RULE: &str = "arn:aws:events:us-east-1:111122223333:rule/ctguard-detector";
+
+    fn policy(statement: Value) -> String {
+        json!({"Version": "2012-10-17", "Statement": [statement]}).to_string()
+    }
+
+    #[test]
+    fn invoke_permission_needs_an_allow_for_the_rule() {
+        let cfn = json!({"Sid": "x", "Effect": "Allow", "Principal": {"Service": "events.amazonaws.com"},
+            "Action": "lambda:InvokeFunction", "Resource": "arn:aws:lambda:us-east-1:111122223333:function:ctguard-detector",
+            "Condition": {"ArnLike": {"AWS:SourceArn": RULE}, "StringEquals": {"AWS:SourceAccount": "111122223333"}}});
+        assert_eq!(invoke_permission(Some(&policy(cfn.clone())), Some(RULE), "111122223333").ok, Some(true));
+        // Another rule, another account, another principal, another action: not this rule's.
+        let other = RULE.replace("ctguard-detector", "other");
+        assert_eq!(invoke_permission(Some(&policy(cfn.clone())), Some(&other), "111122223333").ok, Some(false));
+        assert_eq!(invoke_permission(Some(&policy(cfn.clone())), Some(RULE), "444455556666").ok, Some(false));
+        let mut s3 = cfn.clone();
+        s3["Principal"]["Service"] = json!("s3.amazonaws.com");
+        assert_eq!(invoke_permission(Some(&policy(s3)), Some(RULE), "111122223333").ok, Some(false));
+        let mut get = cfn.clone();
+        get["Action"] = json!(["lambda:GetFunction"]);
+        assert_eq!(invoke_permission(Some(&policy(get)), Some(RULE), "111122223333").ok, Some(false));
+        // Wildcards and no conditions admit it; an unknown condition is not counted; a Deny wins.
+        let wide = json!({"Effect": "Allow", "Principal": "*", "Action": "lambda:*",
+            "Condition": {"ArnLike": {"aws:SourceArn": "arn:aws:events:*:111122223333:rule/*"}}});
+        assert_eq!(invoke_permission(Some(&policy(wide)), Some(RULE), "111122223333").ok, Some(true));
+        let odd = json!({"Effect": "Allow", "Principal": {"Service": "events.amazonaws.com"}, "Action": "lambda:InvokeFunction",
+            "Condition": {"IpAddress": {"aws:SourceIp": "10.0.0.0/8"}}});
+        assert_eq!(invoke_permission(Some(&policy(odd)), Some(RULE), "111122223333").ok, Some(false));
+        let deny =
+            json!({"Version": "2012-10-17", "Statement": [cfn, {"Effect": "Deny", "Principal": "*", "Action": "*"}]});
+        let c = invoke_permission(Some(&deny.to_string()), Some(RULE), "111122223333");
+        assert_eq!(c.ok, Some(false));
+        assert!(c.detail.contains("denies"), "{}", c.detail);
+        // No policy at all, garbage, unknown rule.
+        let none = invoke_permission(None, Some(RULE), "111122223333");
+        assert_eq!(none.ok, Some(false));
+        assert!(none.detail.contains("no resource policy"));
+        assert_eq!(invoke_permission(Some("{not json"), Some(RULE), "111122223333").ok, None);
+        assert_eq!(invoke_permission(Some("{}"), None, "111122223333").ok, None);
+        assert_eq!(invoke_permission(Some(r#"{"Statement": 7}"#), Some(RULE), "111122223333").ok, Some(false));
     }
 }

@@ -3,6 +3,7 @@
 use std::future::Future;
 
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 use crate::error::SinkError;
 use crate::state::EventRef;
@@ -34,10 +35,34 @@ pub struct ExpectedIdentity {
     pub first_seen: EventRef,
 }
 
+/// The stable id of the alert for `access_key` used from `identity` (its
+/// [`crate::identity::NetworkIdentity::key`] form): the same for every copy of the alert, from
+/// any Lambda environment or retry, so that a subscriber can drop duplicates.
+/// `ctguard-` + the first 128 bits of SHA-256(key, NUL, identity), in hex.
+pub fn alert_id(access_key: &str, identity: &str) -> String {
+    let mut h = Sha256::new();
+    h.update(access_key.as_bytes());
+    h.update([0u8]);
+    h.update(identity.as_bytes());
+    let digest = h.finalize();
+    let mut id = String::with_capacity(8 + 32);
+    id.push_str("ctguard-");
+    for b in digest.iter().take(16) {
+        id.push(char::from(HEX[usize::from(b >> 4)]));
+        id.push(char::from(HEX[usize::from(b & 0xf)]));
+    }
+    id
+}
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
 /// A credential-reuse finding.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Alert {
     pub schema: String,
+    /// [`alert_id`] of (`access_key_id`, `seen_identity`); also the SNS message attribute
+    /// `alert_id`. Copies of one alert share it.
+    pub id: String,
     pub kind: String,
     pub severity: Severity,
     /// True for ctguard's own test traffic (`ctguard verify`): never a real incident.
@@ -85,6 +110,30 @@ impl Alert {
 
 /// Where alerts go.
 pub trait AlertSink: Send + Sync {
-    /// Publishes one alert; an error must be surfaced, never swallowed.
+    /// Publishes one alert; an error must be surfaced, never swallowed, and say whether the
+    /// alert may have gone out anyway ([`SinkError::Ambiguous`]).
     fn publish(&self, alert: &Alert) -> impl Future<Output = Result<(), SinkError>> + Send;
+}
+
+impl<A: AlertSink + ?Sized> AlertSink for std::sync::Arc<A> {
+    fn publish(&self, alert: &Alert) -> impl Future<Output = Result<(), SinkError>> + Send {
+        (**self).publish(alert)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn alert_ids_are_stable_and_separate_key_from_identity() {
+        let a = alert_id("ASIAAAAAAAAAAAAAAAA2", "ip:198.51.100.66");
+        assert_eq!(a, alert_id("ASIAAAAAAAAAAAAAAAA2", "ip:198.51.100.66"));
+        assert_eq!(a.len(), "ctguard-".len() + 32);
+        assert!(a.starts_with("ctguard-") && a[8..].bytes().all(|b| b.is_ascii_hexdigit()));
+        assert_ne!(a, alert_id("ASIAAAAAAAAAAAAAAAA3", "ip:198.51.100.66"));
+        assert_ne!(a, alert_id("ASIAAAAAAAAAAAAAAAA2", "ip:198.51.100.67"));
+        // The separator keeps ("ab", "c") and ("a", "bc") apart.
+        assert_ne!(alert_id("ab", "c"), alert_id("a", "bc"));
+    }
 }

@@ -11,22 +11,25 @@ pub mod alert;
 pub mod engine;
 pub mod error;
 pub mod event;
+pub mod faults;
+pub mod finding;
 pub mod fuzzing;
 pub mod identity;
 pub mod memory;
+pub mod notify;
 pub mod policy;
 pub mod reader;
 pub mod state;
 pub mod time;
 
-pub use alert::{Alert, AlertSink, Severity};
+pub use alert::{alert_id, Alert, AlertSink, Severity};
 pub use engine::{classify, Decision, Detector, Observation, Scope, Signal, Skip, Stats};
 pub use error::{Error, SinkError, StoreError};
 pub use event::Record;
 pub use identity::NetworkIdentity;
 pub use memory::{CollectingSink, MemoryStore};
 pub use policy::Policy;
-pub use state::{Claim, EventRef, ScopeState, StateStore, Trusted};
+pub use state::{AlertClaim, Anchor, Arm, Claim, EventRef, Prune, ScopeState, StateStore, Suspect, Trusted, Update};
 
 /// The detector's version, reported in every alert and compared by `ctguard status`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -61,6 +61,9 @@ pub struct Policy {
 
 /// The longest an IAM role session can last (12 h): the default lifetime of state.
 pub const MAX_ROLE_SESSION_HOURS: u64 = 12;
+/// The largest default state lifetime an operator may set (`default_ttl_hours`,
+/// `CTGUARD_DEFAULT_TTL_HOURS`): a week. The installer and the template check the same bound.
+pub const MAX_DEFAULT_TTL_HOURS: u64 = 24 * 7;
 const HOUR_MS: Millis = 3_600_000;
 
 impl Default for Policy {
@@ -93,8 +96,10 @@ impl Policy {
             p.roles.push((r.role.clone(), cidrs(&r.cidrs)?));
         }
         if let Some(h) = doc.default_ttl_hours {
-            if !(1..=24 * 7).contains(&h) {
-                return Err(PolicyError::Invalid(format!("default_ttl_hours {h} is outside 1..=168")));
+            if !(1..=MAX_DEFAULT_TTL_HOURS as i64).contains(&(h as i64)) {
+                return Err(PolicyError::Invalid(format!(
+                    "default_ttl_hours {h} is outside 1..={MAX_DEFAULT_TTL_HOURS}"
+                )));
             }
             p.default_ttl_ms = h as Millis * HOUR_MS;
         }

@@ -61,7 +61,8 @@ fn accounted(s: &Stats) -> u64 {
         + s.allowlisted
         + s.accepted_moves
         + s.accepted_own_vpce
-        + s.alerts
+        + (s.alerts - s.out_of_order_alerts)
+        + s.displacements
         + s.duplicate_alerts
         + s.skipped_total()
 }

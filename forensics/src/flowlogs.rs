@@ -59,9 +59,30 @@ pub struct Format {
     pkt_dstaddr: Option<usize>,
 }
 
+/// Why a flow-log format, record, `--nat` value or `ip-ranges.json` was refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum FlowLogError {
+    #[error("flow-log format `{0}` has no srcaddr field")]
+    NoSourceField(String),
+    #[error("flow-log format `{0}` has no start/end field: calls cannot be matched in time")]
+    NoTimeField(String),
+    #[error("{found} fields where the format has {expected}")]
+    FieldCount { found: usize, expected: usize },
+    #[error("`{0}` is not a number")]
+    NotANumber(String),
+    #[error("--nat {arg}: `{public}` is not a public IP address")]
+    NatNotPublic { arg: String, public: String },
+    #[error("--nat {arg}: `{part}` is neither a private address nor an eni-… id")]
+    NatPrivateSide { arg: String, part: String },
+    #[error("ip-ranges.json: {0}")]
+    IpRanges(String),
+    #[error("ip-ranges.json has no prefixes")]
+    NoPrefixes,
+}
+
 impl Format {
     /// A format from field names (`srcaddr dstaddr …`, `${srcaddr} ${dstaddr} …`, or with `_`).
-    pub fn from_fields(spec: &str) -> Result<Format, String> {
+    pub fn from_fields(spec: &str) -> Result<Format, FlowLogError> {
         let names: Vec<String> = spec
             .split_whitespace()
             .map(|f| f.trim_start_matches("${").trim_end_matches('}').replace('_', "-").to_ascii_lowercase())
@@ -83,10 +104,10 @@ impl Format {
             pkt_dstaddr: pos("pkt-dstaddr"),
         };
         if f.srcaddr.is_none() && f.pkt_srcaddr.is_none() {
-            return Err(format!("flow-log format `{spec}` has no srcaddr field"));
+            return Err(FlowLogError::NoSourceField(spec.to_string()));
         }
         if f.start.is_none() && f.end.is_none() {
-            return Err(format!("flow-log format `{spec}` has no start/end field: calls cannot be matched in time"));
+            return Err(FlowLogError::NoTimeField(spec.to_string()));
         }
         Ok(f)
     }
@@ -165,14 +186,14 @@ fn field<'a>(parts: &[&'a str], i: Option<usize>) -> Option<&'a str> {
 }
 
 /// Parses one record line; `Ok(None)` for records that carry no flow (`NODATA`, `SKIPDATA`).
-pub fn parse_line(fmt: &Format, line: &str) -> Result<Option<Flow>, String> {
+pub fn parse_line(fmt: &Format, line: &str) -> Result<Option<Flow>, FlowLogError> {
     let parts: Vec<&str> = line.split_whitespace().collect();
     if parts.len() != fmt.len {
-        return Err(format!("{} fields where the format has {}", parts.len(), fmt.len));
+        return Err(FlowLogError::FieldCount { found: parts.len(), expected: fmt.len });
     }
     let ip = |i| field(&parts, i).and_then(parse_ip);
-    let num = |i: Option<usize>| -> Result<Option<i64>, String> {
-        field(&parts, i).map(|s| s.parse::<i64>().map_err(|_| format!("`{s}` is not a number"))).transpose()
+    let num = |i: Option<usize>| -> Result<Option<i64>, FlowLogError> {
+        field(&parts, i).map(|s| s.parse::<i64>().map_err(|_| FlowLogError::NotANumber(s.to_string()))).transpose()
     };
     let (start, end) = (num(fmt.start)?, num(fmt.end)?);
     let src = ip(fmt.srcaddr).or(ip(fmt.pkt_srcaddr));
@@ -233,7 +254,7 @@ impl FlowLines<'_> {
                 self.counts.records += 1;
                 self.counts.empty += 1;
             }
-            Err(e) => self.bad(bytes.len(), e),
+            Err(e) => self.bad(bytes.len(), e.to_string()),
         }
     }
 
@@ -337,11 +358,11 @@ pub struct NatGateway {
 
 impl NatGateway {
     /// Parses `--nat PUBLIC[=PRIVATE_IP|eni-…][,…]`.
-    pub fn parse_arg(s: &str) -> Result<NatGateway, String> {
+    pub fn parse_arg(s: &str) -> Result<NatGateway, FlowLogError> {
         let (public, rest) = s.split_once('=').unwrap_or((s, ""));
         let p = parse_ip(public)
             .filter(is_public)
-            .ok_or_else(|| format!("--nat {s}: `{public}` is not a public IP address"))?;
+            .ok_or_else(|| FlowLogError::NatNotPublic { arg: s.to_string(), public: public.to_string() })?;
         let mut nat = NatGateway { public_ip: p.to_string(), origin: "--nat".into(), ..NatGateway::default() };
         for part in rest.split(',').map(str::trim).filter(|x| !x.is_empty()) {
             if part.starts_with("eni-") {
@@ -349,7 +370,7 @@ impl NatGateway {
             } else if let Some(ip) = parse_ip(part).filter(|ip| !is_public(ip)) {
                 nat.private_ips.push(ip.to_string());
             } else {
-                return Err(format!("--nat {s}: `{part}` is neither a private address nor an eni-… id"));
+                return Err(FlowLogError::NatPrivateSide { arg: s.to_string(), part: part.to_string() });
             }
         }
         Ok(nat)
@@ -427,16 +448,16 @@ struct PrefixDoc {
 const GLOBAL_SERVICES: &[&str] = &["iam", "sts", "organizations", "route53", "cloudfront", "account"];
 
 impl IpRanges {
-    pub fn parse(json: &str) -> Result<IpRanges, String> {
-        let doc: IpRangesDoc = serde_json::from_str(json).map_err(|e| format!("ip-ranges.json: {e}"))?;
+    pub fn parse(json: &str) -> Result<IpRanges, FlowLogError> {
+        let doc: IpRangesDoc = serde_json::from_str(json).map_err(|e| FlowLogError::IpRanges(e.to_string()))?;
         let mut prefixes = Vec::new();
         for p in doc.prefixes.iter().chain(&doc.ipv6_prefixes) {
             let Some(c) = p.ip_prefix.as_deref().or(p.ipv6_prefix.as_deref()) else { continue };
-            let cidr = Cidr::parse(c).map_err(|e| format!("ip-ranges.json: {e}"))?;
+            let cidr = Cidr::parse(c).map_err(|e| FlowLogError::IpRanges(e.to_string()))?;
             prefixes.push((cidr, p.region.clone(), p.service.clone()));
         }
         if prefixes.is_empty() {
-            return Err("ip-ranges.json has no prefixes".into());
+            return Err(FlowLogError::NoPrefixes);
         }
         Ok(IpRanges { prefixes })
     }

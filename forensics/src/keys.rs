@@ -36,13 +36,18 @@ pub struct LastUse {
     pub region: Option<String>,
 }
 
+/// A failed IAM call: the operation and the service's readable error.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct IamError(pub String);
+
 /// The IAM calls the inventory needs, in ctguard's own types.
 pub trait KeyDirectory: Sync {
-    fn users(&self) -> impl Future<Output = Result<Vec<String>, String>> + Send;
-    fn keys(&self, user: &str) -> impl Future<Output = Result<Vec<KeyMeta>, String>> + Send;
-    fn last_used(&self, access_key_id: &str) -> impl Future<Output = Result<LastUse, String>> + Send;
+    fn users(&self) -> impl Future<Output = Result<Vec<String>, IamError>> + Send;
+    fn keys(&self, user: &str) -> impl Future<Output = Result<Vec<KeyMeta>, IamError>> + Send;
+    fn last_used(&self, access_key_id: &str) -> impl Future<Output = Result<LastUse, IamError>> + Send;
     /// Deactivates a key (never deletes it).
-    fn deactivate(&self, user: &str, access_key_id: &str) -> impl Future<Output = Result<(), String>> + Send;
+    fn deactivate(&self, user: &str, access_key_id: &str) -> impl Future<Output = Result<(), IamError>> + Send;
 }
 
 /// What to do with idle active keys.
@@ -91,7 +96,7 @@ pub async fn inventory<D: KeyDirectory>(
     as_of: Millis,
     idle_days: u64,
     action: Action,
-) -> Result<Vec<KeyRow>, String> {
+) -> Result<Vec<KeyRow>, IamError> {
     let mut rows = Vec::new();
     for user in dir.users().await? {
         for meta in dir.keys(&user).await? {
@@ -151,7 +156,7 @@ pub struct IamDirectory {
 }
 
 impl KeyDirectory for IamDirectory {
-    async fn users(&self) -> Result<Vec<String>, String> {
+    async fn users(&self) -> Result<Vec<String>, IamError> {
         let users = self
             .client
             .list_users()
@@ -160,11 +165,11 @@ impl KeyDirectory for IamDirectory {
             .send()
             .try_collect()
             .await
-            .map_err(|e| format!("iam:ListUsers: {}", ctguard_aws::err_text(&e)))?;
+            .map_err(|e| IamError(format!("iam:ListUsers: {}", ctguard_aws::err_text(&e))))?;
         Ok(users.into_iter().map(|u| u.user_name).collect())
     }
 
-    async fn keys(&self, user: &str) -> Result<Vec<KeyMeta>, String> {
+    async fn keys(&self, user: &str) -> Result<Vec<KeyMeta>, IamError> {
         let keys = self
             .client
             .list_access_keys()
@@ -174,7 +179,7 @@ impl KeyDirectory for IamDirectory {
             .send()
             .try_collect()
             .await
-            .map_err(|e| format!("iam:ListAccessKeys {user}: {}", ctguard_aws::err_text(&e)))?;
+            .map_err(|e| IamError(format!("iam:ListAccessKeys {user}: {}", ctguard_aws::err_text(&e))))?;
         Ok(keys
             .into_iter()
             .filter_map(|k| {
@@ -188,14 +193,14 @@ impl KeyDirectory for IamDirectory {
             .collect())
     }
 
-    async fn last_used(&self, access_key_id: &str) -> Result<LastUse, String> {
+    async fn last_used(&self, access_key_id: &str) -> Result<LastUse, IamError> {
         let out = self
             .client
             .get_access_key_last_used()
             .access_key_id(access_key_id)
             .send()
             .await
-            .map_err(|e| format!("iam:GetAccessKeyLastUsed: {}", ctguard_aws::err_text(&e)))?;
+            .map_err(|e| IamError(format!("iam:GetAccessKeyLastUsed: {}", ctguard_aws::err_text(&e))))?;
         let Some(l) = out.access_key_last_used else { return Ok(LastUse::default()) };
         Ok(LastUse {
             at: l.last_used_date.as_ref().map(millis),
@@ -204,7 +209,7 @@ impl KeyDirectory for IamDirectory {
         })
     }
 
-    async fn deactivate(&self, user: &str, access_key_id: &str) -> Result<(), String> {
+    async fn deactivate(&self, user: &str, access_key_id: &str) -> Result<(), IamError> {
         self.client
             .update_access_key()
             .user_name(user)
@@ -213,7 +218,7 @@ impl KeyDirectory for IamDirectory {
             .send()
             .await
             .map(|_| ())
-            .map_err(|e| format!("iam:UpdateAccessKey: {}", ctguard_aws::err_text(&e)))
+            .map_err(|e| IamError(format!("iam:UpdateAccessKey: {}", ctguard_aws::err_text(&e))))
     }
 }
 
@@ -235,25 +240,25 @@ mod tests {
     }
 
     impl KeyDirectory for FakeDirectory {
-        async fn users(&self) -> Result<Vec<String>, String> {
+        async fn users(&self) -> Result<Vec<String>, IamError> {
             let mut u: Vec<String> = self.keys.iter().map(|k| k.user.clone()).collect();
             u.dedup();
             Ok(u)
         }
-        async fn keys(&self, user: &str) -> Result<Vec<KeyMeta>, String> {
+        async fn keys(&self, user: &str) -> Result<Vec<KeyMeta>, IamError> {
             Ok(self.keys.iter().filter(|k| k.user == user).cloned().collect())
         }
-        async fn last_used(&self, id: &str) -> Result<LastUse, String> {
+        async fn last_used(&self, id: &str) -> Result<LastUse, IamError> {
             if self.fail_last.iter().any(|f| f == id) {
-                return Err("AccessDenied".into());
+                return Err(IamError("AccessDenied".into()));
             }
             Ok(self.last.get(id).cloned().unwrap_or_default())
         }
-        async fn deactivate(&self, _user: &str, id: &str) -> Result<(), String> {
+        async fn deactivate(&self, _user: &str, id: &str) -> Result<(), IamError> {
             if self.refuse_disable {
-                return Err("AccessDenied: no".into());
+                return Err(IamError("AccessDenied: no".into()));
             }
-            self.disabled.lock().map_err(|e| e.to_string())?.push(id.to_string());
+            self.disabled.lock().map_err(|e| IamError(e.to_string()))?.push(id.to_string());
             Ok(())
         }
     }

@@ -18,6 +18,7 @@
 //! - [`flowlogs`]: VPC flow logs and NAT-gateway attribution;
 //! - [`keys`]: IAM access keys, their last use, idle ones disabled.
 
+pub mod athena;
 pub mod decode;
 pub mod flowlogs;
 pub mod framing;

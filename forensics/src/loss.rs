@@ -173,6 +173,14 @@ impl Losses {
         }
     }
 
+    /// Counts `n` losses whose places are not known (rows of a query, say).
+    pub fn count(&mut self, kind: LossKind, n: u64) {
+        if n > 0 {
+            *self.by_kind.entry(kind).or_default() += n;
+            self.unlisted += n;
+        }
+    }
+
     /// Adds another account; the listed places stay the first ones in reading order.
     pub fn merge(&mut self, other: Losses) {
         for (k, n) in other.by_kind {

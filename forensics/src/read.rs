@@ -241,7 +241,7 @@ pub fn process_parallel<T: Send>(
     let next = AtomicUsize::new(0);
     let run_one = |i: usize| -> Result<T, FileError> {
         let src = &sources[i];
-        let input = fetcher.open(src).map_err(|e| FileError { source: src.name.clone(), error: e })?;
+        let input = fetcher.open(src).map_err(|e| FileError { source: src.name.clone(), error: e.to_string() })?;
         Ok(work(i, src, input))
     };
     if threads == 1 {

@@ -267,8 +267,18 @@ enum Item {
     Use(Box<Observation>),
 }
 
+/// Why a scan could not finish.
+#[derive(Debug, thiserror::Error)]
+pub enum ScanError {
+    /// The in-memory detector failed (its store and sink are in memory, so this is a bug).
+    #[error(transparent)]
+    Detector(#[from] ctguard_detector::Error),
+    #[error("the reading thread stopped: {0}")]
+    Worker(#[from] tokio::task::JoinError),
+}
+
 /// Replays a fold in event-time order through a fresh detector with `policy`.
-pub async fn replay(fold: Fold, policy: Policy) -> anyhow::Result<ScanReport> {
+pub async fn replay(fold: Fold, policy: Policy) -> Result<ScanReport, ScanError> {
     let Fold { firsts, signals, read, counts, errors } = fold;
     let distinct = firsts.len() as u64;
     let mut items: Vec<(Millis, Seq, u8, Item)> = Vec::with_capacity(firsts.len() + signals.len());
@@ -309,7 +319,7 @@ pub async fn scan(
     fetcher: Fetcher,
     opts: ScanOptions,
     progress: impl FnMut(u64) + Send + 'static,
-) -> anyhow::Result<ScanReport> {
+) -> Result<ScanReport, ScanError> {
     let policy = opts.policy.clone();
     let fold = tokio::task::spawn_blocking(move || fold_sources(&sources, &fetcher, &opts, progress)).await?;
     replay(fold, policy).await
@@ -395,6 +405,48 @@ mod tests {
         assert_eq!((fold.counts.events, fold.counts.out_of_range, fold.counts.untimed_excluded), (1, 1, 1));
         let rep = replay(fold, Policy::default()).await.expect("replay");
         assert!(rep.alerts.is_empty());
+    }
+
+    #[tokio::test]
+    async fn envelopes_from_untrusted_sources_carry_no_signal() {
+        // The instance's use, a move, the thief's use 30 s after the move: as EventBridge
+        // envelopes in one file. Only an `aws.` source may arm the move window.
+        let instance = "i-0123456789abcdef0";
+        let use_at = |ip: &str, time: &str| {
+            let mut c = call(K, ip, time);
+            c["userIdentity"]["arn"] = json!(format!("arn:aws:sts::111122223333:assumed-role/web/{instance}"));
+            c
+        };
+        let env = |source: &str, detail: serde_json::Value| json!({"detail-type": "AWS API Call via CloudTrail", "source": source, "detail": detail});
+        let mv = |name: &str, request: serde_json::Value| {
+            json!({"eventVersion": "1.08", "eventTime": "2024-05-01T10:09:00Z", "eventType": "AwsApiCall",
+                "eventSource": "ec2.amazonaws.com", "eventName": name, "recipientAccountId": "111122223333",
+                "sourceIPAddress": "198.51.100.200", "requestParameters": request, "responseElements": {"return": true}})
+        };
+        let moves = [
+            mv("AssociateAddress", json!({"instanceId": instance})),
+            mv("AttachNetworkInterface", json!({"instanceId": instance, "networkInterfaceId": "eni-1"})),
+            mv("StartInstances", json!({"instancesSet": {"items": [{"instanceId": instance}]}})),
+        ];
+        for m in moves {
+            for (source, alerts) in [("evil.app", 1), ("ctguard.verify", 1), ("aws.ec2", 0)] {
+                let text = json!([
+                    env("aws.s3", use_at("203.0.113.10", "2024-05-01T10:00:00Z")),
+                    env(source, m.clone()),
+                    env("aws.s3", use_at("198.51.100.66", "2024-05-01T10:09:30Z")),
+                ])
+                .to_string();
+                let src = Source {
+                    name: "envelopes.json".into(),
+                    kind: SourceKind::Embedded(Box::leak(text.into_bytes().into_boxed_slice())),
+                    size: 0,
+                };
+                let rep = run(vec![src], 1).await;
+                let name = m["eventName"].as_str().unwrap_or("?");
+                assert_eq!(rep.alerts.len(), alerts, "{name} from {source}: {:#?}", rep.alerts);
+                assert_eq!(rep.summary.fold.signals, u64::from(source == "aws.ec2"), "{name} from {source}");
+            }
+        }
     }
 
     #[tokio::test]

@@ -60,9 +60,36 @@ impl TimeRange {
     }
 }
 
+/// Why inputs could not be listed or read.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SourceError {
+    #[error("`{0}` is not a time: use 2018-11-28T23:00:00Z or 2018-11-28")]
+    BadTime(String),
+    #[error("`{0}` names no bucket (expected s3://bucket/prefix)")]
+    NoBucket(String),
+    #[error("an empty path")]
+    EmptyPath,
+    /// A local file or directory (the path, and the system's message).
+    #[error("{path}: {message}")]
+    Io { path: String, message: String },
+    /// An S3 listing or read (the location, and the SDK's readable error).
+    #[error("{location}: {message}")]
+    S3 { location: String, message: String },
+    #[error("no S3 client for bucket {0}")]
+    NoClient(String),
+    #[error("no runtime to read S3 with")]
+    NoRuntime,
+}
+
+impl SourceError {
+    fn io(path: &Path, e: &std::io::Error) -> SourceError {
+        SourceError::Io { path: path.display().to_string(), message: e.to_string() }
+    }
+}
+
 /// Parses `--since`/`--until`: RFC 3339 (`2018-11-28T23:00:00Z`) or a date (`2018-11-28`, UTC
 /// midnight). `end_of_day` makes a bare date mean the last millisecond of that day.
-pub fn parse_time_arg(s: &str, end_of_day: bool) -> Result<Millis, String> {
+pub fn parse_time_arg(s: &str, end_of_day: bool) -> Result<Millis, SourceError> {
     let t = s.trim();
     if let Some(ms) = parse_rfc3339(t) {
         return Ok(ms);
@@ -72,7 +99,7 @@ pub fn parse_time_arg(s: &str, end_of_day: bool) -> Result<Millis, String> {
             return Ok(if end_of_day { ms + DAY_MS - 1 } else { ms });
         }
     }
-    Err(format!("`{s}` is not a time: use 2018-11-28T23:00:00Z or 2018-11-28"))
+    Err(SourceError::BadTime(s.to_string()))
 }
 
 /// One readable unit: a file, an S3 object, or bytes compiled into the binary.
@@ -108,16 +135,16 @@ pub enum Location {
 
 impl Location {
     /// `s3://bucket/prefix` or a local path.
-    pub fn parse(s: &str) -> Result<Location, String> {
+    pub fn parse(s: &str) -> Result<Location, SourceError> {
         match s.strip_prefix("s3://") {
             Some(rest) => {
                 let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
                 if bucket.is_empty() {
-                    return Err(format!("`{s}` names no bucket (expected s3://bucket/prefix)"));
+                    return Err(SourceError::NoBucket(s.to_string()));
                 }
                 Ok(Location::S3 { bucket: bucket.to_string(), prefix: prefix.to_string() })
             }
-            None if s.trim().is_empty() => Err("an empty path".into()),
+            None if s.trim().is_empty() => Err(SourceError::EmptyPath),
             None => Ok(Location::Local(PathBuf::from(s))),
         }
     }
@@ -278,8 +305,8 @@ pub fn list_local(
     range: &TimeRange,
     listing: &mut Listing,
     seen: &mut Seen,
-) -> Result<Vec<Source>, String> {
-    let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
+) -> Result<Vec<Source>, SourceError> {
+    let meta = std::fs::metadata(path).map_err(|e| SourceError::io(path, &e))?;
     let mut out = Vec::new();
     if !meta.is_dir() {
         // Named on the command line: read whatever it is.
@@ -414,7 +441,7 @@ pub async fn list_s3(
     prefix: &str,
     range: &TimeRange,
     listing: &mut Listing,
-) -> Result<Vec<Source>, String> {
+) -> Result<Vec<Source>, SourceError> {
     let mut out = Vec::new();
     let mut stack = vec![prefix.to_string()];
     while let Some(p) = stack.pop() {
@@ -427,7 +454,10 @@ pub async fn list_s3(
             .send();
         let mut children = Vec::new();
         while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| format!("s3://{bucket}/{p}: {}", ctguard_aws::err_text(&e)))?;
+            let page = page.map_err(|e| SourceError::S3 {
+                location: format!("s3://{bucket}/{p}"),
+                message: ctguard_aws::err_text(&e),
+            })?;
             for o in page.contents() {
                 let Some(key) = o.key() else { continue };
                 let comps: Vec<&str> = key.split('/').collect();
@@ -487,10 +517,14 @@ impl Fetcher {
 
     /// A stream of the raw bytes of one source (still compressed if it was). Must not be called
     /// from a runtime worker thread when reading S3.
-    pub fn open(&self, src: &Source) -> Result<Input<'_>, String> {
+    pub fn open(&self, src: &Source) -> Result<Input<'_>, SourceError> {
         match &src.kind {
-            SourceKind::File(p) => open_regular(p).map(|f| Box::new(f) as Input<'_>).map_err(|e| e.to_string()),
-            SourceKind::Stream(p) => File::open(p).map(|f| Box::new(f) as Input<'_>).map_err(|e| e.to_string()),
+            SourceKind::File(p) => {
+                open_regular(p).map(|f| Box::new(f) as Input<'_>).map_err(|e| SourceError::io(p, &e))
+            }
+            SourceKind::Stream(p) => {
+                File::open(p).map(|f| Box::new(f) as Input<'_>).map_err(|e| SourceError::io(p, &e))
+            }
             SourceKind::Embedded(b) => Ok(Box::new(*b)),
             SourceKind::S3 { bucket, key } => {
                 let client = self
@@ -498,11 +532,15 @@ impl Fetcher {
                     .iter()
                     .find(|(b, _)| b == bucket)
                     .map(|(_, c)| c)
-                    .ok_or_else(|| format!("no S3 client for bucket {bucket}"))?;
-                let handle = self.handle.as_ref().ok_or("no runtime to read S3 with")?;
-                let out = handle.block_on(async {
-                    client.get_object().bucket(bucket).key(key).send().await.map_err(|e| ctguard_aws::err_text(&e))
-                })?;
+                    .ok_or_else(|| SourceError::NoClient(bucket.clone()))?;
+                let handle = self.handle.as_ref().ok_or(SourceError::NoRuntime)?;
+                let out =
+                    handle.block_on(async {
+                        client.get_object().bucket(bucket).key(key).send().await.map_err(|e| SourceError::S3 {
+                            location: src.name.clone(),
+                            message: ctguard_aws::err_text(&e),
+                        })
+                    })?;
                 Ok(Box::new(S3Body { body: out.body, handle, chunk: bytes::Bytes::new() }))
             }
         }
@@ -581,7 +619,7 @@ pub async fn resolve(
     kind: Kind,
     range: &TimeRange,
     g: &ctguard_aws::AwsOptions,
-) -> Result<Inputs, String> {
+) -> Result<Inputs, SourceError> {
     let mut listing = Listing::default();
     let mut seen = Seen::default();
     let mut sources = Vec::new();
@@ -599,8 +637,11 @@ pub async fn resolve(
                     let client = s3_client_for_bucket(c, &bucket).await;
                     clients.push((bucket.clone(), client));
                 }
-                let client =
-                    clients.iter().find(|(b, _)| b == &bucket).map(|(_, c)| c.clone()).ok_or("no S3 client")?;
+                let client = clients
+                    .iter()
+                    .find(|(b, _)| b == &bucket)
+                    .map(|(_, c)| c.clone())
+                    .ok_or(SourceError::NoClient(bucket.clone()))?;
                 sources.extend(list_s3(&client, &bucket, &prefix, range, &mut listing).await?);
             }
         }

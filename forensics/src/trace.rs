@@ -346,7 +346,11 @@ pub fn collect(sources: &[Source], fetcher: &Fetcher, opts: &TraceOptions, mut p
 }
 
 /// Builds the report from what was collected: replay, statistics, policy, risks.
-pub async fn report(part: TracePart, opts: &TraceOptions, extra_nats: &[NatGateway]) -> anyhow::Result<TraceReport> {
+pub async fn report(
+    part: TracePart,
+    opts: &TraceOptions,
+    extra_nats: &[NatGateway],
+) -> Result<TraceReport, scan::ScanError> {
     let TracePart { mut events, fold, nats, read, errors, out_of_range } = part;
     events.sort_by_key(TraceEvent::order);
     // The same event can be read twice (overlapping inputs); keep one of each event id.
@@ -448,28 +452,12 @@ pub fn allowlist(sources: &[SourceStat], uses: &[&TraceEvent], alerts: &[Alert])
             NetKind::AwsService | NetKind::None => {}
         }
     }
-    let statement: Option<Statement> = if ips.is_empty() && vpces.is_empty() {
+    let statement = pin_statement(&ips, &vpces);
+    if statement.is_none() {
         caveats.push(
             "No trusted public address or VPC endpoint was observed for this key: there is nothing to pin to.".into(),
         );
-        None
-    } else {
-        let mut cond = serde_json::Map::new();
-        if !ips.is_empty() {
-            cond.insert("NotIpAddressIfExists".into(), json!({ "aws:SourceIp": ips }));
-        }
-        if !vpces.is_empty() {
-            cond.insert("StringNotEqualsIfExists".into(), json!({ "aws:SourceVpce": vpces }));
-        }
-        cond.insert("BoolIfExists".into(), json!({ "aws:ViaAWSService": "false" }));
-        Some(Statement {
-            sid: "CtguardPinToObservedSources",
-            effect: "Deny",
-            action: "*",
-            resource: "*",
-            condition: cond,
-        })
-    };
+    }
     if let Some(p) = &principal {
         caveats.push(format!(
             "Attach it as an inline policy of {p}. It then applies to every session and key of that principal, not only this key: the sources were observed for this key alone, so confirm they cover every legitimate caller first."
@@ -505,6 +493,22 @@ pub fn allowlist(sources: &[SourceStat], uses: &[&TraceEvent], alerts: &[Alert])
         caveats.push("An allowlist only limits where sessions work. To cut off sessions already issued, revoke them (IAM \"Revoke active sessions\", which denies tokens issued before now via aws:TokenIssueTime) or, for a long-term key, deactivate it.".into());
     }
     PolicyAdvice { attach_to: principal, statement, caveats }
+}
+
+/// The Deny-unless-from-these-sources statement; `None` when there is nothing to pin to.
+fn pin_statement(ips: &[String], vpces: &[String]) -> Option<Statement> {
+    if ips.is_empty() && vpces.is_empty() {
+        return None;
+    }
+    let mut cond = serde_json::Map::new();
+    if !ips.is_empty() {
+        cond.insert("NotIpAddressIfExists".into(), json!({ "aws:SourceIp": ips }));
+    }
+    if !vpces.is_empty() {
+        cond.insert("StringNotEqualsIfExists".into(), json!({ "aws:SourceVpce": vpces }));
+    }
+    cond.insert("BoolIfExists".into(), json!({ "aws:ViaAWSService": "false" }));
+    Some(Statement { sid: "CtguardPinToObservedSources", effect: "Deny", action: "*", resource: "*", condition: cond })
 }
 
 /// NAT attribution: the queries for calls of the key made from known NAT gateway addresses.

@@ -10,8 +10,10 @@ use ctguard_deploy::targets::US_EAST_1;
 /// Options every command takes.
 #[derive(Debug, Clone, Args)]
 pub struct GlobalArgs {
-    /// AWS profile to use (default: the standard credential chain).
-    #[arg(long, global = true, env = "AWS_PROFILE")]
+    /// AWS profile to use. As with aws-cli, an explicit --profile wins over credentials in the
+    /// environment (AWS_ACCESS_KEY_ID), and a profile that does not exist is an error.
+    /// Without it: the standard chain (environment, then AWS_PROFILE or the default profile, ...).
+    #[arg(long, global = true)]
     pub profile: Option<String>,
     /// Region for the installing account's own calls (default: from the profile/environment).
     #[arg(long, global = true)]
@@ -62,7 +64,7 @@ pub enum Output {
 }
 
 /// Which accounts × regions to work on (shared by install, status and uninstall).
-#[derive(Debug, Clone, Args)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Args)]
 pub struct TargetArgs {
     /// Work on these accounts (comma-separated ids). Default: the caller's account.
     #[arg(long, value_delimiter = ',', conflicts_with_all = ["ou", "org"])]
@@ -76,12 +78,14 @@ pub struct TargetArgs {
     /// Regions (comma-separated). Default: the caller account's enabled regions.
     #[arg(long, value_delimiter = ',')]
     pub regions: Vec<String>,
-    /// Region of each account's state table and alert topic.
-    #[arg(long, default_value = US_EAST_1)]
-    pub home_region: String,
-    /// Role assumed in member accounts (the caller's own account uses the caller's credentials).
-    #[arg(long, default_value = DEFAULT_MEMBER_ROLE)]
-    pub role_name: String,
+    /// Region of each account's state table and alert topic [default: us-east-1].
+    #[arg(long)]
+    pub home_region: Option<String>,
+    /// Role assumed in member accounts (the caller's own account uses the caller's credentials)
+    /// [default: OrganizationAccountAccessRole]. `--assume-role-name` is accepted too (the
+    /// spelling `keys` used).
+    #[arg(long, alias = "assume-role-name")]
+    pub role_name: Option<String>,
     /// Allow a region list without us-east-1 (IAM and global STS events are then NOT detected).
     #[arg(long)]
     pub allow_no_us_east_1: bool,
@@ -95,8 +99,8 @@ impl TargetArgs {
             ou: self.ou.clone(),
             org: self.org,
             regions: self.regions.clone(),
-            home_region: self.home_region.clone(),
-            role_name: self.role_name.clone(),
+            home_region: self.home_region.clone().unwrap_or_else(|| US_EAST_1.to_string()),
+            role_name: self.role_name.clone().unwrap_or_else(|| DEFAULT_MEMBER_ROLE.to_string()),
             allow_no_us_east_1: self.allow_no_us_east_1,
         }
     }
@@ -121,7 +125,10 @@ mod tests {
         let p = P::parse_from(["x", "--accounts", "111111111111,222222222222", "--regions", "us-east-1,eu-west-1"]);
         assert_eq!(p.t.options().selection(), Selection::Accounts(vec!["111111111111".into(), "222222222222".into()]));
         assert_eq!(p.t.regions, vec!["us-east-1", "eu-west-1"]);
-        assert_eq!(p.t.role_name, "OrganizationAccountAccessRole");
+        assert_eq!(p.t.options().role_name, "OrganizationAccountAccessRole");
+        assert_eq!(p.t.options().home_region, "us-east-1");
+        assert_eq!(P::parse_from(["x", "--assume-role-name", "Audit"]).t.options().role_name, "Audit");
+        assert_eq!(P::parse_from(["x", "--role-name", "Audit"]).t.options().role_name, "Audit");
         assert_eq!(P::parse_from(["x", "--org"]).t.options().selection(), Selection::Org);
         assert_eq!(
             P::parse_from(["x", "--ou", "ou-ab-1"]).t.options().selection(),

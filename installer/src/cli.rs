@@ -16,6 +16,21 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// `ctguard --version`: the version, the commit it was built from and the SHA-256 of the
+/// bundled Lambda zip (what `install` deploys), so a report names exactly what ran.
+pub fn version() -> &'static str {
+    let zip = ctguard_deploy::embedded::LAMBDA_ZIP;
+    let lambda = if zip.is_empty() {
+        "none bundled".to_string()
+    } else {
+        format!("sha256 {}", ctguard_deploy::embedded::code_hash(zip))
+    };
+    // Leaked once per process: clap keeps a `'static` version string.
+    Box::leak(
+        format!("{} (commit {}, lambda {lambda})", env!("CARGO_PKG_VERSION"), env!("CTGUARD_COMMIT")).into_boxed_str(),
+    )
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Write the bundled Lambda zip (bootstrap at its root).
@@ -36,4 +51,12 @@ pub enum Command {
     Trace(Box<commands::trace::TraceArgs>),
     /// IAM user access keys and their last use; find and disable idle ones.
     Keys(Box<commands::keys::KeysArgs>),
+    /// Deny a compromised role session everywhere except its trusted identities (asks first).
+    Contain(Box<commands::contain::ContainArgs>),
+    /// Remove the deny policy `contain` attached.
+    Release(Box<commands::contain::ReleaseArgs>),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions(commands::docs::CompletionsArgs),
+    /// Print the man page (roff), e.g. `ctguard man > /usr/local/share/man/man1/ctguard.1`.
+    Man,
 }

@@ -11,6 +11,9 @@ pub const USAGE: u8 = 2;
 /// directories; the rest completed (see the results and the summary, which says what was lost).
 /// A CI gate must not read this as clean.
 pub const PARTIAL: u8 = 3;
+/// `install --plan`: the plan has changes (like `terraform plan -detailed-exitcode`'s 2, which
+/// ctguard already uses for bad usage).
+pub const CHANGES_PENDING: u8 = 4;
 /// (`scan`, `trace`) The input held nothing to check: not one CloudTrail or ActionTrail record
 /// (a wrong path, a file that is not a log, every file unreadable). Never "clean".
-pub const NO_RECORDS: u8 = 4;
+pub const NO_RECORDS: u8 = 5;

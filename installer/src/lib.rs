@@ -6,6 +6,7 @@
 pub mod args;
 pub mod cli;
 pub mod commands;
+pub mod config;
 pub mod exit;
 pub mod output;
 pub mod progress;
@@ -25,6 +26,8 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
     match cli.command {
         Command::Package(a) => commands::package::run(&a, &g),
         Command::Template(a) => commands::template::run(&a, &g),
+        Command::Completions(a) => commands::docs::completions(&a),
+        Command::Man => commands::docs::man(),
         other => {
             let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(4).enable_all().build()?;
             rt.block_on(async move {
@@ -36,7 +39,11 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
                     Command::Scan(a) => commands::scan::run(&a, &g).await,
                     Command::Trace(a) => commands::trace::run(&a, &g).await,
                     Command::Keys(a) => commands::keys::run(&a, &g).await,
-                    Command::Package(_) | Command::Template(_) => unreachable!("handled above"),
+                    Command::Contain(a) => commands::contain::run_contain(&a, &g).await,
+                    Command::Release(a) => commands::contain::run_release(&a, &g).await,
+                    Command::Package(_) | Command::Template(_) | Command::Completions(_) | Command::Man => {
+                        unreachable!("handled above")
+                    }
                 }
             })
         }

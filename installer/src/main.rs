@@ -2,10 +2,14 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 
 fn main() -> ExitCode {
-    let cli = ctguard_installer::cli::Cli::parse();
+    let matches = ctguard_installer::cli::Cli::command().version(ctguard_installer::cli::version()).get_matches();
+    let cli = match ctguard_installer::cli::Cli::from_arg_matches(&matches) {
+        Ok(c) => c,
+        Err(e) => e.exit(),
+    };
     ctguard_installer::init_tracing();
     match ctguard_installer::run(cli) {
         Ok(code) => ExitCode::from(code),

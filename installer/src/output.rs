@@ -20,24 +20,38 @@ impl Table {
         self.rows.push(cells.into_iter().map(Into::into).collect());
     }
 
-    /// Aligned columns, header first.
+    /// Aligned columns, header first, fitted to the terminal when stdout is one (cells wrap,
+    /// at word boundaries where they can); as wide as the content otherwise, so pipes and files
+    /// get whole lines.
     pub fn render_text(&self) -> String {
+        self.render_text_width(None)
+    }
+
+    /// [`Table::render_text`] with an explicit width (`None`: the terminal's, if any).
+    pub fn render_text_width(&self, width: Option<u16>) -> String {
         let n = self.header.len();
-        let mut w = vec![0usize; n];
-        for r in std::iter::once(&self.header).chain(&self.rows) {
-            for (i, c) in r.iter().enumerate().take(n) {
-                w[i] = w[i].max(c.chars().count());
-            }
+        let mut t = comfy_table::Table::new();
+        t.load_preset(comfy_table::presets::NOTHING)
+            .set_content_arrangement(comfy_table::ContentArrangement::Dynamic)
+            .set_header(self.header.iter().map(comfy_table::Cell::new));
+        if let Some(w) = width {
+            t.force_no_tty().set_width(w);
+        }
+        for r in &self.rows {
+            t.add_row(r.iter().take(n).map(comfy_table::Cell::new));
+        }
+        // Two spaces between columns, none at the edges: the layout of the plain tables before.
+        // When the terminal is too narrow, cells wrap, but never a header word: a column keeps at
+        // least the width of its header's longest word.
+        for (c, h) in t.column_iter_mut().zip(&self.header) {
+            c.set_padding((0, 2));
+            let word = h.split_whitespace().map(|w| w.chars().count()).max().unwrap_or(0);
+            let min = u16::try_from(word + 2).unwrap_or(u16::MAX);
+            c.set_constraint(comfy_table::ColumnConstraint::LowerBoundary(comfy_table::Width::Fixed(min)));
         }
         let mut out = String::new();
-        for r in std::iter::once(&self.header).chain(&self.rows) {
-            let line: Vec<String> = r
-                .iter()
-                .enumerate()
-                .take(n)
-                .map(|(i, c)| if i + 1 == n { c.clone() } else { format!("{c:<width$}", width = w[i]) })
-                .collect();
-            out.push_str(line.join("  ").trim_end());
+        for line in t.lines() {
+            out.push_str(line.trim_end());
             out.push('\n');
         }
         out
@@ -58,22 +72,6 @@ impl Table {
             out.push('\n');
         }
         out
-    }
-}
-
-/// Human byte counts for summaries.
-pub fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u + 1 < UNITS.len() {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
     }
 }
 
@@ -107,9 +105,43 @@ mod tests {
     }
 
     #[test]
-    fn bytes_are_human() {
-        assert_eq!(human_bytes(12), "12 B");
-        assert_eq!(human_bytes(1536), "1.5 KiB");
-        assert_eq!(human_bytes(3 << 30), "3.0 GiB");
+    fn text_wraps_to_the_width_it_is_given() {
+        let mut t = Table::new(["TARGET", "REASON"]);
+        t.row(["111111111111/us-east-1", "the rule is disabled and the DLQ holds seven events the detector failed on"]);
+        let narrow = t.render_text_width(Some(60));
+        assert!(narrow.lines().count() > 2, "{narrow}");
+        assert!(narrow.lines().all(|l| l.chars().count() <= 60), "{narrow}");
+        // Every word survives the wrapping.
+        for w in ["disabled", "seven", "failed"] {
+            assert!(narrow.contains(w), "{narrow}");
+        }
+        let wide = t.render_text_width(Some(400));
+        assert_eq!(wide.lines().count(), 2, "{wide}");
+    }
+
+    #[test]
+    fn many_columns_at_80_wrap_cells_but_not_header_words() {
+        let header =
+            ["TIME", "SEVERITY", "ACCESS KEY", "SEEN FROM", "TRUSTED", "PRINCIPAL", "API", "ACCOUNT", "REGION"];
+        let mut t = Table::new(header);
+        t.row([
+            "2024-03-12T09:14:02Z",
+            "HIGH",
+            "ASIAY34FZKBOKMUTVV7A",
+            "203.0.113.66",
+            "54.210.33.17",
+            "arn:aws:iam::111122223333:role/web-app",
+            "sts:GetCallerIdentity",
+            "111122223333",
+            "us-east-1",
+        ]);
+        let text = t.render_text_width(Some(80));
+        assert!(text.lines().all(|l| l.chars().count() <= 80), "{text}");
+        let head: String = text.lines().take(2).collect::<Vec<_>>().join(" ");
+        for h in ["SEVERITY", "PRINCIPAL", "ACCOUNT", "REGION", "TRUSTED"] {
+            assert!(head.contains(h), "header word {h} split:\n{text}");
+        }
+        let flat: String = text.split_whitespace().collect();
+        assert!(flat.contains("HIGH"), "{text}");
     }
 }

@@ -339,7 +339,7 @@ fn dev_zero_and_gzip_bombs_stay_bounded() {
 
     // /dev/zero named on the command line: read up to the limit, then reported.
     let o = scan(&["/dev/zero", "--max-file-size", "64MiB"], true);
-    assert_eq!(o.code, 4, "nothing but zeros: no record at all: {}", o.err);
+    assert_eq!(o.code, 5, "nothing but zeros: no record at all: {}", o.err);
     assert_eq!(lost(&o.summary(), "too-large"), 1);
     assert!(o.peak_mib < MEMORY_GOAL_MIB, "{} MiB", o.peak_mib);
 
@@ -508,10 +508,10 @@ fn input_that_is_not_a_log_is_never_clean() {
     std::fs::write(&other, r#"{"name":"left-pad","version":"1.3.0"}"#).expect("write");
     for f in [&text, &other] {
         let o = scan(&[&p(f)], false);
-        assert_eq!(o.code, 4, "{}: {}", f.display(), o.err);
+        assert_eq!(o.code, 5, "{}: {}", f.display(), o.err);
         assert!(o.out.contains("No CloudTrail or ActionTrail record in the input"), "{}", o.out);
         let o = trace(KEY, &[&p(f)], false);
-        assert_eq!(o.code, 4, "{}", o.err);
+        assert_eq!(o.code, 5, "{}", o.err);
         assert!(o.out.contains("holds no CloudTrail or ActionTrail record at all"), "{}", o.out);
     }
     let o = scan(&[&p(&other)], true);
@@ -520,7 +520,7 @@ fn input_that_is_not_a_log_is_never_clean() {
         (Some(1), Some(0))
     );
     let o = scan(&["/etc/hostname"], false);
-    assert_eq!(o.code, 4, "{}", o.err);
+    assert_eq!(o.code, 5, "{}", o.err);
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -17,6 +17,54 @@ struct Pipeline {
     emu: LambdaEmulator,
     _fun: Proc,
     queue_url: String,
+    /// What an HTTPS subscriber (AWS Chatbot's form) received.
+    https: Collector,
+}
+
+/// A loopback HTTP endpoint that keeps every request body, answering 200. moto delivers HTTPS
+/// subscriptions with a plain POST to the endpoint and does not insist on TLS, so an `https`
+/// subscription can point at it; real SNS would need a TLS endpoint and a confirmed
+/// subscription. Email cannot be delivered by moto at all: the email form is checked through
+/// the published structure in the detector's unit tests.
+#[derive(Clone, Default)]
+struct Collector(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
+
+impl Collector {
+    fn start() -> (Collector, String) {
+        use std::io::{BufRead, BufReader, Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind collector");
+        let url = format!("http://{}/", listener.local_addr().expect("addr"));
+        let c = Collector::default();
+        let bodies = c.0.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+                let mut r = BufReader::new(&stream);
+                let mut len = 0usize;
+                let mut line = String::new();
+                while r.read_line(&mut line).is_ok_and(|n| n > 0) && line != "\r\n" {
+                    if let Some((k, v)) = line.split_once(':') {
+                        if k.eq_ignore_ascii_case("content-length") {
+                            len = v.trim().parse().unwrap_or(0);
+                        }
+                    }
+                    line.clear();
+                }
+                let mut body = vec![0u8; len];
+                if r.read_exact(&mut body).is_ok() {
+                    if let Ok(mut b) = bodies.lock() {
+                        b.push(String::from_utf8_lossy(&body).into_owned());
+                    }
+                }
+                let _ = (&stream).write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+            }
+        });
+        (c, url)
+    }
+
+    fn bodies(&self) -> Vec<String> {
+        self.0.lock().map(|b| b.clone()).unwrap_or_default()
+    }
 }
 
 async fn pipeline(table_for_function: &str, with_subscription: bool) -> Pipeline {
@@ -50,6 +98,10 @@ async fn pipeline_on(moto: Moto, table_for_function: &str, with_subscription: bo
         let qarn = format!("arn:aws:sqs:us-east-1:{ACCT}:alerts-observer");
         sns.subscribe().topic_arn(&topic).protocol("sqs").endpoint(qarn).send().await.expect("subscribe");
     }
+    let (https, url) = Collector::start();
+    if with_subscription {
+        sns.subscribe().topic_arn(&topic).protocol("https").endpoint(url).send().await.expect("subscribe https");
+    }
     let emu = LambdaEmulator::start();
     let fun = run_function(
         &emu,
@@ -57,7 +109,7 @@ async fn pipeline_on(moto: Moto, table_for_function: &str, with_subscription: bo
         ("testing", "testing", None),
         &[("CTGUARD_TABLE", table_for_function), ("CTGUARD_TOPIC_ARN", &topic), ("CTGUARD_VERSION", "e2e")],
     );
-    Pipeline { moto, emu, _fun: fun, queue_url }
+    Pipeline { moto, emu, _fun: fun, queue_url, https }
 }
 
 fn envelope(ip: &str, time: &str, id: &str) -> Value {
@@ -160,8 +212,11 @@ async fn shipped_bootstrap_raises_one_alert_on_reuse_and_none_otherwise() {
     );
     assert_eq!(env["MessageAttributes"]["severity"]["Value"], "HIGH");
     assert_eq!(env["MessageAttributes"]["synthetic"]["Value"], "false");
+    let id = ctguard_detector::alert_id(KEY, "ip:198.51.100.66");
+    assert_eq!(env["MessageAttributes"]["alert_id"]["Value"], id.as_str(), "the stable id, for subscribers' dedup");
     let alert: Value = serde_json::from_str(env["Message"].as_str().expect("message")).expect("alert JSON");
     assert_eq!(alert["schema"], "ctguard.alert/v1");
+    assert_eq!(alert["id"], id.as_str());
     assert_eq!(alert["access_key_id"], KEY);
     assert_eq!(alert["seen_identity"], "ip:198.51.100.66");
     assert_eq!(alert["expected"][0]["identity"], "ip:203.0.113.10");
@@ -169,6 +224,20 @@ async fn shipped_bootstrap_raises_one_alert_on_reuse_and_none_otherwise() {
     assert_eq!(alert["account"], ACCT);
     assert_eq!(alert["detector_version"], "e2e");
     assert!(!env["Message"].as_str().unwrap_or("").to_lowercase().contains("sessiontoken"));
+
+    // The HTTPS subscriber (AWS Chatbot) got the custom-notification form of the same alert.
+    let posted = p.https.bodies();
+    assert_eq!(posted.len(), 1, "one HTTPS delivery: {posted:?}");
+    let outer: Value = serde_json::from_str(&posted[0]).expect("SNS HTTP envelope");
+    let chat: Value = serde_json::from_str(outer["Message"].as_str().expect("message")).expect("Chatbot JSON");
+    assert_eq!((chat["version"].as_str(), chat["source"].as_str()), (Some("1.0"), Some("custom")), "{chat}");
+    assert_eq!(chat["metadata"]["threadId"], id.as_str());
+    assert!(chat["content"]["title"].as_str().unwrap_or("").contains(KEY), "{chat}");
+    let steps = chat["content"]["nextSteps"].to_string();
+    assert!(
+        steps.contains(&format!("ctguard contain --access-key {KEY} --account {ACCT} --role app --session worker")),
+        "{steps}"
+    );
 
     // The state: first identity recorded with a TTL (the credential's life), alert claim sent.
     let ddb = aws_sdk_dynamodb::Client::new(&p.moto.config("us-east-1"));
@@ -182,9 +251,9 @@ async fn shipped_bootstrap_raises_one_alert_on_reuse_and_none_otherwise() {
         .expect("get")
         .item
         .expect("the key's state item exists");
-    let ids = item.get("ids").and_then(|v| v.as_m().ok()).expect("ids map");
-    assert!(ids.contains_key("ip:203.0.113.10"));
-    assert_eq!(ids.len(), 1);
+    assert_eq!(item.get("anchor").and_then(|v| v.as_s().ok()).map(String::as_str), Some("ip:203.0.113.10"));
+    let keys = item.get("anchor_keys").and_then(|v| v.as_ss().ok()).expect("anchor keys");
+    assert_eq!(keys, &vec![KEY.to_string()]);
     let ttl: i64 = item.get("ttl").and_then(|v| v.as_n().ok()).and_then(|n| n.parse().ok()).expect("ttl");
     // creationDate 09:00Z + 12 h = 2024-05-01T21:00:00Z.
     assert_eq!(ttl, 1_714_597_200 + 1);
@@ -292,8 +361,10 @@ async fn concurrent_first_uses_through_dynamodb_store_one_identity_and_raise_one
         .expect("get")
         .item
         .expect("state item");
-    let ids = item.get("ids").and_then(|v| v.as_m().ok()).expect("ids");
-    assert_eq!(ids.len(), 1, "exactly one identity wins the first use: {ids:?}");
+    // Both addresses were first used in the same second: the tie goes to the smaller identity,
+    // whichever conditional write won the race, so every environment agrees on one anchor.
+    let anchor = item.get("anchor").and_then(|v| v.as_s().ok()).cloned().expect("anchor");
+    assert_eq!(anchor, "ip:198.51.100.66", "{item:?}");
     let msgs = alerts(&p, Duration::from_secs(3)).await;
     let seen: Vec<String> = msgs
         .iter()
@@ -302,6 +373,205 @@ async fn concurrent_first_uses_through_dynamodb_store_one_identity_and_raise_one
         .collect();
     assert_eq!(msgs.len(), 1, "exactly one alert, got alerts for {seen:?}");
     let alert: Value = serde_json::from_str(msgs[0]["Message"].as_str().unwrap_or("{}")).expect("alert");
-    let winner = ids.keys().next().cloned().unwrap_or_default();
-    assert_ne!(alert["seen_identity"].as_str(), Some(winner.as_str()), "the alert names the loser");
+    assert_eq!(alert["seen_identity"], "ip:203.0.113.10", "the alert names the other address");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Integrity end to end (issue 8): forged signals, and alerts whose first publish failed.
+
+const TOPIC: &str = "arn:aws:sns:us-east-1:123456789012:ctguard-alerts";
+const INSTANCE: &str = "i-0123456789abcdef0";
+
+/// An EventBridge envelope of `detail` from `source`.
+fn wrap(source: &str, detail: Value) -> Value {
+    json!({"version": "0", "id": format!("env-{}", detail["eventID"].as_str().unwrap_or("x")),
+           "detail-type": "AWS API Call via CloudTrail", "source": source, "account": ACCT,
+           "time": detail["eventTime"].clone(), "region": "us-east-1", "resources": [], "detail": detail})
+}
+
+/// A call by the instance's role session (the instance scope).
+fn instance_use(ip: &str, time: &str, id: &str) -> Value {
+    let mut e = envelope(ip, time, id);
+    e["detail"]["userIdentity"]["arn"] = json!(format!("arn:aws:sts::{ACCT}:assumed-role/app/{INSTANCE}"));
+    e["detail"]["userIdentity"]["sessionContext"]["ec2RoleDelivery"] = json!("2.0");
+    e["detail"]["awsRegion"] = json!("us-east-1");
+    e
+}
+
+/// Every record kind that carries a signal for the instance, as CloudTrail writes it.
+fn signals(time: &str) -> Vec<(&'static str, Value)> {
+    let base = |name: &str, source: &str, request: Value, response: Value| {
+        json!({"eventVersion": "1.08", "eventID": format!("sig-{name}"), "eventTime": time, "eventType": "AwsApiCall",
+               "eventSource": source, "eventName": name, "awsRegion": "us-east-1", "recipientAccountId": ACCT,
+               "sourceIPAddress": "ec2.amazonaws.com", "userIdentity": {"type": "AWSService", "invokedBy": "ec2.amazonaws.com"},
+               "requestParameters": request, "responseElements": response})
+    };
+    vec![
+        (
+            "rotation",
+            base(
+                "AssumeRole",
+                "sts.amazonaws.com",
+                json!({"roleArn": format!("arn:aws:iam::{ACCT}:role/app"), "roleSessionName": INSTANCE}),
+                json!({"credentials": {"accessKeyId": "ASIAQWERTYQWERTYQWE2", "expiration": "May 1, 2024 6:00:00 PM"}}),
+            ),
+        ),
+        (
+            "AssociateAddress",
+            base("AssociateAddress", "ec2.amazonaws.com", json!({"instanceId": INSTANCE}), json!({"return": true})),
+        ),
+        (
+            "AttachNetworkInterface",
+            base(
+                "AttachNetworkInterface",
+                "ec2.amazonaws.com",
+                json!({"instanceId": INSTANCE, "networkInterfaceId": "eni-1"}),
+                json!({"return": true}),
+            ),
+        ),
+        (
+            "StartInstances",
+            base(
+                "StartInstances",
+                "ec2.amazonaws.com",
+                json!({"instancesSet": {"items": [{"instanceId": INSTANCE}]}}),
+                json!({"return": true}),
+            ),
+        ),
+    ]
+}
+
+async fn state_item(
+    p: &Pipeline,
+    pk: &str,
+) -> Option<std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>> {
+    aws_sdk_dynamodb::Client::new(&p.moto.config("us-east-1"))
+        .get_item()
+        .table_name("ctguard-state")
+        .key("pk", aws_sdk_dynamodb::types::AttributeValue::S(pk.to_string()))
+        .consistent_read(true)
+        .send()
+        .await
+        .expect("get item")
+        .item
+}
+
+/// Makes the alert topic unavailable: SNS answers the function's publish with NotFound.
+async fn topic_down(p: &Pipeline) {
+    aws_sdk_sns::Client::new(&p.moto.config("us-east-1"))
+        .delete_topic()
+        .topic_arn(TOPIC)
+        .send()
+        .await
+        .expect("delete topic");
+}
+
+/// Restores the topic (same name, same ARN) and its subscription to the observer queue.
+async fn topic_up(p: &Pipeline) {
+    let sns = aws_sdk_sns::Client::new(&p.moto.config("us-east-1"));
+    let arn = sns.create_topic().name("ctguard-alerts").send().await.expect("topic").topic_arn.expect("arn");
+    assert_eq!(arn, TOPIC);
+    let subs = sns.list_subscriptions_by_topic().topic_arn(TOPIC).send().await.expect("list subscriptions");
+    if subs.subscriptions().is_empty() {
+        let qarn = format!("arn:aws:sqs:us-east-1:{ACCT}:alerts-observer");
+        sns.subscribe().topic_arn(TOPIC).protocol("sqs").endpoint(qarn).send().await.expect("subscribe");
+    }
+}
+
+fn alert_body(env: &Value) -> Value {
+    serde_json::from_str(env["Message"].as_str().expect("message")).expect("alert JSON")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn forged_signals_through_the_shipped_bootstrap_change_no_real_state() {
+    let p = pipeline("ctguard-state", true).await;
+    let scope = format!("I#{ACCT}#{INSTANCE}");
+    let (err, body) = invoke(&p, &instance_use("203.0.113.10", "2024-05-01T10:00:00Z", "e1")).await;
+    assert_eq!(err, None, "{body}");
+    let before = state_item(&p, &scope).await.expect("the instance's scope is anchored");
+    // Every signal kind, under sources anyone allowed PutEvents can use (and verify's).
+    let mut forged = 0;
+    for (kind, detail) in signals("2024-05-01T10:09:00Z") {
+        for source in ["custom.app", "ctguard.verify"] {
+            let (err, body) = invoke(&p, &wrap(source, detail.clone())).await;
+            assert_eq!(err, None, "{kind} from {source}: {body}");
+            forged += 1;
+            assert_eq!(body["totals"]["untrusted_signals"], forged, "{kind} from {source}: {body}");
+        }
+    }
+    assert_eq!(state_item(&p, &scope).await.as_ref(), Some(&before), "forged signals changed the instance's state");
+    let rotated = state_item(&p, "K#ASIAQWERTYQWERTYQWE2").await;
+    assert!(rotated.is_none(), "a forged rotation created state: {rotated:?}");
+    // The thief's call 60 s after the forged moves is still caught.
+    let (err, body) = invoke(&p, &instance_use("198.51.100.66", "2024-05-01T10:10:00Z", "thief")).await;
+    assert_eq!(err, None, "{body}");
+    assert_eq!(body["alerts"], 1, "{body}");
+    // Control: a genuine move (aws.ec2) does change the state, so the check above can fail.
+    let (_, genuine) = signals("2024-05-01T10:20:00Z").into_iter().nth(1).expect("AssociateAddress");
+    let (err, body) = invoke(&p, &wrap("aws.ec2", genuine)).await;
+    assert_eq!(err, None, "{body}");
+    let after = state_item(&p, &scope).await.expect("state");
+    assert!(after.keys().any(|k| k.starts_with("arm#")), "a genuine move arms the instance: {after:?}");
+    let msgs = alerts(&p, Duration::from_secs(2)).await;
+    assert_eq!(msgs.len(), 1, "{msgs:#?}");
+    assert_eq!(alert_body(&msgs[0])["seen_identity"], "ip:198.51.100.66");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reuse_whose_publish_failed_is_delivered_once_by_the_retry() {
+    let p = pipeline("ctguard-state", true).await;
+    let (err, body) = invoke(&p, &envelope("203.0.113.10", "2024-05-01T10:00:00Z", "e1")).await;
+    assert_eq!(err, None, "{body}");
+    topic_down(&p).await;
+    let reuse = envelope("198.51.100.66", "2024-05-01T10:03:00Z", "e2");
+    let (err, body) = invoke(&p, &reuse).await;
+    assert!(err.is_some(), "the invocation must fail while the topic is gone: {body}");
+    assert_eq!(body["errorType"], "AlertSinkRejected", "{body}");
+    topic_up(&p).await;
+    // Lambda's retry of the same event, then a redelivery of it (EventBridge is at least once).
+    for attempt in ["retry", "redelivery"] {
+        let (err, body) = invoke(&p, &reuse).await;
+        assert_eq!(err, None, "{attempt}: {body}");
+    }
+    let msgs = alerts(&p, Duration::from_secs(3)).await;
+    assert_eq!(msgs.len(), 1, "exactly one alert: {msgs:#?}");
+    assert_eq!(
+        msgs[0]["MessageAttributes"]["alert_id"]["Value"],
+        ctguard_detector::alert_id(KEY, "ip:198.51.100.66").as_str()
+    );
+    let claim = state_item(&p, &format!("A#{KEY}#ip:198.51.100.66")).await.expect("alert claim");
+    assert_eq!(claim.get("sent").and_then(|v| v.as_bool().ok()), Some(&true));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_out_of_order_reuse_whose_publish_failed_is_delivered_once_by_the_retry() {
+    let p = pipeline("ctguard-state", true).await;
+    // The thief's call (10:05) arrives first and is taken for the first use...
+    let (err, body) = invoke(&p, &envelope("198.51.100.66", "2024-05-01T10:05:00Z", "thief")).await;
+    assert_eq!(err, None, "{body}");
+    // ...then the legitimate first use (10:00) arrives while the topic is unavailable.
+    topic_down(&p).await;
+    let legit = envelope("203.0.113.10", "2024-05-01T10:00:00Z", "legit");
+    let (err, body) = invoke(&p, &legit).await;
+    assert!(err.is_some(), "the invocation must fail while the topic is gone: {body}");
+    // Nothing that would let the retry skip the alert was written: the thief is still the anchor.
+    let item = state_item(&p, &format!("K#{KEY}")).await.expect("state");
+    assert_eq!(item.get("anchor").and_then(|v| v.as_s().ok()).map(String::as_str), Some("ip:198.51.100.66"));
+    topic_up(&p).await;
+    let (err, body) = invoke(&p, &legit).await;
+    assert_eq!(err, None, "retry: {body}");
+    // Redeliveries of both events change nothing.
+    for e in [&legit, &envelope("198.51.100.66", "2024-05-01T10:05:00Z", "thief")] {
+        let (err, body) = invoke(&p, e).await;
+        assert_eq!(err, None, "{body}");
+        assert_eq!(body["alerts"], 0, "{body}");
+    }
+    let msgs = alerts(&p, Duration::from_secs(3)).await;
+    assert_eq!(msgs.len(), 1, "exactly one alert: {msgs:#?}");
+    let a = alert_body(&msgs[0]);
+    assert_eq!(a["seen_identity"], "ip:198.51.100.66");
+    assert_eq!(a["out_of_order"], true);
+    assert_eq!(a["expected"][0]["identity"], "ip:203.0.113.10");
+    let item = state_item(&p, &format!("K#{KEY}")).await.expect("state");
+    assert_eq!(item.get("anchor").and_then(|v| v.as_s().ok()).map(String::as_str), Some("ip:203.0.113.10"));
 }

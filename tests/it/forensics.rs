@@ -683,23 +683,15 @@ async fn keys_lists_last_use_and_disables_idle_keys() {
     };
     assert_eq!(status("bob").await[&bob[0].0], "Active");
 
-    let (code, rows, err) = keys_rows(&endpoint, &["--idle-days", "1", "--as-of", &as_of, "--disable", "--yes"]);
-    assert_eq!(code, 1, "{err}");
-    assert_eq!(rows.iter().filter(|r| r["action"] == "disabled").count(), 2, "{rows:#?}");
-    assert_eq!(status("bob").await[&bob[0].0], "Inactive");
-    let carol_status = status("carol").await;
-    assert_eq!((carol_status[&carol[0].0].as_str(), carol_status[&carol[1].0].as_str()), ("Active", "Inactive"));
+    // Deactivating as of a future time is refused (it would disable keys in use); the
+    // deactivation itself is covered with a fake directory in forensics/src/keys.rs, since no
+    // key here can be a day old by the real clock.
+    let (code, _, err) = keys_rows(&endpoint, &["--idle-days", "1", "--as-of", &as_of, "--disable", "--yes"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("in the future"), "{err}");
+    assert_eq!(status("bob").await[&bob[0].0], "Active", "nothing was deactivated");
     assert_eq!(status("alice").await[&alice[0].0], "Active");
-    assert_eq!(
-        iam.list_access_keys().user_name("bob").send().await.expect("list").access_key_metadata.len(),
-        1,
-        "never deleted"
-    );
 
-    // Nothing idle and active is left; as of now nothing has been idle for 90 days.
-    let (code, rows, _) = keys_rows(&endpoint, &["--idle-days", "1", "--as-of", &as_of]);
-    assert_eq!(code, 0);
-    assert_eq!(rows.iter().filter(|r| r["action"] == "already-inactive").count(), 2);
     let (code, _, _) = keys_rows(&endpoint, &[]);
     assert_eq!(code, 0);
     // The human table.

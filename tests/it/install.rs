@@ -9,7 +9,7 @@
 //! - Auto-deployment: moto's service-managed StackSets ignore `AccountFilterType` and
 //!   `AutoDeployment` (they would deploy a second copy into every directly managed account),
 //!   so every install here runs with `--no-auto-deploy`. The StackSets requests are covered by
-//!   unit tests in `deploy/src/autodeploy.rs`.
+//!   the lifecycle tests against `FakeOrg` in `deploy/src/autodeploy/tests.rs`.
 //! - moto answers a CreateStack whose resource fails (here: an IAM role name already taken)
 //!   with an error and leaves the stack in CREATE_IN_PROGRESS forever, where AWS would roll
 //!   back to ROLLBACK_COMPLETE (which ctguard deletes and recreates on the next run, see the
@@ -356,7 +356,7 @@ async fn org_install_is_complete_idempotent_resumable_healthy_and_uninstalls_to_
 
     // --plan: every stack to create, nothing created.
     let out = run(&org, &[&["install", "--plan"], &base[..]].concat());
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(4), "changes pending: exit 4\n{}", text(&out));
     let plans: Vec<Value> = json_lines(&out).into_iter().filter(|l| l["type"] == "plan").collect();
     // 2 artifacts plans + 5 accounts × 2 regions.
     assert_eq!(plans.len(), 2 + 5 * 2, "{}", text(&out));

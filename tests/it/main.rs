@@ -1,7 +1,11 @@
 //! End-to-end tests: one binary, a module per area (as ripgrep does).
 
+mod contain;
 mod damaged_input;
+mod desired_state;
 mod detector_lambda;
 mod forensics;
 mod install;
+mod pipeline;
+mod policies;
 mod verify;

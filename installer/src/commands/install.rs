@@ -11,54 +11,232 @@ use serde::Serialize;
 
 use crate::args::TargetArgs;
 use crate::args::{GlobalArgs, Output};
+use crate::config::FileConfig;
 use crate::output::{self, Table};
 use crate::{exit, progress};
-use ctguard_deploy::deploy::{self, Outcome, PollOptions, RunOptions, RunReport};
+use ctguard_deploy::deploy::{self, Outcome, PollOptions, Request, RunOptions, RunReport};
 use ctguard_deploy::org::Selection;
-use ctguard_deploy::plan::InstallConfig;
+use ctguard_deploy::ownership::DeployWith;
+use ctguard_deploy::plan::{self, InstallConfig, StackKind, Stated, TargetPlan};
 use ctguard_deploy::session;
-use ctguard_deploy::stacks::{Connector, TargetApi};
+use ctguard_deploy::stacks::{Connector, StackApi};
+use ctguard_deploy::stacksets::{CfnStackSets, Prefs, StackSetApi};
 use ctguard_deploy::targets::Target;
-use ctguard_deploy::{autodeploy, embedded};
+use ctguard_deploy::{autodeploy, embedded, validate};
 
 #[derive(Debug, Args)]
 pub struct InstallArgs {
     #[command(flatten)]
     pub targets: TargetArgs,
+    /// The desired state, checked in (TOML, see the README): targets, regions, alerts, policy,
+    /// retention, auto-deploy. Flags override it; what neither states keeps its deployed value.
+    #[arg(long, env = "CTGUARD_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
     /// Give up waiting on one stack operation after this many seconds (the target then
     /// fails; a re-run resumes).
     #[arg(long, value_name = "SECS", default_value_t = 3600)]
     pub wait_timeout: u64,
-    /// Show what would be created, changed or removed per target, and change nothing.
+    /// Show every change per target (parameters old → new) and change nothing. Exits 0 when
+    /// nothing would change, 4 when changes are pending.
     #[arg(long)]
     pub plan: bool,
+    /// Apply changes that lower protection (deleting an alert topic, changing the alert
+    /// address, turning auto-deploy off) without asking.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
     /// Install even where no CloudTrail trail logs management events (the detector is blind there).
     #[arg(long)]
     pub allow_missing_trail: bool,
     /// Send alerts to this central SNS topic instead of one topic per account. Its policy must
     /// let the organization publish (aws:PrincipalOrgID) and its KMS key (if any) must be a
-    /// customer managed key that allows the member accounts.
+    /// customer managed key that allows the member accounts. Default: as deployed.
     #[arg(long)]
     pub alert_topic_arn: Option<String>,
-    /// Subscribe this email address to each account's own alert topic.
+    /// Subscribe this email address to each account's own alert topic (`""`: own topic, no
+    /// subscription). Default: as deployed.
     #[arg(long, conflicts_with = "alert_topic_arn")]
     pub alert_email: Option<String>,
-    /// JSON allowlist policy file for the detector (CTGUARD_POLICY).
+    /// JSON allowlist policy file for the detector (CTGUARD_POLICY). Default: as deployed.
     #[arg(long)]
     pub policy: Option<PathBuf>,
-    /// Retention of the detector's log group, in days.
-    #[arg(long, default_value_t = 90)]
-    pub log_retention_days: u32,
+    /// Retention of the detector's log group, in days (a CloudWatch Logs value: 1, 3, 5, 7, 14,
+    /// 30, 60, 90, ...). Default: as deployed, 90 on a first install.
+    #[arg(long)]
+    pub log_retention_days: Option<u32>,
     /// How long a state record is kept when the session expiry is unknown, in hours.
-    #[arg(long, default_value_t = 12)]
-    pub default_ttl_hours: u32,
-    /// Deploy automatically to accounts that join later (StackSets auto-deployment). On by
-    /// default with --org; possible with --ou.
-    #[arg(long, overrides_with = "no_auto_deploy")]
+    /// Default: as deployed, 12 on a first install.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=ctguard_detector::policy::MAX_DEFAULT_TTL_HOURS as i64))]
+    pub default_ttl_hours: Option<u32>,
+    /// Deploy automatically to accounts that join later (StackSets auto-deployment). Default:
+    /// as deployed; on for a first install with --org; possible with --ou.
+    #[arg(long, conflicts_with = "no_auto_deploy")]
     pub auto_deploy: bool,
-    /// Do not create the auto-deployment StackSets.
+    /// Do not deploy to accounts that join later (removes the direct mode's auto-deployment
+    /// StackSets; refused when the StackSets own the member accounts). Implies --deploy-with direct.
     #[arg(long)]
     pub no_auto_deploy: bool,
+    /// How member accounts get the detector: `stacksets` (service-managed StackSets over the
+    /// root or the --ou's with automatic deployment, no role needed in members; the management
+    /// account directly) or `direct` (a stack in every account through --role-name). Default
+    /// with --org/--ou: the mode ctguard is already installed in, else stacksets.
+    #[arg(long, value_enum, conflicts_with = "no_auto_deploy")]
+    pub deploy_with: Option<DeployWithArg>,
+    /// StackSets: percentage of accounts deployed at once per region.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u8).range(1..=100))]
+    pub max_concurrent_percent: u8,
+    /// StackSets: percentage of accounts per region that may fail before the operation stops.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u8).range(0..=100))]
+    pub failure_tolerance_percent: u8,
+    /// StackSets: deploy the regions in parallel or one after the other.
+    #[arg(long, value_enum, default_value_t = RegionConcurrency::Parallel)]
+    pub region_concurrency: RegionConcurrency,
+}
+
+/// `--deploy-with`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DeployWithArg {
+    Direct,
+    Stacksets,
+}
+
+/// `--region-concurrency`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RegionConcurrency {
+    Parallel,
+    Sequential,
+}
+
+/// What turning auto-deployment off does, for the confirmation and the plan.
+const AUTO_OFF: &str = "auto-deployment StackSets: remove (accounts joining later will NOT be covered)";
+
+/// Retention values CloudWatch Logs accepts (the regional template's AllowedValues).
+const RETENTION_DAYS: [u32; 22] =
+    [1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653];
+
+/// What this run asks for, from the configuration file and the flags (flags win), validated.
+/// `None` everywhere means "keep what is deployed".
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Wanted {
+    pub targets: TargetArgs,
+    /// `Some((topic, email))` when alert routing is stated.
+    pub alert: Option<(Option<String>, Option<String>)>,
+    pub policy: Option<String>,
+    pub log_retention_days: Option<u32>,
+    pub default_ttl_hours: Option<u32>,
+    pub auto_deploy: Option<bool>,
+}
+
+impl Wanted {
+    /// Merges the file (if any) under the flags and checks every value.
+    pub fn resolve(args: &InstallArgs) -> anyhow::Result<Wanted> {
+        let file = match &args.config {
+            Some(p) => FileConfig::load(p)?,
+            None => FileConfig::default(),
+        };
+        let mut t = args.targets.clone();
+        let flag_selects = t.org || !t.accounts.is_empty() || !t.ou.is_empty();
+        if !flag_selects {
+            t.org = file.targets.org;
+            t.accounts = file.targets.accounts.clone();
+            t.ou = file.targets.ou.clone();
+        }
+        if t.regions.is_empty() {
+            t.regions = file.targets.regions.clone();
+        }
+        t.home_region = t.home_region.or(file.targets.home_region.clone());
+        t.role_name = t.role_name.or(file.targets.role_name.clone());
+        let alert = match (&args.alert_topic_arn, &args.alert_email, &file.alerts.topic_arn, &file.alerts.email) {
+            (Some(topic), _, _, _) => Some((Some(topic.clone()), None)),
+            (None, Some(email), _, _) => Some((None, Some(email.clone()))),
+            (None, None, Some(topic), _) => Some((Some(topic.clone()), None)),
+            (None, None, None, Some(email)) => Some((None, Some(email.clone()))),
+            (None, None, None, None) => None,
+        };
+        if let Some((topic, email)) = &alert {
+            if let Some(arn) = topic {
+                validate::topic_arn(arn)?;
+            }
+            if let Some(e) = email.as_deref().filter(|e| !e.is_empty()) {
+                validate::email(e)?;
+            }
+        }
+        let policy = match args.policy.as_ref().or(file.detector.policy.as_ref()) {
+            None => None,
+            Some(p) => Some(read_policy(p)?),
+        };
+        let log_retention_days = args.log_retention_days.or(file.detector.log_retention_days);
+        if let Some(d) = log_retention_days {
+            anyhow::ensure!(
+                RETENTION_DAYS.contains(&d),
+                "log retention {d} days is not a CloudWatch Logs value (one of {RETENTION_DAYS:?})"
+            );
+        }
+        let default_ttl_hours = args.default_ttl_hours.or(file.detector.default_ttl_hours);
+        anyhow::ensure!(
+            default_ttl_hours
+                .is_none_or(|h| (1..=ctguard_detector::policy::MAX_DEFAULT_TTL_HOURS).contains(&u64::from(h))),
+            "default_ttl_hours must be 1..={}",
+            ctguard_detector::policy::MAX_DEFAULT_TTL_HOURS
+        );
+        let auto_deploy = match (args.auto_deploy, args.no_auto_deploy) {
+            (true, _) => Some(true),
+            (_, true) => Some(false),
+            _ => file.detector.auto_deploy,
+        };
+        Ok(Wanted { targets: t, alert, policy, log_retention_days, default_ttl_hours, auto_deploy })
+    }
+
+    /// Which settings are stated (the others keep each target's deployed values).
+    pub fn stated(&self) -> Stated {
+        Stated {
+            alert: self.alert.is_some(),
+            policy: self.policy.is_some(),
+            log_retention_days: self.log_retention_days.is_some(),
+            default_ttl_hours: self.default_ttl_hours.is_some(),
+        }
+    }
+}
+
+/// Reads an allowlist policy file, which must be JSON; compacted so formatting is no change.
+/// Reads the allowlist policy and checks it exactly as the deployed function will (a bad CIDR
+/// or an unknown field would otherwise deploy a function that fails on every event).
+fn read_policy(p: &std::path::Path) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+    let v: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("{} is not JSON", p.display()))?;
+    let compact = serde_json::to_string(&v)?;
+    ctguard_detector::Policy::from_json(&compact)
+        .with_context(|| format!("{} is not a valid ctguard policy", p.display()))?;
+    Ok(compact)
+}
+
+#[cfg(test)]
+mod policy_tests {
+    use super::read_policy;
+
+    fn read(text: &str) -> anyhow::Result<String> {
+        let dir = std::env::temp_dir().join(format!("ctguard-policy-{}-{}", std::process::id(), text.len()));
+        std::fs::create_dir_all(&dir)?;
+        let p = dir.join("policy.json");
+        std::fs::write(&p, text)?;
+        let r = read_policy(&p);
+        let _ = std::fs::remove_dir_all(&dir);
+        r
+    }
+
+    #[test]
+    fn a_policy_the_function_would_refuse_is_refused_before_deploying() {
+        assert!(read(r#"{"allow_cidrs": ["203.0.113.0/24"]}"#).is_ok());
+        for bad in [
+            r#"{"allow_cidrs": ["203.0.113.0/33"]}"#,
+            r#"{"allow_cidrs": ["not-a-network"]}"#,
+            r#"{"default_ttl_hours": 169}"#,
+            r#"{"roles": [{"role": " ", "cidrs": []}]}"#,
+            "[1, 2]",
+        ] {
+            let e = read(bad).expect_err(bad);
+            assert!(format!("{e:#}").contains("policy") || format!("{e:#}").contains("JSON"), "{bad}: {e:#}");
+        }
+    }
 }
 
 /// One line of `--json` output: a target's result, then a summary.
@@ -78,39 +256,70 @@ enum JsonLine<'a> {
     },
 }
 
+/// Asks a person to confirm changes that lower protection; `--yes` confirms them up front.
+fn confirm_exposure(lines: &[String], yes: bool) -> Result<(), String> {
+    if lines.is_empty() || yes {
+        return Ok(());
+    }
+    let list = lines.iter().map(|l| format!("  {l}")).collect::<Vec<_>>().join("\n");
+    if !std::io::stdin().is_terminal() {
+        return Err(format!("these changes lower protection and need confirmation (pass --yes):\n{list}"));
+    }
+    match crate::commands::uninstall::confirm(&format!("These changes lower protection:\n{list}")) {
+        Ok(true) => Ok(()),
+        _ => Err("changes not confirmed".to_string()),
+    }
+}
+
 pub async fn run(args: &InstallArgs, g: &GlobalArgs) -> anyhow::Result<u8> {
+    let want = Wanted::resolve(args)?;
     let zip = embedded::lambda_zip()?;
-    let policy = match &args.policy {
-        None => "{}".to_string(),
-        Some(p) => {
-            let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
-            let v: serde_json::Value =
-                serde_json::from_str(&text).with_context(|| format!("{} is not JSON", p.display()))?;
-            serde_json::to_string(&v)?
-        }
-    };
-    let s = session::open(&g.aws(), &args.targets.options()).await?;
-    let auto = match (args.auto_deploy, args.no_auto_deploy, &s.selection) {
-        (_, true, _) => false,
-        (true, _, Selection::Org | Selection::Ous(_)) => true,
-        (true, _, _) => {
-            anyhow::bail!("--auto-deploy needs --org or --ou (it targets organizational units)")
-        }
-        (false, _, sel) => matches!(sel, Selection::Org),
-    };
-    let cfg = InstallConfig {
+    let s = session::open(&g.aws(), &want.targets.options()).await?;
+    let org_wide = matches!(s.selection, Selection::Org | Selection::Ous(_));
+    if want.auto_deploy == Some(true) && !org_wide {
+        anyhow::bail!("--auto-deploy needs --org or --ou (it targets organizational units)");
+    }
+    let (topic, email) = want.alert.clone().unwrap_or((None, None));
+    let defaults = InstallConfig {
         version: env!("CARGO_PKG_VERSION").to_string(),
         code_hash: embedded::code_hash(zip),
         artifacts_account: s.caller_account.clone(),
         home_region: s.set.home_region.clone(),
         org_id: s.org.as_ref().map(|o| o.id.clone()),
-        alert_topic_arn: args.alert_topic_arn.clone(),
-        alert_email: args.alert_email.clone(),
-        policy,
-        log_retention_days: args.log_retention_days,
-        default_ttl_hours: args.default_ttl_hours,
+        alert_topic_arn: topic,
+        alert_email: email.filter(|e| !e.is_empty()),
+        policy: want.policy.clone().unwrap_or_else(|| "{}".to_string()),
+        log_retention_days: want.log_retention_days.unwrap_or(90),
+        default_ttl_hours: want.default_ttl_hours.unwrap_or(12),
     };
-    if let (Some(arn), Some(org)) = (&args.alert_topic_arn, &s.org) {
+    let home = Target::new(s.caller_account.clone(), s.set.home_region.clone());
+    let delegated = s.org.as_ref().is_some_and(|o| o.management_account != s.caller_account);
+    let ss = CfnStackSets::new(&ctguard_aws::in_region(s.connector.base(), &home.region), delegated);
+    let stated = want.stated();
+    // The StackSets carry one configuration for every account: the caller's own deployed
+    // values stand in for what this run does not state.
+    let (cfg, stack_sets_exist) = if org_wide {
+        let api = s.connector.connect(&home).await?;
+        let mut seen = std::collections::BTreeMap::new();
+        for k in [StackKind::Account, StackKind::Region] {
+            if let Ok(Some(st)) = api.describe(k.stack_name()).await {
+                seen.insert(k, st);
+            }
+        }
+        let cov = autodeploy::discover(&ss).await;
+        if cov.mode() == Some(DeployWith::StackSets) && want.auto_deploy == Some(false) {
+            anyhow::bail!(
+                "the StackSets own the member accounts here (--deploy-with stacksets): turning automatic \
+                 deployment off would remove their detector; run `ctguard uninstall` to remove ctguard"
+            );
+        }
+        (defaults.keeping(stated, &seen), !cov.sets.is_empty())
+    } else {
+        (defaults.clone(), false)
+    };
+    let auto = want.auto_deploy.unwrap_or(stack_sets_exist || matches!(s.selection, Selection::Org)) && org_wide;
+    let turning_off = !auto && stack_sets_exist;
+    if let (Some(arn), Some(org)) = (&cfg.alert_topic_arn, &s.org) {
         if let Some(w) = central_topic_warning(s.connector.base(), arn, &org.id).await {
             eprintln!("warning: {w}");
         }
@@ -123,44 +332,98 @@ pub async fn run(args: &InstallArgs, g: &GlobalArgs) -> anyhow::Result<u8> {
     };
     let mode = progress::resolve(std::io::stderr().is_terminal(), progress::is_ci());
     let rep = progress::reporter(mode);
-    let mut report = deploy::install(&s.connector, &s.set, &cfg, zip, &opts, rep.as_ref()).await;
-
-    let mut auto_lines = Vec::new();
-    if auto && report.stopped.is_none() {
-        let org = s.org.as_ref().ok_or_else(|| anyhow::anyhow!("auto-deploy needs AWS Organizations"))?;
-        let ous = match &s.selection {
-            Selection::Ous(o) => o.clone(),
-            _ => vec![org.root_id.clone()],
-        };
-        let delegated = s.caller_account != org.management_account;
-        let reqs = autodeploy::plan(&cfg, &s.set, &ous, &s.set.accounts, delegated);
-        if args.plan {
-            for r in &reqs {
-                auto_lines.push(format!(
-                    "{}: StackSet (service-managed, auto-deploy on) → {} minus {} directly managed accounts, regions {}",
-                    r.name,
-                    r.ou_ids.join(","),
-                    r.exclude_accounts.len(),
-                    r.regions.join(",")
-                ));
-            }
-        } else {
-            let home = Target::new(s.caller_account.clone(), s.set.home_region.clone());
-            let api = s.connector.connect(&home).await?;
-            let mut r = autodeploy::apply(api.cloudformation(), &reqs, &home, &opts.poll, rep.as_ref()).await;
-            r.calls = api.calls();
-            report.results.push(r);
+    let gate = |plans: &[TargetPlan]| {
+        let mut lines = plan::exposure_changes(plans);
+        if turning_off {
+            lines.push(AUTO_OFF.to_string());
         }
-    } else if !auto && !args.plan {
+        confirm_exposure(&lines, args.yes)
+    };
+    let req = Request { cfg: &defaults, stated, gate: &gate };
+    let mut auto_lines = Vec::new();
+    let mut auto_changes = 0;
+    let mut report = match (&s.org, org_wide) {
+        (Some(org), true) => {
+            let ro = autodeploy::Rollout {
+                ous: match &s.selection {
+                    Selection::Ous(o) => o.clone(),
+                    _ => vec![org.root_id.clone()],
+                },
+                management: org.management_account.clone(),
+                asked: args.deploy_with.map(|d| match d {
+                    DeployWithArg::Direct => DeployWith::Direct,
+                    DeployWithArg::Stacksets => DeployWith::StackSets,
+                }),
+                auto_deploy: auto,
+                org_wide: true,
+                prefs: Prefs {
+                    max_concurrent_percentage: args.max_concurrent_percent,
+                    failure_tolerance_percentage: args.failure_tolerance_percent,
+                    regions_parallel: args.region_concurrency == RegionConcurrency::Parallel,
+                },
+            };
+            let r = autodeploy::rollout(&s.connector, &ss, &s.set, &cfg, &req, zip, &opts, &ro, rep.as_ref())
+                .await
+                .map_err(|e| anyhow::anyhow!(e))?;
+            auto_lines.extend(r.notes);
+            auto_changes = r.pending;
+            let mut report = r.report;
+            report.shared_calls += ss.calls();
+            report
+        }
+        _ => {
+            if args.deploy_with == Some(DeployWithArg::Stacksets) {
+                anyhow::bail!("--deploy-with stacksets needs --org or --ou (StackSets target organizational units)");
+            }
+            deploy::install_with(&s.connector, &s.set, &req, zip, &opts, rep.as_ref()).await
+        }
+    };
+    if turning_off && report.stopped.is_none() {
+        auto_lines.extend(auto_deploy_off(&s, &ss, args.plan, &opts, rep.as_ref(), &mut report).await?);
+        if args.plan {
+            auto_changes += 1;
+        }
+    } else if !auto && !args.plan && args.deploy_with != Some(DeployWithArg::Stacksets) {
         auto_lines.push(
             "new accounts: NOT covered automatically (no --auto-deploy); re-run `ctguard install` when accounts join"
                 .to_string(),
         );
     }
+    if args.plan {
+        for l in plan::exposure_changes(&report.plans) {
+            auto_lines.push(format!("lowers protection (needs confirmation or --yes): {l}"));
+        }
+    }
     report.shared_calls += s.setup_calls.get();
     drop(rep);
     render(g.output(), &report, &auto_lines, args.plan)?;
-    Ok(exit_code(&report))
+    let pending = report.plans.iter().map(TargetPlan::changes).sum::<usize>() + auto_changes;
+    Ok(if args.plan && report.stopped.is_none() && report.failed() == 0 && pending > 0 {
+        exit::CHANGES_PENDING
+    } else {
+        exit_code(&report)
+    })
+}
+
+/// Turning auto-deployment off (the run confirmed it through the gate): removes the StackSets,
+/// or with `--plan` says it would.
+async fn auto_deploy_off(
+    s: &session::Session,
+    ss: &CfnStackSets,
+    plan_only: bool,
+    opts: &RunOptions,
+    rep: &dyn deploy::Reporter,
+    report: &mut RunReport,
+) -> anyhow::Result<Vec<String>> {
+    if plan_only {
+        return Ok(vec![format!("{AUTO_OFF} (needs confirmation or --yes)")]);
+    }
+    let home = Target::new(s.caller_account.clone(), s.set.home_region.clone());
+    let before = ss.calls();
+    let (mut r, _) = autodeploy::remove(ss, &Prefs::default(), &opts.poll, rep, &home).await;
+    r.calls = ss.calls() - before;
+    report.results.push(r);
+    Ok(Vec::new())
 }
 
 /// Checks that a central topic lets the organization publish (`aws:PrincipalOrgID`); `None`
@@ -188,6 +451,18 @@ pub fn exit_code(r: &RunReport) -> u8 {
     } else {
         exit::OK
     }
+}
+
+/// A parameter value for the plan table: quoted, and long ones (policies) cut with their size
+/// and a hash prefix so that two different long values never look alike (`--json` has them whole).
+fn shorten(v: &str) -> String {
+    const SHOWN: usize = 60;
+    if v.chars().count() <= SHOWN {
+        return format!("{v:?}");
+    }
+    let head: String = v.chars().take(SHOWN).collect();
+    let hash = embedded::code_hash(v.as_bytes());
+    format!("{head:?}… ({} bytes, sha256 {})", v.len(), hash.get(..12).unwrap_or(&hash))
 }
 
 fn outcome_text(o: &Outcome) -> String {
@@ -225,6 +500,10 @@ pub fn render(fmt: Output, r: &RunReport, notes: &[String], plan_only: bool) -> 
         for p in &r.plans {
             for s in &p.steps {
                 t.row([p.target.to_string(), s.what.clone(), s.action.to_string()]);
+                for d in &s.diff {
+                    let old = d.old.as_deref().map(shorten).unwrap_or_else(|| "(new)".into());
+                    t.row([String::new(), String::new(), format!("  {}: {old} → {}", d.name, shorten(&d.new))]);
+                }
             }
         }
         t

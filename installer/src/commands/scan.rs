@@ -5,17 +5,17 @@
 //! alerts it would have raised. With no path it scans a bundled sample so a newcomer sees it
 //! work. The summary always says how much of the input could not be read, and where.
 //! Exit codes: 0 no alert and every input read, 1 alerts, 2 usage error, 3 no alert but some
-//! input unreadable, 4 no CloudTrail or ActionTrail record in the input at all.
+//! input unreadable, 5 no CloudTrail or ActionTrail record in the input at all.
 
 use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Args;
 use ctguard_detector::{Alert, Policy};
+use indicatif::HumanBytes;
 
 use crate::args::{GlobalArgs, Output};
 use crate::exit;
-use crate::output::human_bytes;
 use crate::output::{emit, Table};
 use crate::progress::Progress;
 use ctguard_forensics::decode::{Limits, DEFAULT_MAX_DECOMPRESSED};
@@ -44,6 +44,8 @@ pub struct ScanArgs {
     pub threads: Option<u16>,
     #[command(flatten)]
     pub limits: LimitArgs,
+    #[command(flatten)]
+    pub athena: super::athena::AthenaArgs,
 }
 
 /// Limits on what one file may cost.
@@ -141,6 +143,12 @@ pub async fn inputs(
 pub async fn run(args: &ScanArgs, g: &GlobalArgs) -> anyhow::Result<u8> {
     let range = time_range(args.since.as_deref(), args.until.as_deref())?;
     let policy = load_policy(args.policy.as_ref())?;
+    if args.athena.enabled() {
+        anyhow::ensure!(args.paths.is_empty(), "--athena reads the table, not paths: drop {}", args.paths.join(" "));
+        let Some(report) = super::athena::scan(&args.athena, range, policy, g).await? else { return Ok(exit::OK) };
+        render(&report, g.output())?;
+        return Ok(exit_code(&report));
+    }
     let inputs = inputs(&args.paths, Kind::Trail, &range, g).await?;
     let threads = args.threads.map_or_else(default_threads, usize::from);
     let progress = Progress::bytes(inputs.listing.bytes, inputs.sources.len(), "scanning");
@@ -156,7 +164,7 @@ pub async fn run(args: &ScanArgs, g: &GlobalArgs) -> anyhow::Result<u8> {
     Ok(exit_code(&report))
 }
 
-/// 1 when there are alerts, else 4 when not one record was read, else 3 when some input could
+/// 1 when there are alerts, else 5 when not one record was read, else 3 when some input could
 /// not be read, else 0.
 pub fn exit_code(r: &ScanReport) -> u8 {
     if !r.alerts.is_empty() {
@@ -296,8 +304,8 @@ pub fn summary_text(s: &ScanSummary, elapsed: std::time::Duration) -> String {
     let mut out = format!(
         "ctguard scan: {} files ({} read, {} decoded) in {:.1}s; {} records, {} events{}\n",
         s.read.files,
-        human_bytes(s.read.bytes_read),
-        human_bytes(s.read.bytes_decoded),
+        HumanBytes(s.read.bytes_read),
+        HumanBytes(s.read.bytes_decoded),
         elapsed.as_secs_f64(),
         s.read.records,
         s.fold.events,

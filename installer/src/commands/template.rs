@@ -8,7 +8,7 @@ use ctguard_deploy::embedded::TEMPLATES;
 
 #[derive(Debug, Args)]
 pub struct TemplateArgs {
-    /// Template to print (`artifacts`, `state`, `account`, `region`); all of them when omitted.
+    /// Template to print (`artifacts`, `state`, `account`, `region`, or `athena-policy`: the IAM policy for `--athena`); all of them when omitted.
     pub name: Option<String>,
     /// Only list the template names.
     #[arg(long)]
@@ -20,6 +20,12 @@ pub fn run(args: &TemplateArgs, _g: &GlobalArgs) -> anyhow::Result<u8> {
         for t in TEMPLATES {
             println!("{}", t.name);
         }
+        println!("athena-policy");
+        return Ok(exit::OK);
+    }
+    if args.name.as_deref() == Some("athena-policy") {
+        // Not a stack: the IAM policy for `scan/trace --athena` (placeholders in capitals).
+        print!("{}", ctguard_forensics::athena::POLICY);
         return Ok(exit::OK);
     }
     let chosen: Vec<_> = match &args.name {

@@ -7,7 +7,7 @@
 //! `--json` writes one object per line with a `kind` field; `--csv` writes the timeline.
 //! The summary always says how much of the input could not be read, and the text report says so
 //! next to "no use of KEY". Exit codes: 0 nothing notable and every input read, 1 reuse or
-//! high-risk operations found, 2 usage error, 3 some input unreadable (and nothing found), 4 no
+//! high-risk operations found, 2 usage error, 3 some input unreadable (and nothing found), 5 no
 //! CloudTrail or ActionTrail record in the input at all.
 
 use std::path::PathBuf;
@@ -67,6 +67,8 @@ pub struct TraceArgs {
     pub threads: Option<u16>,
     #[command(flatten)]
     pub limits: LimitArgs,
+    #[command(flatten)]
+    pub athena: super::athena::AthenaArgs,
 }
 
 /// Access key IDs are short runs of letters, digits and (Alibaba `STS.`) dots.
@@ -132,6 +134,11 @@ pub async fn run(args: &TraceArgs, g: &GlobalArgs) -> anyhow::Result<u8> {
     check_key(&args.access_key)?;
     let range = time_range(args.since.as_deref(), args.until.as_deref())?;
     let policy = load_policy(args.policy.as_ref())?;
+    if args.athena.enabled() {
+        anyhow::ensure!(args.paths.is_empty(), "--athena reads the table, not paths: drop {}", args.paths.join(" "));
+        let rows = super::athena::trace(&args.athena, &args.access_key, range, g).await?;
+        return Ok(if rows.unwrap_or(0) > 0 { exit::FINDINGS } else { exit::OK });
+    }
     let flow = flow_setup(args)?;
     let threads = args.threads.map_or_else(default_threads, usize::from);
     let inputs = inputs(&args.paths, Kind::Trail, &range, g).await?;
@@ -164,7 +171,7 @@ pub async fn run(args: &TraceArgs, g: &GlobalArgs) -> anyhow::Result<u8> {
     Ok(exit_code(&report, nat.as_ref()))
 }
 
-/// 1 for reuse or high-risk calls, else 4 when not one record was read, else 3 when some input
+/// 1 for reuse or high-risk calls, else 5 when not one record was read, else 3 when some input
 /// (logs or flow logs) could not be read, else 0.
 fn exit_code(report: &TraceReport, nat: Option<&NatResult>) -> u8 {
     if !report.alerts.is_empty() || !report.high_risk.is_empty() {
@@ -312,6 +319,28 @@ fn text_report(r: &TraceReport, nat: Option<&NatResult>) -> String {
         r.first_use.as_deref().unwrap_or("-"),
         last.time.as_deref().unwrap_or("-")
     ));
+    s.push_str(&last_use_text(last));
+    s.push_str("\nSOURCES\n");
+    s.push_str(&sources_table(r).render_text());
+    s.push_str(&policy_text(r));
+    s.push_str(&high_risk_text(r));
+    if !r.issued_by.is_empty() {
+        s.push_str("\nISSUED BY\n");
+        for e in &r.issued_by {
+            let by = e.principal_arn.clone().or_else(|| e.principal_type.clone()).unwrap_or_else(|| "-".into());
+            s.push_str(&format!("  {} {} by {by} from {}\n", opt(&e.time), e.api(), e.network));
+        }
+    }
+    s.push_str("\nTIMELINE\n");
+    s.push_str(&timeline_table(&r.timeline).render_text());
+    if let Some(n) = nat {
+        s.push_str(&nat_text(r, n));
+    }
+    s
+}
+
+/// The last call as `key value` lines.
+fn last_use_text(last: &TraceEvent) -> String {
     let mut t = Table::new(["", ""]);
     for (k, v) in [
         ("time", opt(&last.time)),
@@ -326,9 +355,10 @@ fn text_report(r: &TraceReport, nat: Option<&NatResult>) -> String {
         t.row([format!("  {k}"), v]);
     }
     // Skip the empty header line.
-    s.push_str(t.render_text().split_once('\n').map(|x| x.1).unwrap_or_default());
+    t.render_text().split_once('\n').map(|x| x.1.to_string()).unwrap_or_default()
+}
 
-    s.push_str("\nSOURCES\n");
+fn sources_table(r: &TraceReport) -> Table {
     let mut t = Table::new(["SOURCE", "CALLS", "ERRORS", "FIRST SEEN", "LAST SEEN", "SERVICES", "REGIONS", "VERDICT"]);
     for x in &r.sources {
         t.row([
@@ -342,9 +372,11 @@ fn text_report(r: &TraceReport, nat: Option<&NatResult>) -> String {
             if x.verdict == "reuse-alert" { "REUSE ALERT".to_string() } else { x.verdict.clone() },
         ]);
     }
-    s.push_str(&t.render_text());
+    t
+}
 
-    s.push_str("\nALLOWLIST POLICY STATEMENT");
+fn policy_text(r: &TraceReport) -> String {
+    let mut s = String::from("\nALLOWLIST POLICY STATEMENT");
     if let Some(p) = &r.policy.attach_to {
         s.push_str(&format!(" (for {p})"));
     }
@@ -356,8 +388,11 @@ fn text_report(r: &TraceReport, nat: Option<&NatResult>) -> String {
     for c in &r.policy.caveats {
         s.push_str(&format!("  - {c}\n"));
     }
+    s
+}
 
-    s.push_str(&format!("\nHIGH-RISK OPERATIONS ({})\n", r.high_risk.len()));
+fn high_risk_text(r: &TraceReport) -> String {
+    let mut s = format!("\nHIGH-RISK OPERATIONS ({})\n", r.high_risk.len());
     if !r.high_risk.is_empty() {
         let mut t = Table::new(["TIME", "CATEGORY", "API", "SOURCE", "RESULT", "WHY"]);
         for e in &r.high_risk {
@@ -366,43 +401,39 @@ fn text_report(r: &TraceReport, nat: Option<&NatResult>) -> String {
         }
         s.push_str(&t.render_text());
     }
-    if !r.issued_by.is_empty() {
-        s.push_str("\nISSUED BY\n");
-        for e in &r.issued_by {
-            let by = e.principal_arn.clone().or_else(|| e.principal_type.clone()).unwrap_or_else(|| "-".into());
-            s.push_str(&format!("  {} {} by {by} from {}\n", opt(&e.time), e.api(), e.network));
-        }
+    s
+}
+
+/// The calls made from known NAT gateway addresses and the private hosts behind them.
+fn nat_text(r: &TraceReport, n: &NatResult) -> String {
+    let mut s = format!("\nHOSTS BEHIND NAT GATEWAYS ({} calls from known NAT addresses)\n", n.calls);
+    if n.calls == 0 {
+        let known: Vec<&str> = r.nat_gateways.iter().map(|g| g.public_ip.as_str()).collect();
+        s.push_str(&format!(
+            "  No call came from a known NAT gateway address (known: {}). Name one with --nat PUBLIC=PRIVATE.\n",
+            if known.is_empty() { "none".to_string() } else { known.join(", ") }
+        ));
+        return s;
     }
-    s.push_str("\nTIMELINE\n");
-    s.push_str(&timeline_table(&r.timeline).render_text());
-    if let Some(n) = nat {
-        s.push_str(&format!("\nHOSTS BEHIND NAT GATEWAYS ({} calls from known NAT addresses)\n", n.calls));
-        if n.calls == 0 {
-            let known: Vec<&str> = r.nat_gateways.iter().map(|g| g.public_ip.as_str()).collect();
-            s.push_str(&format!(
-                "  No call came from a known NAT gateway address (known: {}). Name one with --nat PUBLIC=PRIVATE.\n",
-                if known.is_empty() { "none".to_string() } else { known.join(", ") }
-            ));
-        } else if n.candidates.is_empty() {
-            s.push_str("  No flow matched the calls' time windows.\n");
-        } else {
-            let mut t = Table::new(["CALL TIME", "API", "NAT ADDRESS", "HOST", "INSTANCE", "EVIDENCE", "FLOWS", "GAP"]);
-            for c in &n.candidates {
-                let call = r.timeline.get(c.call);
-                t.row([
-                    call.map(|e| opt(&e.time)).unwrap_or_default(),
-                    call.map(TraceEvent::api).unwrap_or_default(),
-                    call.map(|e| e.network.clone()).unwrap_or_default(),
-                    c.host.clone(),
-                    opt(&c.instance_id),
-                    c.evidence.describe().to_string(),
-                    c.flows.to_string(),
-                    format!("{}s", c.distance_s),
-                ]);
-            }
-            s.push_str(&t.render_text());
-        }
+    if n.candidates.is_empty() {
+        s.push_str("  No flow matched the calls' time windows.\n");
+        return s;
     }
+    let mut t = Table::new(["CALL TIME", "API", "NAT ADDRESS", "HOST", "INSTANCE", "EVIDENCE", "FLOWS", "GAP"]);
+    for c in &n.candidates {
+        let call = r.timeline.get(c.call);
+        t.row([
+            call.map(|e| opt(&e.time)).unwrap_or_default(),
+            call.map(TraceEvent::api).unwrap_or_default(),
+            call.map(|e| e.network.clone()).unwrap_or_default(),
+            c.host.clone(),
+            opt(&c.instance_id),
+            c.evidence.describe().to_string(),
+            c.flows.to_string(),
+            format!("{}s", c.distance_s),
+        ]);
+    }
+    s.push_str(&t.render_text());
     s
 }
 

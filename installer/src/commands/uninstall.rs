@@ -15,8 +15,8 @@ use ctguard_deploy::autodeploy;
 use ctguard_deploy::deploy::{self, PollOptions, RemoveOptions, RunOptions};
 use ctguard_deploy::org::Selection;
 use ctguard_deploy::session;
-use ctguard_deploy::stacks::{Connector, TargetApi};
-use ctguard_deploy::targets::Target;
+use ctguard_deploy::stacksets::{CfnStackSets, Prefs, StackSetApi};
+use ctguard_deploy::targets::{Target, TargetSet};
 
 #[derive(Debug, Args)]
 pub struct UninstallArgs {
@@ -44,7 +44,8 @@ pub struct UninstallArgs {
     pub keep_artifacts: bool,
 }
 
-fn confirm(what: &str) -> anyhow::Result<bool> {
+/// Shows `what` and asks for `yes` on the terminal.
+pub fn confirm(what: &str) -> anyhow::Result<bool> {
     let mut err = std::io::stderr().lock();
     write!(err, "{what}\nType `yes` to continue: ")?;
     err.flush()?;
@@ -83,19 +84,32 @@ pub async fn run(args: &UninstallArgs, g: &GlobalArgs) -> anyhow::Result<u8> {
     let mode = progress::resolve(std::io::stderr().is_terminal(), progress::is_ci());
     let rep = progress::reporter(mode);
 
-    // StackSets first: their instances are stacks in accounts we may not even select.
+    // StackSets first: their instances are stacks in accounts we may not even select. The
+    // accounts they owned have nothing else of ctguard's, so no role is needed there.
     let mut auto_result = None;
+    let mut stackset_accounts = std::collections::BTreeSet::new();
     let whole_org = matches!(s.selection, Selection::Org);
     if let (Some(org), false, true) = (&s.org, args.plan, whole_org) {
         let home = Target::new(s.caller_account.clone(), s.set.home_region.clone());
-        let api = s.connector.connect(&home).await?;
-        let delegated = s.caller_account != org.management_account;
-        let mut r = autodeploy::remove(api.cloudformation(), delegated, &home, &opts.poll, rep.as_ref()).await;
-        r.calls = api.calls();
+        let ss = CfnStackSets::new(
+            &ctguard_aws::in_region(s.connector.base(), &home.region),
+            s.caller_account != org.management_account,
+        );
+        let (mut r, owned) = autodeploy::remove(&ss, &Prefs::default(), &opts.poll, rep.as_ref(), &home).await;
+        r.calls = ss.calls();
+        stackset_accounts = owned;
         auto_result = Some(r);
     }
+    let direct = TargetSet {
+        accounts: s.set.accounts.iter().filter(|a| !stackset_accounts.contains(*a)).cloned().collect(),
+        ..s.set.clone()
+    };
     let ropts = RemoveOptions { keep_state: args.keep_state, remove_artifacts };
-    let mut report = deploy::uninstall(&s.connector, &s.set, &s.caller_account, &ropts, &opts, rep.as_ref()).await;
+    let mut report = if direct.accounts.is_empty() {
+        deploy::RunReport::default()
+    } else {
+        deploy::uninstall(&s.connector, &direct, &s.caller_account, &ropts, &opts, rep.as_ref()).await
+    };
     if let Some(r) = auto_result {
         // No StackSet found and nothing failed: no row to show (its calls still count).
         if r.failed() || !r.steps.is_empty() {

@@ -67,7 +67,7 @@ pub async fn run(args: &VerifyArgs, g: &GlobalArgs) -> anyhow::Result<u8> {
         via: args.via.into(),
         timeout: Duration::from_secs(args.timeout),
         invoke_endpoint: args.invoke_endpoint.clone(),
-        bundled_sha256_b64: verify::base64(&sha256(zip)),
+        bundled_sha256_b64: embedded::code_sha256_base64(zip),
         bundled_version: ctguard_detector::VERSION.to_string(),
     };
     let cleanup = Cleanup::default();
@@ -99,7 +99,7 @@ pub async fn run(args: &VerifyArgs, g: &GlobalArgs) -> anyhow::Result<u8> {
         _ = tokio::signal::ctrl_c() => None,
     };
     // Cleanup always runs: normal end, failure, or Ctrl-C.
-    let left = cleanup.run().await;
+    let left = cleanup.run(&s.connector).await;
     for l in &left {
         eprintln!("ctguard: warning: could not remove {l}");
     }
@@ -123,6 +123,7 @@ pub async fn run(args: &VerifyArgs, g: &GlobalArgs) -> anyhow::Result<u8> {
         ]);
     }
     emit(g.output(), &outcomes, &table)?;
+    eprintln!("{}", verify::summary(&outcomes, args.via.into()));
     let all_pass = !outcomes.is_empty() && outcomes.iter().all(|o| o.pass) && left.is_empty();
     Ok(if all_pass { exit::OK } else { exit::FINDINGS })
 }
@@ -136,9 +137,4 @@ fn not_checked(t: &ctguard_deploy::targets::Target, reason: String) -> Outcome {
         reason,
         checks: Vec::new(),
     }
-}
-
-fn sha256(b: &[u8]) -> Vec<u8> {
-    use sha2::Digest;
-    sha2::Sha256::digest(b).to_vec()
 }

@@ -2,7 +2,9 @@
 //!
 //! Thin by design: configuration and clients are built once in the init phase, the handler
 //! hands each event to [`ctguard_detector::Detector`] and maps failures so that Lambda's retry
-//! and the on-failure destination keep any event that could not be fully processed.
+//! and the on-failure destination keep any event that could not be fully processed. The
+//! handler is generic over the store and the sink, so its tests run on
+//! [`ctguard_detector::MemoryStore`] and [`ctguard_detector::CollectingSink`].
 
 mod dynamo;
 mod sns;
@@ -10,10 +12,11 @@ mod sns;
 use std::time::Duration;
 
 use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region};
 use aws_lambda_events::eventbridge::EventBridgeEvent;
 use ctguard_detector::engine::CLOUDTRAIL_DETAIL_TYPE_STR;
-use ctguard_detector::{Detector, Policy, Skip};
+use ctguard_detector::{AlertSink, Detector, Policy, Skip, StateStore};
 use lambda_runtime::{service_fn, Diagnostic, LambdaEvent};
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
@@ -22,6 +25,27 @@ use dynamo::DynamoStore;
 use sns::SnsSink;
 
 type Engine = Detector<DynamoStore, SnsSink>;
+
+/// Per-call limits of the AWS clients. Without them one stalled connection could use up the
+/// whole invocation (30 s); with them a slow call fails fast, the invocation reports the
+/// error and Lambda retries the event. An invocation's alert claims outlive it anyway
+/// (`ALERT_LEASE_MS` is longer than the function timeout), so a call that still times out
+/// late can never let two invocations publish concurrently.
+fn timeouts(attempt: Duration, operation: Duration) -> TimeoutConfig {
+    TimeoutConfig::builder()
+        .connect_timeout(Duration::from_secs(1))
+        .read_timeout(attempt)
+        .operation_attempt_timeout(attempt)
+        .operation_timeout(operation)
+        .build()
+}
+
+/// DynamoDB answers single-item writes in milliseconds: 1.5 s per attempt, 4 s in all.
+const STORE_ATTEMPT: Duration = Duration::from_millis(1500);
+const STORE_OPERATION: Duration = Duration::from_secs(4);
+/// SNS publishes are slower and rarer: 3 s per attempt, 8 s in all.
+const SINK_ATTEMPT: Duration = Duration::from_secs(3);
+const SINK_OPERATION: Duration = Duration::from_secs(8);
 
 /// A failed invocation, reported to Lambda with a stable error type.
 #[derive(Debug)]
@@ -66,8 +90,13 @@ async fn main() -> Result<(), lambda_runtime::Error> {
             .trim()
             .parse()
             .ok()
-            .filter(|h| (1..=168).contains(h))
-            .ok_or_else(|| format!("CTGUARD_DEFAULT_TTL_HOURS `{h}` is not a number of hours in 1..=168"))?;
+            .filter(|h| (1..=ctguard_detector::policy::MAX_DEFAULT_TTL_HOURS as i64).contains(h))
+            .ok_or_else(|| {
+                format!(
+                    "CTGUARD_DEFAULT_TTL_HOURS `{h}` is not a number of hours in 1..={}",
+                    ctguard_detector::policy::MAX_DEFAULT_TTL_HOURS
+                )
+            })?;
         policy.default_ttl_ms = hours * 3_600_000;
     }
 
@@ -83,24 +112,27 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         .await;
     // The table lives in the account's home region, shared by every region's detector, so that
     // a key first seen in one region and reused in another is caught.
-    let table_cfg = match std::env::var("CTGUARD_TABLE_REGION").ok().filter(|r| !r.is_empty()) {
-        Some(r) => base.clone().into_builder().region(Region::new(r)).build(),
-        None => base.clone(),
-    };
-    let topic_region = topic.split(':').nth(3).filter(|r| !r.is_empty()).map(str::to_string);
-    let topic_cfg = match topic_region {
-        Some(r) => base.clone().into_builder().region(Region::new(r)).build(),
-        None => base.clone(),
-    };
+    let mut table_cfg = base.clone().into_builder().timeout_config(timeouts(STORE_ATTEMPT, STORE_OPERATION));
+    if let Some(r) = std::env::var("CTGUARD_TABLE_REGION").ok().filter(|r| !r.is_empty()) {
+        table_cfg = table_cfg.region(Region::new(r));
+    }
+    let table_cfg = table_cfg.build();
+    let mut topic_cfg = base.clone().into_builder().timeout_config(timeouts(SINK_ATTEMPT, SINK_OPERATION));
+    if let Some(r) = topic.split(':').nth(3).filter(|r| !r.is_empty()) {
+        topic_cfg = topic_cfg.region(Region::new(r.to_string()));
+    }
+    let topic_cfg = topic_cfg.build();
     let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&table_cfg), table);
     let sink = SnsSink::new(aws_sdk_sns::Client::new(&topic_cfg), topic);
     let engine: &'static Engine = Box::leak(Box::new(Detector::new(store, sink, policy, version)));
-    lambda_runtime::run(service_fn(move |ev: LambdaEvent<Box<RawValue>>| handle(engine, ev))).await
+    lambda_runtime::run(service_fn(move |ev: LambdaEvent<Box<RawValue>>| handle(engine, ev.payload))).await
 }
 
 /// Handles one invocation: a single EventBridge event, or an array of them (batch replays).
-async fn handle(engine: &Engine, ev: LambdaEvent<Box<RawValue>>) -> Result<Value, Failure> {
-    let payload = ev.payload;
+async fn handle<S: StateStore, A: AlertSink>(
+    engine: &Detector<S, A>,
+    payload: Box<RawValue>,
+) -> Result<Value, Failure> {
     let before = engine.stats();
     let events: Vec<Box<RawValue>> = if payload.get().trim_start().starts_with('[') {
         serde_json::from_str(payload.get()).map_err(|e| Failure {
@@ -147,5 +179,109 @@ async fn handle(engine: &Engine, ev: LambdaEvent<Box<RawValue>>) -> Result<Value
     match first_error {
         Some(e) => Err(Failure { kind: e.kind(), message: format!("{failed} event(s) not processed: {e}") }),
         None => Ok(summary),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ctguard_detector::{CollectingSink, MemoryStore};
+
+    const KEY: &str = "ASIAQWERTYQWERTYQWER";
+    const ACCT: &str = "123456789012";
+    const INSTANCE: &str = "i-0123456789abcdef0";
+
+    fn det() -> Detector<MemoryStore, CollectingSink> {
+        Detector::new(MemoryStore::new(), CollectingSink::new(), Policy::default(), "unit")
+    }
+
+    fn raw(v: &Value) -> Box<RawValue> {
+        RawValue::from_string(v.to_string()).expect("JSON")
+    }
+
+    fn envelope(source: &str, detail: Value) -> Value {
+        json!({"version": "0", "id": "x", "detail-type": "AWS API Call via CloudTrail", "source": source,
+               "account": ACCT, "region": "us-east-1", "time": "2024-05-01T10:00:00Z", "resources": [],
+               "detail": detail})
+    }
+
+    fn call(ip: &str, time: &str, id: &str) -> Value {
+        json!({"eventVersion": "1.08", "eventID": id, "eventTime": time, "eventType": "AwsApiCall",
+               "eventSource": "sts.amazonaws.com", "eventName": "GetCallerIdentity", "awsRegion": "us-east-1",
+               "sourceIPAddress": ip, "recipientAccountId": ACCT,
+               "userIdentity": {"type": "AssumedRole", "accessKeyId": KEY, "accountId": ACCT,
+                   "arn": format!("arn:aws:sts::{ACCT}:assumed-role/app/{INSTANCE}"),
+                   "sessionContext": {"sessionIssuer": {"type": "Role", "arn": format!("arn:aws:iam::{ACCT}:role/app")}}}})
+    }
+
+    #[tokio::test]
+    async fn one_event_then_a_batch_with_redeliveries_and_garbage() {
+        let d = det();
+        let out = handle(&d, raw(&envelope("aws.sts", call("203.0.113.10", "2024-05-01T10:00:00Z", "e1"))))
+            .await
+            .expect("first use");
+        assert_eq!((out["events"].as_u64(), out["alerts"].as_u64()), (Some(1), Some(0)));
+        let reuse = envelope("aws.sts", call("198.51.100.66", "2024-05-01T10:03:00Z", "e2"));
+        let batch = json!([reuse, reuse, {"not": "an event"},
+                           {"detail-type": "EC2 Instance State-change Notification", "source": "aws.ec2", "detail": {}}]);
+        let out = handle(&d, raw(&batch)).await.expect("batch");
+        assert_eq!(out["events"], 4);
+        assert_eq!(out["alerts"], 1, "{out}");
+        assert_eq!(out["skipped"], 2, "{out}");
+        let alerts = d.sink().alerts();
+        assert_eq!(alerts.len(), 1);
+        assert_eq!(alerts[0].id, ctguard_detector::alert_id(KEY, "ip:198.51.100.66"));
+    }
+
+    #[tokio::test]
+    async fn an_array_of_non_events_is_counted_not_fatal() {
+        let d = det();
+        let out = handle(&d, raw(&json!([1, "x", null]))).await.expect("garbage is skipped, not an error");
+        assert_eq!((out["events"].as_u64(), out["skipped"].as_u64()), (Some(3), Some(3)), "{out}");
+        assert_eq!(out["totals"]["skipped"]["malformed"], 3, "{out}");
+    }
+
+    #[tokio::test]
+    async fn a_store_failure_fails_the_invocation_but_not_its_neighbours() {
+        let d = det();
+        d.store().fail_next(1);
+        let batch = json!([
+            envelope("aws.sts", call("203.0.113.10", "2024-05-01T10:00:00Z", "e1")),
+            envelope("aws.sts", call("203.0.113.10", "2024-05-01T10:00:01Z", "e2")),
+        ]);
+        let f = handle(&d, raw(&batch)).await.expect_err("the first event's store call failed");
+        assert_eq!(f.kind, "StateStoreUnavailable");
+        assert!(f.message.starts_with("1 event(s) not processed"), "{}", f.message);
+        // The neighbour was processed: the scope is anchored.
+        assert_eq!(d.store().trusted(&format!("I#{ACCT}#{INSTANCE}")).len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_failed_publish_fails_the_invocation_and_the_retry_publishes_once() {
+        let d = det();
+        handle(&d, raw(&envelope("aws.sts", call("203.0.113.10", "2024-05-01T10:00:00Z", "e1")))).await.expect("ok");
+        let reuse = envelope("aws.sts", call("198.51.100.66", "2024-05-01T10:03:00Z", "e2"));
+        d.sink().fail_next(1);
+        let f = handle(&d, raw(&reuse)).await.expect_err("publish failed");
+        assert_eq!(f.kind, "AlertSinkUnavailable");
+        assert!(d.sink().alerts().is_empty());
+        // Lambda's retry of the same event takes its own claim back and publishes.
+        let out = handle(&d, raw(&reuse)).await.expect("retry");
+        assert_eq!(out["alerts"], 1, "{out}");
+        handle(&d, raw(&reuse)).await.expect("redelivery");
+        assert_eq!(d.sink().alerts().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn forged_signals_from_a_custom_source_change_nothing() {
+        let d = det();
+        let assoc = json!({"eventVersion": "1.08", "eventID": "f1", "eventTime": "2024-05-01T10:00:00Z",
+            "eventType": "AwsApiCall", "eventSource": "ec2.amazonaws.com", "eventName": "AssociateAddress",
+            "awsRegion": "us-east-1", "sourceIPAddress": "198.51.100.200", "recipientAccountId": ACCT,
+            "userIdentity": {"type": "IAMUser", "accessKeyId": "AKIAAAAAAAAAAAAAAAAA"},
+            "requestParameters": {"instanceId": INSTANCE}, "responseElements": {"return": true}});
+        let out = handle(&d, raw(&envelope("custom.app", assoc))).await.expect("processed");
+        assert_eq!(out["totals"]["untrusted_signals"], 1, "{out}");
+        assert_eq!(d.store().scope_count(), 0, "a forged move must not touch the instance's scope");
     }
 }

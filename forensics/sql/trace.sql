@@ -1,0 +1,29 @@
+-- ctguard trace --athena KEY: one key's calls, reduced to one row per (network origin, API,
+-- outcome) with its count and first and last time, plus the call that minted the key.
+-- ctguard applies its own high-risk catalogue and network classification to these rows; the SQL
+-- only groups. Rows never carry request parameters or response elements.
+WITH events AS (
+  SELECT
+    try(from_iso8601_timestamp(eventtime)) AS ts,
+    eventtime, eventname, eventsource, awsregion, sourceipaddress, vpcendpointid, errorcode,
+    useragent, recipientaccountid, useridentity.arn AS ui_arn, useridentity.accesskeyid AS ui_key,
+    responseelements
+  FROM {{table}}
+  WHERE {{where}}
+)
+SELECT 'use' AS kind, sourceipaddress, vpcendpointid, eventsource, eventname, errorcode,
+  count(*) AS calls, min(eventtime) AS first_time, max(eventtime) AS last_time,
+  max_by(awsregion, ts) AS last_region, max_by(useragent, ts) AS last_user_agent,
+  max_by(ui_arn, ts) AS principal_arn, max_by(recipientaccountid, ts) AS account
+FROM events
+WHERE ui_key = '{{key}}'
+GROUP BY sourceipaddress, vpcendpointid, eventsource, eventname, errorcode
+UNION ALL
+SELECT 'issued' AS kind, sourceipaddress, vpcendpointid, eventsource, eventname, errorcode,
+  count(*) AS calls, min(eventtime) AS first_time, max(eventtime) AS last_time,
+  max_by(awsregion, ts) AS last_region, max_by(useragent, ts) AS last_user_agent,
+  max_by(ui_arn, ts) AS principal_arn, max_by(recipientaccountid, ts) AS account
+FROM events
+WHERE strpos(responseelements, '"{{key}}"') > 0
+GROUP BY sourceipaddress, vpcendpointid, eventsource, eventname, errorcode
+ORDER BY kind, last_time DESC

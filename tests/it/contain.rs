@@ -1,0 +1,139 @@
+//! `ctguard contain` / `release` against IAM in moto: the deny policy lands on the role with
+//! the session's conditions, nothing changes without consent, and release removes it.
+//!
+//! moto has no IAM policy simulator (`SimulatePrincipalPolicy` with context keys), so what the
+//! policy *decides* is covered by the structural tests of its conditions in
+//! `deploy/src/contain.rs`; here the document IAM stores is checked.
+
+use std::process::Output;
+
+use ctguard_tests::*;
+use serde_json::{json, Value};
+
+const ACCT: &str = "123456789012";
+const KEY: &str = "ASIAQWERTYQWERTYQWER";
+
+fn alert() -> Value {
+    json!({
+        "schema": "ctguard.alert/v1", "id": ctguard_detector::alert_id(KEY, "ip:198.51.100.66"),
+        "kind": "credential-reuse", "severity": "HIGH", "synthetic": false, "title": "t",
+        "account": ACCT, "regions": ["us-east-1"], "access_key_id": KEY,
+        "principal_arn": format!("arn:aws:sts::{ACCT}:assumed-role/app/i-0123456789abcdef0"),
+        "role_arn": format!("arn:aws:iam::{ACCT}:role/app"), "instance_id": "i-0123456789abcdef0",
+        "scope": "instance",
+        "expected": [
+            {"identity": "ip:203.0.113.10", "first_seen": {"event_time": "2024-05-01T10:00:00Z"}},
+            {"identity": "vpce:vpce-0abc123@111122223333", "first_seen": {"event_time": "2024-05-01T10:01:00Z"}}
+        ],
+        "seen_identity": "ip:198.51.100.66",
+        "offending": {"event_time": "2024-05-01T10:03:00Z", "event_name": "ListBuckets"},
+        "out_of_order": false, "reason": "r", "detector_version": "e2e"
+    })
+}
+
+fn run(endpoint: &str, args: &[&str]) -> Output {
+    ctguard(Some(endpoint)).args(args).output().expect("run ctguard")
+}
+
+fn text(o: &Output) -> String {
+    format!("stdout:\n{}\nstderr:\n{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+async fn policy(iam: &aws_sdk_iam::Client) -> Option<Value> {
+    let names = iam.list_role_policies().role_name("app").send().await.expect("list").policy_names;
+    if names.is_empty() {
+        return None;
+    }
+    assert_eq!(names, ["ctguard-contain-i-0123456789abcdef0"]);
+    let doc = iam.get_role_policy().role_name("app").policy_name(&names[0]).send().await.expect("get").policy_document;
+    // IAM returns it URL-encoded; moto returns it as stored. Accept both.
+    let doc = if doc.starts_with('%') { doc.replace("%7B", "{") } else { doc };
+    Some(serde_json::from_str(&doc).expect("policy JSON"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn contain_attaches_the_deny_and_release_removes_it() {
+    let moto = Moto::start();
+    let endpoint = moto.endpoint();
+    let iam = aws_sdk_iam::Client::new(&moto.config("us-east-1"));
+    let trust = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+        "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}]});
+    let role = iam
+        .create_role()
+        .role_name("app")
+        .assume_role_policy_document(trust.to_string())
+        .send()
+        .await
+        .expect("role")
+        .role
+        .expect("role");
+    let dir = std::env::temp_dir().join(format!("ctguard-contain-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let file = dir.join("alert.json");
+    // The SNS envelope an SQS subscriber receives, around the alert.
+    std::fs::write(&file, json!({"Type": "Notification", "Message": alert().to_string()}).to_string()).expect("write");
+    let f = file.to_str().expect("path");
+
+    // No terminal and no --yes: refused, nothing attached.
+    let o = run(&endpoint, &["contain", "--alert-file", f]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("\"Effect\": \"Deny\""), "the policy is shown first: {}", text(&o));
+    assert_eq!(policy(&iam).await, None);
+    // --plan shows both sides and changes nothing.
+    let o = run(&endpoint, &["contain", "--alert-file", f, "--plan"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("release: delete inline policy ctguard-contain-i-0123456789abcdef0"), "{out}");
+    assert_eq!(policy(&iam).await, None);
+
+    let o = run(&endpoint, &["contain", "--alert-file", f, "--yes"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let doc = policy(&iam).await.expect("policy attached");
+    let s = &doc["Statement"][0];
+    assert_eq!(s["Effect"], "Deny");
+    assert_eq!(s["Action"], "*");
+    let c = &s["Condition"];
+    assert_eq!(c["StringEquals"]["aws:userid"], format!("{}:i-0123456789abcdef0", role.role_id));
+    assert_eq!(c["NotIpAddress"]["aws:SourceIp"], json!(["203.0.113.10/32"]));
+    assert_eq!(c["StringNotEqualsIfExists"]["aws:SourceVpce"], json!(["vpce-0abc123"]));
+    assert_eq!(c["BoolIfExists"]["aws:ViaAWSService"], "false");
+
+    // Re-running with an extra trusted address replaces the one policy (no second one).
+    let o = run(&endpoint, &["contain", "--alert-file", f, "--allow-ip", "192.0.2.0/24", "--yes"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let doc = policy(&iam).await.expect("policy");
+    assert_eq!(
+        doc["Statement"][0]["Condition"]["NotIpAddress"]["aws:SourceIp"],
+        json!(["203.0.113.10/32", "192.0.2.0/24"])
+    );
+
+    let who = ["--account", ACCT, "--role", "app", "--session", "i-0123456789abcdef0"];
+    let o = run(&endpoint, &[&["release", "--plan"][..], &who].concat());
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(policy(&iam).await.is_some(), "--plan removes nothing");
+    let o = run(&endpoint, &[&["release", "--yes"][..], &who].concat());
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(policy(&iam).await, None);
+    let o = run(&endpoint, &[&["release", "--yes"][..], &who].concat());
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("nothing to remove"), "{}", text(&o));
+
+    // Bad input: a clear error, nothing attached.
+    for bad in [
+        vec!["contain", "--account", ACCT, "--role", "app", "--session", "i-0123456789abcdef0", "--yes"],
+        vec!["contain", "--account", "12", "--role", "app", "--session", "s1", "--allow-ip", "203.0.113.10", "--yes"],
+        vec!["contain", "--alert-file", "/nonexistent/alert.json", "--yes"],
+    ] {
+        let o = run(&endpoint, &bad);
+        assert_ne!(o.status.code(), Some(0), "{bad:?}: {}", text(&o));
+        assert_eq!(policy(&iam).await, None, "{bad:?}");
+    }
+    // A role that does not exist: IAM's error, named.
+    let o = run(
+        &endpoint,
+        &["contain", "--account", ACCT, "--role", "ghost", "--session", "s1", "--allow-ip", "203.0.113.10", "--yes"],
+    );
+    assert_ne!(o.status.code(), Some(0));
+    assert!(text(&o).contains("NoSuchEntity"), "{}", text(&o));
+    let _ = std::fs::remove_dir_all(&dir);
+}
