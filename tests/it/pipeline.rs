@@ -75,7 +75,9 @@ fn scan(path: &Path) -> (Output, Vec<Value>) {
     let out = ctguard(None).args(["--json", "scan"]).arg(path).output().expect("run scan");
     let alerts = String::from_utf8_lossy(&out.stdout)
         .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .map(|l| serde_json::from_str::<Value>(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        // `scan --json` ends with its summary line; the rest are alerts.
+        .filter(|v| v["kind"] != "summary")
         .collect();
     (out, alerts)
 }
