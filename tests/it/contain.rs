@@ -46,8 +46,9 @@ async fn policy(iam: &aws_sdk_iam::Client) -> Option<Value> {
     }
     assert_eq!(names, ["ctguard-contain-i-0123456789abcdef0"]);
     let doc = iam.get_role_policy().role_name("app").policy_name(&names[0]).send().await.expect("get").policy_document;
-    // IAM returns it URL-encoded; moto returns it as stored. Accept both.
-    let doc = if doc.starts_with('%') { doc.replace("%7B", "{") } else { doc };
+    // IAM returns the document URL-encoded (RFC 3986), as moto does; a JSON document has no
+    // percent escapes of its own, so decoding is harmless when it was not encoded.
+    let doc = percent_encoding::percent_decode_str(&doc).decode_utf8().expect("UTF-8 policy").into_owned();
     Some(serde_json::from_str(&doc).expect("policy JSON"))
 }
 

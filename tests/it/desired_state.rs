@@ -89,7 +89,7 @@ fn a_run_without_flags_keeps_settings_and_the_config_file_equals_the_flags() {
     let dir = Dir::new("keep");
     let pol = dir.write(
         "pol.json",
-        r#"{"allow": [{"principal": "arn:aws:iam::123456789012:role/ci", "networks": ["203.0.113.0/24"]}]}"#,
+        r#"{"allow_cidrs": ["198.51.100.0/24"], "roles": [{"role": "arn:aws:iam::123456789012:role/ci", "cidrs": ["203.0.113.0/24"]}]}"#,
     );
 
     let out = install(&ep, &["--alert-email", "sec@example.com", "--policy", &pol, "--log-retention-days", "30"]);
