@@ -55,6 +55,11 @@ moto's CloudFormation also ignores three resource settings the ctguard stacks re
 applied here as CloudFormation would: DynamoDB ``TimeToLiveSpecification``,
 ``AWS::Lambda::EventInvokeConfig`` and ``AWS::SQS::QueuePolicy``.
 
+Service-managed StackSets (OU targeting, account filters, automatic deployment, no instance in
+the management account, instances as real stacks in the member accounts) and the refusal of
+AssumeRole into a member account's missing role come from ``scripts/moto_stacksets.py``, which
+this launcher loads; its docstring lists what it honours and what it cannot.
+
 Test-only endpoints (not AWS APIs; loopback only):
 
 - ``POST /_ctguard/cloudtrail`` ``{"records": [...], "account"?: "...", "region"?: "..."}``:
@@ -123,6 +128,8 @@ from moto.sqs.models import sqs_backends  # noqa: E402
 from moto.sts.models import sts_backends  # noqa: E402
 from moto.utilities.utils import get_partition  # noqa: E402
 from werkzeug.serving import make_server  # noqa: E402
+
+import moto_stacksets  # noqa: E402  (scripts/: service-managed StackSets as AWS documents them)
 
 ENABLED_ALL = "ENABLED_WITH_ALL_CLOUDTRAIL_MANAGEMENT_EVENTS"
 CLOUDTRAIL_DETAIL_TYPES = {
@@ -1158,6 +1165,7 @@ def install_hooks() -> None:
     # moto caches its CloudFormation model list: rebuild it with the two models above.
     for cached in (cfn_parsing.get_model_list, cfn_parsing.get_model_map, cfn_parsing.get_name_type_map):
         cached.cache_clear()
+    moto_stacksets.install_hooks()
 
 
 # --- test-only endpoints ------------------------------------------------------------------------------

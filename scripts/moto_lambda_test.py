@@ -370,6 +370,239 @@ class CloudFormationGapTest(unittest.TestCase):
         self.assertEqual(json.loads(a.messages(url)[0]["Body"])["requestContext"]["approximateInvokeCount"], 1)
 
 
+# A stack whose table has a fixed name (so two copies collide, as ctguard's do) and whose topic
+# name comes from a parameter (so overrides and updates are visible in the account).
+FIXED = json.dumps({
+    "Parameters": {"Greeting": {"Type": "String", "Default": "hello"}},
+    "Resources": {
+        "Topic": {"Type": "AWS::SNS::Topic", "Properties": {"TopicName": {"Fn::Sub": "topic-${Greeting}"}}},
+        "Table": {"Type": "AWS::DynamoDB::Table", "DependsOn": "Topic", "Properties": {
+            "TableName": "fixed-table", "BillingMode": "PAY_PER_REQUEST",
+            "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}],
+            "AttributeDefinitions": [{"AttributeName": "pk", "AttributeType": "S"}]}},
+    },
+})
+# Nothing with a fixed name: any number of stack sets can deploy it into the same account.
+FREE = json.dumps({"Resources": {"Q": {"Type": "AWS::SQS::Queue"}}})
+REGIONS = ["us-east-1", "us-west-2"]
+
+
+class Organization:
+    """A fresh organization: its management account (an Account) and, per name, an OU or a
+    member account, created through the Organizations API as a customer would."""
+
+    def __init__(self):
+        self.mgmt = Account()
+        self.org = self.mgmt.client("organizations")
+        self.org.create_organization(FeatureSet="ALL")
+        self.root = self.org.list_roots()["Roots"][0]["Id"]
+
+    def ou(self, name, parent=None):
+        return self.org.create_organizational_unit(ParentId=parent or self.root, Name=name)["OrganizationalUnit"]["Id"]
+
+    def account(self, name, parent=None):
+        st = self.org.create_account(Email=f"{name}@example.com", AccountName=name)["CreateAccountStatus"]
+        if parent:
+            self.move(st["AccountId"], parent)
+        return st["AccountId"]
+
+    def move(self, account, to):
+        src = self.org.list_parents(ChildId=account)["Parents"][0]["Id"]
+        self.org.move_account(AccountId=account, SourceParentId=src, DestinationParentId=to)
+
+    def member(self, account, service, region="us-east-1"):
+        """A client acting in a member account (its OrganizationAccountAccessRole)."""
+        c = self.mgmt.client("sts").assume_role(
+            RoleArn=f"arn:aws:iam::{account}:role/OrganizationAccountAccessRole", RoleSessionName="tests"
+        )["Credentials"]
+        return boto3.client(service, endpoint_url=EMU.endpoint, region_name=region, aws_access_key_id=c["AccessKeyId"],
+                            aws_secret_access_key=c["SecretAccessKey"], aws_session_token=c["SessionToken"])
+
+    def stack_set(self, name, template=FIXED, auto=True, retain=False):
+        self.mgmt.client("cloudformation").create_stack_set(
+            StackSetName=name, TemplateBody=template, PermissionModel="SERVICE_MANAGED", Tags=[{"Key": "k", "Value": "v"}],
+            AutoDeployment={"Enabled": auto, "RetainStacksOnAccountRemoval": retain},
+        )
+        return name
+
+    def create(self, name, ous, regions=REGIONS, **kw):
+        return self.mgmt.client("cloudformation").create_stack_instances(
+            StackSetName=name, DeploymentTargets={"OrganizationalUnitIds": ous, **kw}, Regions=regions,
+        )["OperationId"]
+
+    def instances(self, name):
+        """{(account, region): (status, detailed status, OU)}"""
+        got = self.mgmt.client("cloudformation").list_stack_instances(StackSetName=name)["Summaries"]
+        return {(i["Account"], i["Region"]): (i["Status"], i["StackInstanceStatus"]["DetailedStatus"],
+                i.get("OrganizationalUnitId")) for i in got}
+
+    def results(self, name, op):
+        got = self.mgmt.client("cloudformation").list_stack_set_operation_results(StackSetName=name, OperationId=op)
+        return {(r["Account"], r["Region"]): (r["Status"], r.get("StatusReason", "")) for r in got["Summaries"]}
+
+    def stacks(self, account, name, region="us-east-1"):
+        """The account's own view: its stacks of the stack set `name`."""
+        got = self.member(account, "cloudformation", region).describe_stacks()["Stacks"]
+        return [s for s in got if s["StackName"].startswith(f"StackSet-{name}-")]
+
+
+class StackSetsTest(unittest.TestCase):
+    """scripts/moto_stacksets.py: service-managed StackSets as AWS documents them."""
+
+    def test_the_root_reaches_members_at_any_depth_never_the_management_account(self):
+        o = Organization()
+        a = o.ou("a")
+        a1 = o.ou("a1", a)
+        m_a, m_a1, m_root = o.account("in-a", a), o.account("in-a1", a1), o.account("at-root")
+        name = o.stack_set("root")
+        op = o.create(name, [o.root])
+        want = {(m, r) for m in (m_a, m_a1, m_root) for r in REGIONS}
+        self.assertEqual(set(o.instances(name)), want, "every member, nested too; not the management account")
+        self.assertNotIn(o.mgmt.id, {a for a, _ in o.instances(name)})
+        self.assertEqual({v for v in o.instances(name).values()}, {("CURRENT", "SUCCEEDED", o.root)})
+        self.assertEqual(o.results(name, op), {k: ("SUCCEEDED", "") for k in want})
+        cfn = o.mgmt.client("cloudformation")
+        self.assertEqual(cfn.describe_stack_set_operation(StackSetName=name, OperationId=op)["StackSetOperation"]["Status"], "SUCCEEDED")
+        self.assertEqual(cfn.describe_stack_set(StackSetName=name)["StackSet"]["AutoDeployment"],
+                         {"Enabled": True, "RetainStacksOnAccountRemoval": False})
+        for region in REGIONS:
+            # The instance is a stack in the member account itself, with the stack set's tags, and
+            # its resources exist there (and nowhere in the management account).
+            [stack] = o.stacks(m_a1, name, region)
+            self.assertEqual(stack["StackStatus"], "CREATE_COMPLETE")
+            self.assertEqual(stack["Tags"], [{"Key": "k", "Value": "v"}])
+            self.assertIn("fixed-table", o.member(m_a1, "dynamodb", region).list_tables()["TableNames"])
+            self.assertNotIn("fixed-table", o.mgmt.client("dynamodb").list_tables()["TableNames"])
+        with self.assertRaises(o.mgmt.client("cloudformation").exceptions.ClientError) as e:
+            cfn.create_stack_instances(StackSetName=name, DeploymentTargets={"OrganizationalUnitIds": ["ou-zzzz-nothere1"]},
+                                       Regions=["us-east-1"])
+        self.assertIn("not in the organization", str(e.exception))
+
+    def test_account_filters_select_as_documented(self):
+        o = Organization()
+        a, b = o.ou("a"), o.ou("b")
+        a1 = o.ou("a1", a)
+        m1, m2, m3 = o.account("m1", a), o.account("m2", a1), o.account("m3", b)
+        cases = {
+            "none": ({}, {m1, m2}),
+            "intersection": ({"Accounts": [m2, m3], "AccountFilterType": "INTERSECTION"}, {m2}),
+            "difference": ({"Accounts": [m1], "AccountFilterType": "DIFFERENCE"}, {m2}),
+            "union": ({"Accounts": [m3, o.mgmt.id], "AccountFilterType": "UNION"}, {m1, m2, m3}),
+        }
+        for case, (kw, accounts) in cases.items():
+            name = o.stack_set(case, template=FREE)
+            o.create(name, [a], regions=["us-east-1"], **kw)
+            self.assertEqual({acct for acct, _ in o.instances(name)}, accounts, case)
+        self.assertEqual(o.instances("union")[(m3, "us-east-1")][2], b, "UNION: an account outside the OUs via its parent")
+        # A filter that leaves no account: not documented to succeed, refused here.
+        name = o.stack_set("nobody", template=FREE)
+        with self.assertRaises(o.mgmt.client("cloudformation").exceptions.ClientError) as e:
+            o.create(name, [a], regions=["us-east-1"], Accounts=[m1, m2], AccountFilterType="DIFFERENCE")
+        self.assertIn("select no account", str(e.exception))
+        self.assertEqual(o.instances(name), {})
+
+    def test_automatic_deployment_follows_joins_moves_and_leaves(self):
+        o = Organization()
+        a, b = o.ou("a"), o.ou("b")
+        a1 = o.ou("a1", a)
+        first = o.account("first", a)
+        name = o.stack_set("auto")
+        kept = o.stack_set("kept", template=FREE, retain=True)
+        manual = o.stack_set("manual", template=FREE, auto=False)
+        for s in (name, kept, manual):
+            o.create(s, [a])
+        joiner = o.account("joiner")  # joins at the root: not below the targeted OU
+        self.assertNotIn(joiner, {acct for acct, _ in o.instances(name)})
+        o.move(joiner, a1)  # into a nested OU of the target: automatic deployment
+        self.assertEqual({k for k in o.instances(name) if k[0] == joiner}, {(joiner, r) for r in REGIONS})
+        self.assertEqual(len(o.stacks(joiner, name, "us-west-2")), 1)
+        self.assertNotIn(joiner, {acct for acct, _ in o.instances(manual)}, "no automatic deployment: nothing")
+        o.move(joiner, b)  # out of the targets: its instances and their stacks go
+        self.assertNotIn(joiner, {acct for acct, _ in o.instances(name)})
+        self.assertEqual(o.stacks(joiner, name), [])
+        self.assertNotIn("fixed-table", o.member(joiner, "dynamodb").list_tables()["TableNames"])
+        self.assertEqual(len(o.stacks(joiner, kept)), 1, "RetainStacksOnAccountRemoval keeps the stack")
+        self.assertNotIn(joiner, {acct for acct, _ in o.instances(kept)})
+        newcomer = o.account("newcomer", a)  # created straight into the OU
+        self.assertIn((newcomer, "us-east-1"), o.instances(name))
+        self.assertEqual(o.instances(name)[(newcomer, "us-east-1")][2], a)
+        # Leaving the organization: its instances go (stacks too), the others stay.
+        before = o.stacks(newcomer, name)
+        self.assertEqual(len(before), 1)
+        o.org.remove_account_from_organization(AccountId=newcomer)
+        self.assertEqual({acct for acct, _ in o.instances(name)}, {first})
+        self.assertEqual(len(o.stacks(first, name)), 1)
+        self.assertIn("fixed-table", o.member(first, "dynamodb").list_tables()["TableNames"])
+
+    def test_a_failing_instance_is_rolled_back_reported_and_tolerated_as_asked(self):
+        o = Organization()
+        a = o.ou("a")
+        taken, free = o.account("taken", a), o.account("free", a)
+        o.member(taken, "dynamodb").create_table(
+            TableName="fixed-table", BillingMode="PAY_PER_REQUEST", KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}])
+        name = o.stack_set("collide")
+        cfn = o.mgmt.client("cloudformation")
+        op = cfn.create_stack_instances(StackSetName=name, DeploymentTargets={"OrganizationalUnitIds": [a]}, Regions=["us-east-1"],
+                                        OperationPreferences={"FailureTolerancePercentage": 100})["OperationId"]
+        res = o.results(name, op)
+        self.assertEqual(res[(free, "us-east-1")], ("SUCCEEDED", ""))
+        self.assertEqual(res[(taken, "us-east-1")][0], "FAILED")
+        self.assertIn("already exists", res[(taken, "us-east-1")][1])
+        self.assertEqual(o.instances(name)[(taken, "us-east-1")][:2], ("OUTDATED", "FAILED"))
+        self.assertEqual(cfn.describe_stack_set_operation(StackSetName=name, OperationId=op)["StackSetOperation"]["Status"], "SUCCEEDED")
+        # Rolled back: the failed stack and the topic it created are gone, the table it met is kept.
+        self.assertEqual(o.stacks(taken, name), [])
+        self.assertEqual(o.member(taken, "sns").list_topics()["Topics"], [])
+        self.assertIn("fixed-table", o.member(taken, "dynamodb").list_tables()["TableNames"])
+        # No tolerance: the operation fails.
+        strict = o.stack_set("strict")
+        o.member(free, "dynamodb", "us-west-2").create_table(
+            TableName="fixed-table", BillingMode="PAY_PER_REQUEST", KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}])
+        op = o.create(strict, [a], regions=["us-west-2"])
+        self.assertEqual(cfn.describe_stack_set_operation(StackSetName=strict, OperationId=op)["StackSetOperation"]["Status"], "FAILED")
+
+    def test_updates_deletions_and_operation_ids(self):
+        o = Organization()
+        a, b = o.ou("a"), o.ou("b")
+        ma, mb = o.account("ma", a), o.account("mb", b)
+        name = o.stack_set("life")
+        cfn = o.mgmt.client("cloudformation")
+        cfn.create_stack_instances(StackSetName=name, DeploymentTargets={"OrganizationalUnitIds": [o.root]}, Regions=REGIONS,
+                                   OperationId="op-1")
+        with self.assertRaises(cfn.exceptions.ClientError) as e:
+            cfn.create_stack_instances(StackSetName=name, DeploymentTargets={"OrganizationalUnitIds": [o.root]},
+                                       Regions=REGIONS, OperationId="op-1")
+        self.assertEqual(e.exception.response["Error"]["Code"], "OperationIdAlreadyExistsException")
+        # An update without targets reaches every instance's stack.
+        cfn.update_stack_set(StackSetName=name, TemplateBody=FIXED, Parameters=[{"ParameterKey": "Greeting", "ParameterValue": "hi"}])
+        for m in (ma, mb):
+            [st] = o.stacks(m, name, "us-west-2")
+            self.assertEqual(st["Parameters"], [{"ParameterKey": "Greeting", "ParameterValue": "hi"}])
+        # Deleting by OU: only that OU's accounts lose their instances and stacks.
+        cfn.delete_stack_instances(StackSetName=name, DeploymentTargets={"OrganizationalUnitIds": [b]}, Regions=REGIONS,
+                                   RetainStacks=False)
+        self.assertEqual({acct for acct, _ in o.instances(name)}, {ma})
+        self.assertEqual(o.stacks(mb, name), [])
+        with self.assertRaises(cfn.exceptions.ClientError):
+            cfn.delete_stack_set(StackSetName=name)  # not empty
+        cfn.delete_stack_instances(StackSetName=name, DeploymentTargets={"OrganizationalUnitIds": [o.root]}, Regions=REGIONS,
+                                   RetainStacks=False)
+        self.assertEqual(o.instances(name), {})
+        self.assertEqual(o.stacks(ma, name), [])
+        cfn.delete_stack_set(StackSetName=name)
+
+    def test_a_member_role_that_does_not_exist_cannot_be_assumed(self):
+        o = Organization()
+        m = o.account("m")
+        o.member(m, "iam").delete_role(RoleName="OrganizationAccountAccessRole")
+        with self.assertRaises(o.mgmt.client("sts").exceptions.ClientError) as e:
+            o.member(m, "sts")
+        self.assertEqual(e.exception.response["Error"]["Code"], "AccessDenied")
+        Account()  # an account outside any organization: moto's free-for-all, unchanged
+
+
 class TestApiTest(unittest.TestCase):
     def call(self, method, path, body):
         import urllib.error
