@@ -468,11 +468,13 @@ pub async fn account_credentials(endpoint: &str, account: &str) -> (String, Stri
 
 /// A multi-region trail logging every management event (read and write) in `cfg`'s account:
 /// what `ctguard install` requires, and what CloudTrail needs to deliver events to EventBridge.
+/// Its bucket is the account's own (`trail-logs-<account>`: bucket names are global).
 pub async fn logging_trail(cfg: &SdkConfig) {
-    let bucket = "ctguard-tests-trail-logs";
-    aws_sdk_s3::Client::new(cfg).create_bucket().bucket(bucket).send().await.expect("trail bucket");
+    let who = aws_sdk_sts::Client::new(cfg).get_caller_identity().send().await.expect("caller identity");
+    let bucket = format!("trail-logs-{}", who.account().expect("account"));
+    aws_sdk_s3::Client::new(cfg).create_bucket().bucket(&bucket).send().await.expect("trail bucket");
     let ct = aws_sdk_cloudtrail::Client::new(cfg);
-    ct.create_trail().name("audit").s3_bucket_name(bucket).is_multi_region_trail(true).send().await.expect("trail");
+    ct.create_trail().name("audit").s3_bucket_name(&bucket).is_multi_region_trail(true).send().await.expect("trail");
     ct.put_event_selectors()
         .trail_name("audit")
         .event_selectors(
@@ -485,6 +487,16 @@ pub async fn logging_trail(cfg: &SdkConfig) {
         .await
         .expect("selectors");
     ct.start_logging().name("audit").send().await.expect("start logging");
+}
+
+/// A finished command's exit code, stdout and stderr, for failure messages.
+pub fn output_text(o: &std::process::Output) -> String {
+    format!(
+        "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
 }
 
 /// `ctguard install --regions …` into the account of `creds` (the emulator's default account

@@ -658,13 +658,17 @@ pub async fn rollout<C: crate::stacks::Connector, S: StackSetApi>(
         ));
     }
     let mut pending = 0;
-    let mut report = if direct.is_empty() {
+    let stack_sets = ro.auto_deploy || mode == DeployWith::StackSets;
+    // The StackSet instances read the function's code from the installing account's artifacts
+    // buckets, which the direct deployment creates: it runs (for the artifacts alone) even when
+    // no selected account is deployed directly, e.g. `--ou` OUs without the management account.
+    let mut report = if direct.is_empty() && !stack_sets {
         crate::deploy::RunReport::default()
     } else {
         let dset = TargetSet { accounts: direct.clone(), ..set.clone() };
         crate::deploy::install_with(c, &dset, req, code, opts, rep).await
     };
-    if (ro.auto_deploy || mode == DeployWith::StackSets) && report.stopped.is_none() {
+    if stack_sets && report.stopped.is_none() {
         let members: Vec<String> = set.accounts.iter().filter(|a| **a != ro.management).cloned().collect();
         let reqs = plan(cfg, set, &ro.ous, &members, &direct, mode);
         if opts.plan_only {

@@ -23,10 +23,13 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 
+use aws_sdk_cloudformation::error::ProvideErrorMetadata;
 use aws_sdk_cloudformation::types::{
     AccountFilterType, AutoDeployment, CallAs, Capability, DeploymentTargets, ManagedExecution, Parameter,
     PermissionModels, RegionConcurrencyType, StackSetOperationPreferences, StackSetStatus, Tag,
 };
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+use aws_smithy_runtime_api::client::result::SdkError;
 use serde::Serialize;
 
 use crate::stacks::{ApiError, CallCounter};
@@ -256,9 +259,30 @@ fn auto(retain: bool) -> AutoDeployment {
     AutoDeployment::builder().enabled(true).retain_stacks_on_account_removal(retain).build()
 }
 
-/// A retried request whose operation id already exists is the same operation: wait on it.
-fn retried(e: &ApiError) -> bool {
-    e.code.as_deref() == Some("OperationIdAlreadyExistsException")
+/// The answer to a request that starts an operation. A retried request whose operation id
+/// already exists is the same operation, not a failure: the caller waits on it.
+fn started<O, E>(what: &str, r: Result<O, SdkError<E, HttpResponse>>) -> Result<(), ApiError>
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    match r.map_err(|e| ApiError::from_sdk(what, &e)) {
+        Err(e) if e.code.as_deref() != Some("OperationIdAlreadyExistsException") => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// What every operation on stack instances sends besides its own settings: the stack set,
+/// where (targets × regions), how (preferences), the operation id and the caller's role.
+macro_rules! on_instances {
+    ($self:ident, $builder:expr, $name:expr, $targets:expr, $regions:expr, $prefs:expr, $op:expr) => {
+        $builder
+            .stack_set_name($name)
+            .deployment_targets($targets.sdk())
+            .set_regions(Some($regions.to_vec()))
+            .operation_preferences($prefs.sdk())
+            .operation_id($op)
+            .call_as($self.call_as())
+    };
 }
 
 impl StackSetApi for CfnStackSets {
@@ -356,10 +380,7 @@ impl StackSetApi for CfnStackSets {
             .call_as(self.call_as())
             .send()
             .await;
-        match r.map_err(|e| ApiError::from_sdk("UpdateStackSet", &e)) {
-            Err(e) if !retried(&e) => Err(e),
-            _ => Ok(()),
-        }
+        started("UpdateStackSet", r)
     }
 
     async fn create_instances(
@@ -370,21 +391,8 @@ impl StackSetApi for CfnStackSets {
         prefs: &Prefs,
         op: &str,
     ) -> Result<(), ApiError> {
-        let r = self
-            .cfn
-            .create_stack_instances()
-            .stack_set_name(name)
-            .deployment_targets(t.sdk())
-            .set_regions(Some(regions.to_vec()))
-            .operation_preferences(prefs.sdk())
-            .operation_id(op)
-            .call_as(self.call_as())
-            .send()
-            .await;
-        match r.map_err(|e| ApiError::from_sdk("CreateStackInstances", &e)) {
-            Err(e) if !retried(&e) => Err(e),
-            _ => Ok(()),
-        }
+        let r = on_instances!(self, self.cfn.create_stack_instances(), name, t, regions, prefs, op).send().await;
+        started("CreateStackInstances", r)
     }
 
     async fn delete_instances(
@@ -396,22 +404,11 @@ impl StackSetApi for CfnStackSets {
         op: &str,
     ) -> Result<(), ApiError> {
         let t = t.clone().for_delete()?;
-        let r = self
-            .cfn
-            .delete_stack_instances()
-            .stack_set_name(name)
-            .deployment_targets(t.sdk())
-            .set_regions(Some(regions.to_vec()))
+        let r = on_instances!(self, self.cfn.delete_stack_instances(), name, t, regions, prefs, op)
             .retain_stacks(false)
-            .operation_preferences(prefs.sdk())
-            .operation_id(op)
-            .call_as(self.call_as())
             .send()
             .await;
-        match r.map_err(|e| ApiError::from_sdk("DeleteStackInstances", &e)) {
-            Err(e) if !retried(&e) => Err(e),
-            _ => Ok(()),
-        }
+        started("DeleteStackInstances", r)
     }
 
     async fn delete_set(&self, name: &str) -> Result<(), ApiError> {

@@ -116,21 +116,7 @@ async fn account_config(endpoint: &str, account: &str, region: &str) -> SdkConfi
 /// A multi-region trail logging all management events (see the module doc for why each
 /// account gets its own).
 async fn add_trail(endpoint: &str, account: &str) {
-    use aws_sdk_cloudtrail::types::{EventSelector, ReadWriteType};
-    let cfg = account_config(endpoint, account, HOME).await;
-    let bucket = format!("trail-logs-{account}");
-    aws_sdk_s3::Client::new(&cfg).create_bucket().bucket(&bucket).send().await.expect("trail bucket");
-    let ct = aws_sdk_cloudtrail::Client::new(&cfg);
-    ct.create_trail().name("audit").s3_bucket_name(&bucket).is_multi_region_trail(true).send().await.expect("trail");
-    ct.put_event_selectors()
-        .trail_name("audit")
-        .event_selectors(
-            EventSelector::builder().read_write_type(ReadWriteType::All).include_management_events(true).build(),
-        )
-        .send()
-        .await
-        .expect("event selectors");
-    ct.start_logging().name("audit").send().await.expect("start logging");
+    logging_trail(&account_config(endpoint, account, HOME).await).await;
 }
 
 fn run(org: &Org, args: &[&str]) -> Output {
@@ -138,12 +124,7 @@ fn run(org: &Org, args: &[&str]) -> Output {
 }
 
 fn text(o: &Output) -> String {
-    format!(
-        "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
+    output_text(o)
 }
 
 fn json_lines(o: &Output) -> Vec<Value> {

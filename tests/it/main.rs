@@ -8,4 +8,5 @@ mod forensics;
 mod install;
 mod pipeline;
 mod policies;
+mod stacksets;
 mod verify;

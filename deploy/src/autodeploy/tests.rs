@@ -201,8 +201,15 @@ async fn stacksets_mode_suspended_account_is_skipped_and_kept_and_missing_accoun
 #[tokio::test]
 async fn ou_install_follows_accounts_moved_between_ous() {
     let w = world();
-    install(&w, None, &["ou-a"], false).await;
+    install(&w, Some(DeployWith::StackSets), &["ou-a"], false).await;
     assert_eq!((instances(&w, A), instances(&w, B)), (2, 0));
+    // The management account is not below ou-a: no stack of its own, but the artifacts buckets
+    // the instances read the function's code from are there.
+    for r in REGIONS {
+        let has = |n: &str| w.cloud.with(|c| c.stacks.contains_key(&(Target::new(M, r), n.to_string())));
+        assert!(has("ctguard-artifacts"), "{r}: the instances' code bucket");
+        assert!(!has("ctguard-region"), "{r}: the management account is not selected");
+    }
     w.sets.with(|o| o.move_account(A, "ou-b"));
     assert_eq!(instances(&w, A), 0, "moved out of the targeted OU: instances deleted (not retained)");
     w.sets.with(|o| o.move_account(B, "ou-a"));

@@ -13,7 +13,7 @@ use crate::exit;
 use crate::output::{emit, Table};
 use ctguard_deploy::embedded;
 use ctguard_deploy::session;
-use ctguard_deploy::verify::{self, Cleanup, Options, Outcome, Via};
+use ctguard_deploy::verify::{self, Cleanup, Options, Outcome, Place, VerifyApi, Via};
 
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
@@ -57,9 +57,19 @@ pub async fn run(args: &VerifyArgs, g: &GlobalArgs) -> anyhow::Result<u8> {
     for i in installed {
         match (&i.error, i.region_outputs()) {
             (Some(e), _) => outcomes.push(not_checked(&i.target, format!("cannot read the target: {e}"))),
-            (None, None) => {
-                outcomes.push(not_checked(&i.target, "ctguard is not installed here (no ctguard-region stack)".into()))
+            // A StackSet instance's stack has a generated name (`StackSet-ctguard-region-auto-…`):
+            // the detector it deployed is recognised by its fixed function name.
+            (None, None)
+                if VerifyApi::function(&s.connector, &Place::new(&i.target.account, &i.target.region))
+                    .await
+                    .is_ok() =>
+            {
+                targets.push(i.target)
             }
+            (None, None) => outcomes.push(not_checked(
+                &i.target,
+                "ctguard is not installed here (no ctguard-region stack, no ctguard-detector function)".into(),
+            )),
             (None, Some(_)) => targets.push(i.target),
         }
     }

@@ -1,0 +1,403 @@
+//! The StackSets mode (`install --org`, the default: service-managed StackSets with automatic
+//! deployment for the members, the management account directly) end to end on the emulator
+//! whose functions run (`scripts/moto_lambda.py`) and whose service-managed StackSets behave as
+//! AWS documents them (`scripts/moto_stacksets.py`: OU targeting, account filters, automatic
+//! deployment on CreateAccount/MoveAccount/RemoveAccountFromOrganization, no instance in the
+//! management account, instances as real stacks in the member accounts).
+//!
+//! Every assertion is on what is deployed in each account, listed with that account's own
+//! credentials: an IAM user the test creates in each member (its "eyes"), so that the members'
+//! `OrganizationAccountAccessRole` can be deleted and the emulator then refuses any AssumeRole
+//! into them, as AWS does for a role that does not exist.
+//!
+//! What the emulator cannot do, said plainly: StackSets operations complete synchronously (AWS
+//! takes minutes; ctguard's polling sees the final status at once); `CallAs` and trusted access
+//! are not checked; verify of a member is run with the member's own credentials, since verify
+//! sends events and reads queues in the account itself (with no role into the members, that is
+//! how an operator verifies them too).
+
+use std::collections::BTreeMap;
+use std::process::Output;
+
+use aws_config::SdkConfig;
+use ctguard_tests::*;
+use serde_json::Value;
+
+const MGMT: &str = "123456789012";
+const HOME: &str = "us-east-1";
+const REGIONS: [&str; 2] = ["us-east-1", "us-west-2"];
+const MEMBER_ROLE: &str = "OrganizationAccountAccessRole";
+const OBSERVER: &str = "ctguard-tests-observer";
+
+/// Static credentials (key, secret, token).
+type Creds = (String, String, Option<String>);
+
+/// The emulated organization: management account + members in two OUs, each with a logging
+/// trail, and an observer user per member.
+struct Org {
+    emu: Emulator,
+    /// "prod" and "dev".
+    ous: Vec<String>,
+    members: Vec<String>,
+    observers: BTreeMap<String, Creds>,
+}
+
+fn mgmt_creds() -> Creds {
+    ("testing".into(), "testing".into(), None)
+}
+
+fn config(endpoint: &str, c: &Creds, region: &str) -> SdkConfig {
+    sdk_config(endpoint, region, &c.0, &c.1, c.2.as_deref())
+}
+
+impl Org {
+    fn orgs(&self) -> aws_sdk_organizations::Client {
+        aws_sdk_organizations::Client::new(&self.emu.config(HOME))
+    }
+
+    fn creds(&self, account: &str) -> Creds {
+        if account == MGMT {
+            return mgmt_creds();
+        }
+        self.observers.get(account).cloned().unwrap_or_else(|| panic!("no observer in {account}"))
+    }
+
+    fn all_accounts(&self) -> Vec<String> {
+        std::iter::once(MGMT.to_string()).chain(self.members.iter().cloned()).collect()
+    }
+
+    /// A new member account in `ou`, with a trail and an observer (created through its
+    /// OrganizationAccountAccessRole, which CreateAccount makes).
+    async fn join(&mut self, name: &str, ou: &str) -> String {
+        let st = self
+            .orgs()
+            .create_account()
+            .email(format!("{name}@example.com"))
+            .account_name(name)
+            .send()
+            .await
+            .expect("create account");
+        let id = st.create_account_status().and_then(|s| s.account_id()).expect("account id").to_string();
+        let role = role_session(&self.emu.endpoint, &id).await.expect("the new account's role");
+        let cfg = config(&self.emu.endpoint, &role, HOME);
+        logging_trail(&cfg).await;
+        self.observers.insert(id.clone(), observer(&cfg).await);
+        self.move_account(&id, ou).await;
+        self.members.push(id.clone());
+        id
+    }
+
+    async fn move_account(&self, account: &str, to: &str) {
+        let parents = self.orgs().list_parents().child_id(account).send().await.expect("parents");
+        let from = parents.parents().first().and_then(|p| p.id()).expect("a parent").to_string();
+        self.orgs()
+            .move_account()
+            .account_id(account)
+            .source_parent_id(from)
+            .destination_parent_id(to)
+            .send()
+            .await
+            .expect("move account");
+    }
+}
+
+async fn role_session(endpoint: &str, account: &str) -> Result<Creds, String> {
+    let sts = aws_sdk_sts::Client::new(&sdk_config(endpoint, HOME, "testing", "testing", None));
+    let out = sts
+        .assume_role()
+        .role_arn(format!("arn:aws:iam::{account}:role/{MEMBER_ROLE}"))
+        .role_session_name("ctguard-tests")
+        .send()
+        .await
+        .map_err(|e| format!("{e:?}"))?;
+    let c = out.credentials().ok_or("no credentials")?;
+    Ok((c.access_key_id().to_string(), c.secret_access_key().to_string(), Some(c.session_token().to_string())))
+}
+
+/// An IAM user with an access key in the account of `cfg`: the emulator maps its key to that
+/// account, so the test reads (and verifies) the account without any cross-account role.
+async fn observer(cfg: &SdkConfig) -> Creds {
+    let iam = aws_sdk_iam::Client::new(cfg);
+    iam.create_user().user_name(OBSERVER).send().await.expect("observer user");
+    let k = iam.create_access_key().user_name(OBSERVER).send().await.expect("observer key");
+    let k = k.access_key().expect("access key");
+    (k.access_key_id().to_string(), k.secret_access_key().to_string(), None)
+}
+
+/// Management account + 4 members (2 in "prod", 2 in "dev"), trails everywhere.
+async fn organization() -> Org {
+    use aws_sdk_organizations::types::OrganizationFeatureSet;
+    let emu = Emulator::start();
+    let orgs = aws_sdk_organizations::Client::new(&emu.config(HOME));
+    orgs.create_organization().feature_set(OrganizationFeatureSet::All).send().await.expect("organization");
+    let roots = orgs.list_roots().send().await.expect("roots");
+    let root = roots.roots().first().and_then(|r| r.id()).expect("root id").to_string();
+    let mut ous = Vec::new();
+    for name in ["prod", "dev"] {
+        let ou = orgs.create_organizational_unit().parent_id(&root).name(name).send().await.expect("ou");
+        ous.push(ou.organizational_unit().and_then(|o| o.id()).expect("ou id").to_string());
+    }
+    logging_trail(&emu.config(HOME)).await;
+    let mut org = Org { emu, ous: ous.clone(), members: Vec::new(), observers: BTreeMap::new() };
+    for i in 0..4 {
+        org.join(&format!("member{i}"), &ous[i % 2]).await;
+    }
+    org
+}
+
+/// Deletes OrganizationAccountAccessRole in every member and checks it can no longer be assumed.
+async fn drop_member_roles(org: &Org) {
+    for m in &org.members {
+        let iam = aws_sdk_iam::Client::new(&config(&org.emu.endpoint, &org.creds(m), HOME));
+        iam.delete_role().role_name(MEMBER_ROLE).send().await.expect("delete the member role");
+        let refused = role_session(&org.emu.endpoint, m).await.expect_err("no role, no session");
+        assert!(refused.contains("AccessDenied"), "{m}: {refused}");
+    }
+}
+
+fn run(org: &Org, args: &[&str]) -> Output {
+    ctguard(Some(&org.emu.endpoint)).args(args).output().expect("run ctguard")
+}
+
+fn must(org: &Org, o: Output, what: &str) -> Output {
+    assert!(
+        o.status.success(),
+        "{what} failed:\n{}\n--- emulator log (tail)\n{}",
+        output_text(&o),
+        tail(&org.emu.log(), 40)
+    );
+    o
+}
+
+fn tail(log: &str, n: usize) -> String {
+    let lines: Vec<&str> = log.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// Stack names with a StackSet instance's generated suffix cut (`StackSet-ctguard-region-auto-*`):
+/// two instances of one stack set would show as two equal entries.
+fn stack_kind(name: &str) -> Option<String> {
+    if let Some(rest) = name.strip_prefix("StackSet-") {
+        // StackSet-<stack set name>-<uuid (5 dash-separated groups)>
+        let parts: Vec<&str> = rest.split('-').collect();
+        let keep = parts.len().saturating_sub(5);
+        return rest.starts_with("ctguard-").then(|| format!("StackSet-{}-*", parts[..keep].join("-")));
+    }
+    name.starts_with("ctguard-").then(|| name.to_string())
+}
+
+/// What ctguard deployed in `account`, listed with the account's own credentials, sorted, with
+/// duplicates kept: "<region> stack|function|table|topic <name>", "role <name>".
+async fn deployed(org: &Org, account: &str) -> Vec<String> {
+    let creds = org.creds(account);
+    let ep = &org.emu.endpoint;
+    let mut found = Vec::new();
+    for region in REGIONS {
+        let cfg = config(ep, &creds, region);
+        let cfn = aws_sdk_cloudformation::Client::new(&cfg);
+        let stacks = cfn.describe_stacks().send().await.unwrap_or_else(|e| panic!("{account}: stacks: {e:?}"));
+        for st in stacks.stacks() {
+            let live = st.stack_status().is_none_or(|s| s.as_str() != "DELETE_COMPLETE");
+            if let Some(k) = stack_kind(st.stack_name().unwrap_or_default()).filter(|_| live) {
+                found.push(format!("{region} stack {k}"));
+            }
+        }
+        let functions = aws_sdk_lambda::Client::new(&cfg).list_functions().send().await.expect("functions");
+        for f in functions.functions().iter().filter_map(|f| f.function_name()).filter(|n| n.starts_with("ctguard")) {
+            found.push(format!("{region} function {f}"));
+        }
+        let tables = aws_sdk_dynamodb::Client::new(&cfg).list_tables().send().await.expect("tables");
+        for t in tables.table_names().iter().filter(|n| n.starts_with("ctguard")) {
+            found.push(format!("{region} table {t}"));
+        }
+        let topics = aws_sdk_sns::Client::new(&cfg).list_topics().send().await.expect("topics");
+        for t in topics.topics().iter().filter_map(|t| t.topic_arn()).filter(|a| a.contains(":ctguard")) {
+            found.push(format!("{region} topic {}", t.rsplit(':').next().unwrap_or_default()));
+        }
+    }
+    let iam = aws_sdk_iam::Client::new(&config(ep, &creds, HOME));
+    for r in iam.list_roles().send().await.expect("roles").roles() {
+        if r.role_name().starts_with("ctguard") {
+            found.push(format!("role {}", r.role_name()));
+        }
+    }
+    found.sort();
+    found
+}
+
+/// What the StackSets leave in a member: the three stack sets' instances (state and account at
+/// home, region everywhere) and their resources; exactly one of each.
+fn member_expected() -> Vec<String> {
+    let mut e = vec![
+        format!("{HOME} stack StackSet-ctguard-state-auto-*"),
+        format!("{HOME} stack StackSet-ctguard-account-auto-*"),
+        format!("{HOME} table ctguard-state"),
+        format!("{HOME} topic ctguard-alerts"),
+    ];
+    for region in REGIONS {
+        e.push(format!("{region} stack StackSet-ctguard-region-auto-*"));
+        e.push(format!("{region} function ctguard-detector"));
+        e.push(format!("role ctguard-detector-{region}"));
+    }
+    e.sort();
+    e
+}
+
+/// The management account: ctguard's own stacks, no StackSet instance.
+fn management_expected() -> Vec<String> {
+    let mut e = vec![
+        format!("{HOME} stack ctguard-state"),
+        format!("{HOME} stack ctguard-account"),
+        format!("{HOME} table ctguard-state"),
+        format!("{HOME} topic ctguard-alerts"),
+    ];
+    for region in REGIONS {
+        e.push(format!("{region} stack ctguard-artifacts"));
+        e.push(format!("{region} stack ctguard-region"));
+        e.push(format!("{region} function ctguard-detector"));
+        e.push(format!("role ctguard-detector-{region}"));
+    }
+    e.sort();
+    e
+}
+
+fn expected(account: &str) -> Vec<String> {
+    if account == MGMT {
+        management_expected()
+    } else {
+        member_expected()
+    }
+}
+
+async fn snapshot(org: &Org) -> BTreeMap<String, Vec<String>> {
+    let mut out = BTreeMap::new();
+    for a in org.all_accounts() {
+        out.insert(a.clone(), deployed(org, &a).await);
+    }
+    out
+}
+
+/// `ctguard verify` in the account of `creds` (its own regions): per region, whether it passed.
+fn verify_as(org: &Org, creds: &Creds) -> BTreeMap<String, bool> {
+    let mut c = ctguard(Some(&org.emu.endpoint));
+    c.env("AWS_ACCESS_KEY_ID", &creds.0).env("AWS_SECRET_ACCESS_KEY", &creds.1).env_remove("AWS_SESSION_TOKEN");
+    if let Some(t) = &creds.2 {
+        c.env("AWS_SESSION_TOKEN", t);
+    }
+    let out =
+        c.args(["verify", "--regions", &REGIONS.join(","), "--timeout", "30", "--json"]).output().expect("run verify");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}\n{}", output_text(&out)))
+        })
+        .map(|o| (o["region"].as_str().unwrap_or_default().to_string(), o["pass"] == true))
+        .collect()
+}
+
+fn install_args(extra: &[&str]) -> Vec<String> {
+    let regions = REGIONS.join(",");
+    ["install", "--regions", regions.as_str(), "--wait-timeout", "120", "--json"]
+        .iter()
+        .chain(extra)
+        .map(|s| s.to_string())
+        .collect()
+}
+
+fn strs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn stacksets_mode_installs_verifies_and_uninstalls_with_no_role_in_the_members() {
+    let org = organization().await;
+    drop_member_roles(&org).await;
+    let regions = REGIONS.join(",");
+
+    // The default for --org on a fresh install: StackSets for the members.
+    must(&org, run(&org, &strs(&install_args(&["--org"]))), "install --org");
+    for a in org.all_accounts() {
+        assert_eq!(deployed(&org, &a).await, expected(&a), "{a}: one detector, by its one owner");
+    }
+
+    // The detector runs in every account × region: verify sends a synthetic reuse through
+    // EventBridge → the function deployed there → DynamoDB → SNS, in each account itself.
+    for a in org.all_accounts() {
+        let verdicts = verify_as(&org, &org.creds(&a));
+        let want: BTreeMap<String, bool> = REGIONS.iter().map(|r| (r.to_string(), true)).collect();
+        assert_eq!(verdicts, want, "{a}: verify\n{}", tail(&org.emu.log(), 40));
+        for r in REGIONS {
+            let arn = format!("arn:aws:lambda:{r}:{a}:function:{FUNCTION_NAME}");
+            let n = org.emu.stats()["functions"][&arn]["invocations"].as_u64().unwrap_or(0);
+            assert!(n >= 1, "{a}/{r}: the function in that account ran ({n} invocations)");
+        }
+    }
+
+    // A re-run changes nothing and creates no second copy.
+    must(&org, run(&org, &strs(&install_args(&["--org"]))), "install --org again");
+    for a in org.all_accounts() {
+        assert_eq!(deployed(&org, &a).await, expected(&a), "{a}: after the re-run");
+    }
+
+    // Uninstall through the StackSets (and the management account directly): nothing left.
+    must(&org, run(&org, &["uninstall", "--org", "--regions", &regions, "--yes"]), "uninstall --org");
+    for a in org.all_accounts() {
+        assert_eq!(deployed(&org, &a).await, Vec::<String>::new(), "{a}: ctguard resources left");
+    }
+    let cfn = aws_sdk_cloudformation::Client::new(&org.emu.config(HOME));
+    for name in ["ctguard-state-auto", "ctguard-account-auto", "ctguard-region-auto"] {
+        let d = cfn.describe_stack_set().stack_set_name(name).send().await;
+        assert!(d.is_err(), "{name} is deleted: {d:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn accounts_joining_and_leaving_keep_one_owner_and_touch_no_one_else() {
+    let mut org = organization().await;
+    let regions = REGIONS.join(",");
+    must(&org, run(&org, &strs(&install_args(&["--org"]))), "install --org");
+    let before = snapshot(&org).await;
+
+    // Joins after the install (into "dev"): automatic deployment gives it the detector at once.
+    let dev = org.ous[1].clone();
+    let late = org.join("late", &dev).await;
+    assert_eq!(deployed(&org, &late).await, member_expected(), "automatic deployment, no re-run");
+
+    // The re-run sees the account's instances (StackSets own it): no direct stack, no collision,
+    // exactly one detector there, nothing changed elsewhere.
+    let out = must(&org, run(&org, &strs(&install_args(&["--org"]))), "install --org after a join");
+    assert_eq!(deployed(&org, &late).await, member_expected(), "{}", output_text(&out));
+    for (a, was) in &before {
+        assert_eq!(&deployed(&org, a).await, was, "{a}: untouched by the join and the re-run");
+    }
+
+    // An account leaves the organization: its instances (and their stacks) go, the others stay.
+    // (members alternate prod, dev: the leaver is from dev, prod keeps two.)
+    let leaver = org.members[1].clone();
+    org.orgs().remove_account_from_organization().account_id(&leaver).send().await.expect("remove account");
+    assert_eq!(deployed(&org, &leaver).await, Vec::<String>::new(), "the leaver's detector is gone");
+    for (a, was) in before.iter().filter(|(a, _)| **a != leaver) {
+        assert_eq!(&deployed(&org, a).await, was, "{a}: untouched by the departure");
+    }
+    assert_eq!(deployed(&org, &late).await, member_expected());
+
+    // --ou installs: an account moved out of the targeted OU loses its instances.
+    must(&org, run(&org, &["uninstall", "--org", "--regions", &regions, "--yes"]), "uninstall --org");
+    org.members.retain(|m| *m != leaver);
+    for a in org.all_accounts() {
+        assert_eq!(deployed(&org, &a).await, Vec::<String>::new(), "{a}: after uninstall");
+    }
+    let (prod, prod_members) = (org.ous[0].clone(), [org.members[0].clone(), org.members[1].clone()]);
+    must(&org, run(&org, &strs(&install_args(&["--ou", &prod, "--deploy-with", "stacksets"]))), "install --ou prod");
+    let snap = snapshot(&org).await;
+    for a in &prod_members {
+        assert_eq!(snap.get(a), Some(&member_expected()), "{a}: below the targeted OU");
+    }
+    let [mover, stayer] = prod_members;
+    org.move_account(&mover, &dev).await;
+    assert_eq!(deployed(&org, &mover).await, Vec::<String>::new(), "moved out of the targeted OU");
+    assert_eq!(deployed(&org, &stayer).await, member_expected(), "still below the targeted OU");
+    for (a, was) in snap.iter().filter(|(a, _)| **a != mover) {
+        assert_eq!(&deployed(&org, a).await, was, "{a}: untouched by the move");
+    }
+}
