@@ -507,11 +507,15 @@ pub async fn apply<S: StackSetApi>(
     out
 }
 
-/// Deletes every ctguard StackSet: its instances first (by the OUs they were listed under, all
-/// regions, never with an account filter), then the set. Only StackSets tagged as ctguard's.
-/// Returns the row and the accounts that had instances (their detector is gone with them).
+/// Deletes ctguard's StackSets: their instances first (by the OUs they were listed under, all
+/// regions, never with an account filter), then the sets. Only StackSets tagged as ctguard's.
+/// With `only` (an `--ou` uninstall), only the instances listed under those OUs go, and a set
+/// only once it has no other instance; instances listed under other OUs (e.g. the root of an
+/// `--org` install) are kept and said so. Returns the row and the accounts the StackSets own
+/// or owned: they have no direct stack, so no direct removal (nor role) is needed there.
 pub async fn remove<S: StackSetApi>(
     api: &S,
+    only: Option<&[String]>,
     prefs: &Prefs,
     poll: &PollOptions,
     rep: &dyn Reporter,
@@ -549,24 +553,42 @@ pub async fn remove<S: StackSetApi>(
             });
             continue;
         }
-        let inst = d.instances.get(n).map(Vec::as_slice).unwrap_or_default();
-        accounts.extend(inst.iter().map(|i| i.account.clone()));
-        if let Err(e) = remove_one(api, n, inst, prefs, poll, rep, home).await {
+        let all = d.instances.get(n).map(Vec::as_slice).unwrap_or_default();
+        let listed_under = |i: &&Instance| only.is_none_or(|ous| i.ou.as_ref().is_some_and(|o| ous.contains(o)));
+        let (inst, kept): (Vec<Instance>, Vec<Instance>) = all.iter().cloned().partition(|i| listed_under(&i));
+        accounts.extend(all.iter().map(|i| i.account.clone()));
+        if let Err(e) = remove_one(api, n, &inst, kept.is_empty(), prefs, poll, rep, home).await {
             return (result(steps, Outcome::Failed { reason: e.message }), accounts);
         }
-        steps.push(StepResult {
-            what: n.clone(),
-            action: format!("deleted ({} instances first)", inst.len()),
-            done: true,
-        });
+        if kept.is_empty() {
+            steps.push(StepResult {
+                what: n.clone(),
+                action: format!("deleted ({} instances first)", inst.len()),
+                done: true,
+            });
+        } else {
+            let ous: BTreeSet<&str> = kept.iter().filter_map(|i| i.ou.as_deref()).collect();
+            steps.push(StepResult {
+                what: n.clone(),
+                action: format!(
+                    "{} instances deleted; {} kept: listed under {} (not selected; `uninstall --org` removes them)",
+                    inst.len(),
+                    kept.len(),
+                    ous.into_iter().collect::<Vec<_>>().join(",")
+                ),
+                done: !inst.is_empty(),
+            });
+        }
     }
     (result(steps, Outcome::Ok), accounts)
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn remove_one<S: StackSetApi>(
     api: &S,
     name: &str,
     inst: &[Instance],
+    delete_set: bool,
     prefs: &Prefs,
     poll: &PollOptions,
     rep: &dyn Reporter,
@@ -586,7 +608,10 @@ async fn remove_one<S: StackSetApi>(
         api.delete_instances(name, &Targets::ous(&ous), &regions, prefs, &op).await?;
         wait_operation(api, name, &op, poll, rep, home).await?;
     }
-    api.delete_set(name).await
+    if delete_set {
+        api.delete_set(name).await?;
+    }
+    Ok(())
 }
 
 /// An organization-wide install: what [`rollout`] needs beyond the targets.

@@ -6,7 +6,8 @@
 //! and auto-deployment and deploys into the management account):
 //!
 //! - instances go to the *member* accounts below the target OUs (recursively), never to the
-//!   management account, even when it sits below a target;
+//!   management account, even when it sits below a target; each lists the root or OU it was
+//!   targeted through (`OrganizationalUnitId`), not the account's parent;
 //! - `AccountFilterType` `INTERSECTION` keeps only the listed accounts, `DIFFERENCE` drops them,
 //!   `NONE` takes every account below the OUs;
 //! - automatic deployment creates the stack set's instances in an account that joins (or is
@@ -589,7 +590,10 @@ mod fake {
         }
 
         fn place(&mut self, set: &str, account: &str, region: &str) -> OpResult {
-            let ou = self.accounts.get(account).cloned();
+            // ListStackInstances names the root or OU of the deployment targets the account was
+            // reached through, not its parent.
+            let targeted = self.sets.get(set).and_then(|s| s.target_ous.iter().find(|ou| self.below(account, ou)));
+            let ou = targeted.cloned().or_else(|| self.accounts.get(account).cloned());
             let mut r =
                 OpResult { account: account.into(), region: region.into(), status: "SUCCEEDED".into(), reason: None };
             let mut inst = Instance {

@@ -148,11 +148,15 @@ async fn organization() -> Org {
 /// Deletes OrganizationAccountAccessRole in every member and checks it can no longer be assumed.
 async fn drop_member_roles(org: &Org) {
     for m in &org.members {
-        let iam = aws_sdk_iam::Client::new(&config(&org.emu.endpoint, &org.creds(m), HOME));
-        iam.delete_role().role_name(MEMBER_ROLE).send().await.expect("delete the member role");
-        let refused = role_session(&org.emu.endpoint, m).await.expect_err("no role, no session");
-        assert!(refused.contains("AccessDenied"), "{m}: {refused}");
+        drop_role(org, m).await;
     }
+}
+
+async fn drop_role(org: &Org, account: &str) {
+    let iam = aws_sdk_iam::Client::new(&config(&org.emu.endpoint, &org.creds(account), HOME));
+    iam.delete_role().role_name(MEMBER_ROLE).send().await.expect("delete the member role");
+    let refused = role_session(&org.emu.endpoint, account).await.expect_err("no role, no session");
+    assert!(refused.contains("AccessDenied"), "{account}: {refused}");
 }
 
 fn run(org: &Org, args: &[&str]) -> Output {
@@ -261,6 +265,13 @@ fn management_expected() -> Vec<String> {
     e
 }
 
+/// A member deployed directly (`--deploy-with direct`): ctguard's own stacks.
+fn direct_member_expected() -> Vec<String> {
+    let mut e: Vec<String> = management_expected().into_iter().filter(|x| !x.contains("ctguard-artifacts")).collect();
+    e.sort();
+    e
+}
+
 fn expected(account: &str) -> Vec<String> {
     if account == MGMT {
         management_expected()
@@ -354,6 +365,7 @@ async fn stacksets_mode_installs_verifies_and_uninstalls_with_no_role_in_the_mem
 #[tokio::test(flavor = "multi_thread")]
 async fn accounts_joining_and_leaving_keep_one_owner_and_touch_no_one_else() {
     let mut org = organization().await;
+    drop_member_roles(&org).await;
     let regions = REGIONS.join(",");
     must(&org, run(&org, &strs(&install_args(&["--org"]))), "install --org");
     let before = snapshot(&org).await;
@@ -361,6 +373,7 @@ async fn accounts_joining_and_leaving_keep_one_owner_and_touch_no_one_else() {
     // Joins after the install (into "dev"): automatic deployment gives it the detector at once.
     let dev = org.ous[1].clone();
     let late = org.join("late", &dev).await;
+    drop_role(&org, &late).await;
     assert_eq!(deployed(&org, &late).await, member_expected(), "automatic deployment, no re-run");
 
     // The re-run sees the account's instances (StackSets own it): no direct stack, no collision,
@@ -388,7 +401,8 @@ async fn accounts_joining_and_leaving_keep_one_owner_and_touch_no_one_else() {
         assert_eq!(deployed(&org, &a).await, Vec::<String>::new(), "{a}: after uninstall");
     }
     let (prod, prod_members) = (org.ous[0].clone(), [org.members[0].clone(), org.members[1].clone()]);
-    must(&org, run(&org, &strs(&install_args(&["--ou", &prod, "--deploy-with", "stacksets"]))), "install --ou prod");
+    // The StackSets mode is the default for --ou too.
+    must(&org, run(&org, &strs(&install_args(&["--ou", &prod]))), "install --ou prod");
     let snap = snapshot(&org).await;
     for a in &prod_members {
         assert_eq!(snap.get(a), Some(&member_expected()), "{a}: below the targeted OU");
@@ -399,5 +413,37 @@ async fn accounts_joining_and_leaving_keep_one_owner_and_touch_no_one_else() {
     assert_eq!(deployed(&org, &stayer).await, member_expected(), "still below the targeted OU");
     for (a, was) in snap.iter().filter(|(a, _)| **a != mover) {
         assert_eq!(&deployed(&org, a).await, was, "{a}: untouched by the move");
+    }
+
+    // `uninstall --ou` removes that OU's instances and then the StackSets, through the
+    // management account alone.
+    must(&org, run(&org, &["uninstall", "--ou", &prod, "--regions", &regions, "--yes"]), "uninstall --ou prod");
+    assert_eq!(deployed(&org, &stayer).await, Vec::<String>::new());
+    let cfn = aws_sdk_cloudformation::Client::new(&org.emu.config(HOME));
+    for name in ["ctguard-state-auto", "ctguard-account-auto", "ctguard-region-auto"] {
+        assert!(cfn.describe_stack_set().stack_set_name(name).send().await.is_err(), "{name} is deleted");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn direct_mode_covers_a_joining_account_on_the_rerun_with_one_detector() {
+    let mut org = organization().await;
+    let direct = install_args(&["--org", "--deploy-with", "direct"]);
+    must(&org, run(&org, &strs(&direct)), "install --org --deploy-with direct");
+    let before = snapshot(&org).await;
+    for (a, found) in &before {
+        let want = if a == MGMT { management_expected() } else { direct_member_expected() };
+        assert_eq!(found, &want, "{a}: direct stacks only (no StackSet instance)");
+    }
+    // The first install's exclusion list covered every account: no instance, so an account
+    // joining now is not covered until a re-run...
+    let dev = org.ous[1].clone();
+    let late = org.join("late", &dev).await;
+    assert_eq!(deployed(&org, &late).await, Vec::<String>::new(), "not covered before the re-run");
+    // ...which deploys it directly, once, and changes nothing elsewhere.
+    must(&org, run(&org, &strs(&direct)), "install --org --deploy-with direct after a join");
+    assert_eq!(deployed(&org, &late).await, direct_member_expected());
+    for (a, was) in &before {
+        assert_eq!(&deployed(&org, a).await, was, "{a}: untouched");
     }
 }

@@ -254,7 +254,7 @@ async fn uninstall_through_the_stack_set_deletes_by_ou_without_account_filter() 
     clear(&w);
     let home = Target::new(M, "us-east-1");
     let rep = |_: &DeployEvent| {};
-    let (row, accounts) = remove(&w.sets, &Prefs::default(), &opts(false).poll, &rep, &home).await;
+    let (row, accounts) = remove(&w.sets, None, &Prefs::default(), &opts(false).poll, &rep, &home).await;
     assert!(!row.failed(), "{row:?}");
     assert_eq!(accounts, BTreeSet::from([A.to_string(), B.to_string(), C.to_string()]));
     let writes = w.sets.writes();
@@ -266,6 +266,31 @@ async fn uninstall_through_the_stack_set_deletes_by_ou_without_account_filter() 
     assert!(w.sets.with(|o| o.set_names().is_empty()));
     assert_eq!(detectors(&w, C), 0);
     assert_eq!(direct_stacks(&w, M), 2, "the management account's direct stacks are uninstalled by deploy::uninstall");
+}
+
+#[tokio::test]
+async fn ou_uninstall_removes_only_the_instances_listed_under_those_ous() {
+    let home = Target::new(M, "us-east-1");
+    let rep = |_: &DeployEvent| {};
+    // An --ou install, uninstalled with the same --ou: instances, then the sets.
+    let w = world();
+    install(&w, Some(DeployWith::StackSets), &["ou-a"], false).await;
+    clear(&w);
+    let ous = ["ou-a".to_string()];
+    let (row, accounts) = remove(&w.sets, Some(&ous), &Prefs::default(), &opts(false).poll, &rep, &home).await;
+    assert!(!row.failed(), "{row:?}");
+    assert_eq!(accounts, BTreeSet::from([A.to_string()]));
+    assert_eq!(detectors(&w, A), 0);
+    assert!(w.sets.with(|o| o.set_names().is_empty()), "no instance left: the sets go");
+    // An --org install (instances listed under the root): `--ou ou-a` deletes nothing, says why.
+    let w = world();
+    install(&w, None, &[ROOT], false).await;
+    clear(&w);
+    let (row, accounts) = remove(&w.sets, Some(&ous), &Prefs::default(), &opts(false).poll, &rep, &home).await;
+    assert!(w.sets.writes().is_empty(), "{:?}", w.sets.writes());
+    assert_eq!((detectors(&w, A), detectors(&w, B)), (2, 2));
+    assert_eq!(accounts, BTreeSet::from([A.to_string(), B.to_string()]), "StackSet-owned: no direct removal there");
+    assert!(row.steps.iter().all(|s| s.action.contains("kept: listed under r-root")), "{:?}", row.steps);
 }
 
 #[tokio::test]

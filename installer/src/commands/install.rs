@@ -68,7 +68,7 @@ pub struct InstallArgs {
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=ctguard_detector::policy::MAX_DEFAULT_TTL_HOURS as i64))]
     pub default_ttl_hours: Option<u32>,
     /// Deploy automatically to accounts that join later (StackSets auto-deployment). Default:
-    /// as deployed; on for a first install with --org; possible with --ou.
+    /// as deployed; on for a first install with --org or --ou (off with --ou --deploy-with direct).
     #[arg(long, conflicts_with = "no_auto_deploy")]
     pub auto_deploy: bool,
     /// Do not deploy to accounts that join later (removes the direct mode's auto-deployment
@@ -317,7 +317,17 @@ pub async fn run(args: &InstallArgs, g: &GlobalArgs) -> anyhow::Result<u8> {
     } else {
         (defaults.clone(), false)
     };
-    let auto = want.auto_deploy.unwrap_or(stack_sets_exist || matches!(s.selection, Selection::Org)) && org_wide;
+    // Automatic deployment (and so the StackSets mode) is the default for --org and for --ou:
+    // joining accounts are covered and no member role is needed. `--ou --deploy-with direct`
+    // keeps the direct mode's own default (no auto-deployment) unless --auto-deploy is given.
+    let direct_asked = args.deploy_with == Some(DeployWithArg::Direct);
+    let auto_default = stack_sets_exist
+        || match s.selection {
+            Selection::Org => true,
+            Selection::Ous(_) => !direct_asked,
+            _ => false,
+        };
+    let auto = want.auto_deploy.unwrap_or(auto_default) && org_wide;
     let turning_off = !auto && stack_sets_exist;
     if let (Some(arn), Some(org)) = (&cfg.alert_topic_arn, &s.org) {
         if let Some(w) = central_topic_warning(s.connector.base(), arn, &org.id).await {
@@ -420,7 +430,7 @@ async fn auto_deploy_off(
     }
     let home = Target::new(s.caller_account.clone(), s.set.home_region.clone());
     let before = ss.calls();
-    let (mut r, _) = autodeploy::remove(ss, &Prefs::default(), &opts.poll, rep, &home).await;
+    let (mut r, _) = autodeploy::remove(ss, None, &Prefs::default(), &opts.poll, rep, &home).await;
     r.calls = ss.calls() - before;
     report.results.push(r);
     Ok(Vec::new())

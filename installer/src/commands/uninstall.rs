@@ -88,14 +88,19 @@ pub async fn run(args: &UninstallArgs, g: &GlobalArgs) -> anyhow::Result<u8> {
     // accounts they owned have nothing else of ctguard's, so no role is needed there.
     let mut auto_result = None;
     let mut stackset_accounts = std::collections::BTreeSet::new();
-    let whole_org = matches!(s.selection, Selection::Org);
-    if let (Some(org), false, true) = (&s.org, args.plan, whole_org) {
+    // `--ou`: only the instances listed under those OUs (an `--ou` install's).
+    let only = match &s.selection {
+        Selection::Ous(ous) => Some(ous.as_slice()),
+        _ => None,
+    };
+    let org_wide = matches!(s.selection, Selection::Org | Selection::Ous(_));
+    if let (Some(org), false, true) = (&s.org, args.plan, org_wide) {
         let home = Target::new(s.caller_account.clone(), s.set.home_region.clone());
         let ss = CfnStackSets::new(
             &ctguard_aws::in_region(s.connector.base(), &home.region),
             s.caller_account != org.management_account,
         );
-        let (mut r, owned) = autodeploy::remove(&ss, &Prefs::default(), &opts.poll, rep.as_ref(), &home).await;
+        let (mut r, owned) = autodeploy::remove(&ss, only, &Prefs::default(), &opts.poll, rep.as_ref(), &home).await;
         r.calls = ss.calls();
         stackset_accounts = owned;
         auto_result = Some(r);
