@@ -580,6 +580,15 @@ class StackSetsTest(unittest.TestCase):
         for m in (ma, mb):
             [st] = o.stacks(m, name, "us-west-2")
             self.assertEqual(st["Parameters"], [{"ParameterKey": "Greeting", "ParameterValue": "hi"}])
+        # An override on one OU's instances wins over the stack set's value, there only.
+        cfn.update_stack_instances(StackSetName=name, DeploymentTargets={"OrganizationalUnitIds": [a]}, Regions=["us-east-1"],
+                                   ParameterOverrides=[{"ParameterKey": "Greeting", "ParameterValue": "own"}])
+        [st] = o.stacks(ma, name)
+        self.assertEqual(st["Parameters"], [{"ParameterKey": "Greeting", "ParameterValue": "own"}])
+        self.assertEqual(o.stacks(mb, name)[0]["Parameters"], [{"ParameterKey": "Greeting", "ParameterValue": "hi"}])
+        got = cfn.describe_stack_instance(StackSetName=name, StackInstanceAccount=ma, StackInstanceRegion="us-east-1")
+        self.assertEqual(got["StackInstance"]["ParameterOverrides"], [{"ParameterKey": "Greeting", "ParameterValue": "own"}])
+        self.assertEqual(got["StackInstance"]["OrganizationalUnitId"], o.root)
         # Deleting by OU: only that OU's accounts lose their instances and stacks.
         cfn.delete_stack_instances(StackSetName=name, DeploymentTargets={"OrganizationalUnitIds": [b]}, Regions=REGIONS,
                                    RetainStacks=False)

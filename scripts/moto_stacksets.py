@@ -35,6 +35,9 @@ What is honoured, as AWS documents it:
   account filter drops an OU from them.
 - UpdateStackSet without ``DeploymentTargets`` updates the template and parameters of every
   instance (their stacks are updated); with targets, only those accounts' instances.
+  UpdateStackInstances sets ``ParameterOverrides`` on existing instances (by OU and filter;
+  an empty list removes them), which win over the stack set's values and show in
+  DescribeStackInstance.
 - DeleteStackInstances by OU (and filter) deletes the selected accounts' instances and stacks
   (``RetainStacks`` keeps the stacks); DeleteStackSet is refused while instances exist (moto).
 - Operations: ``OperationId`` reused is refused (``OperationIdAlreadyExistsException``), as AWS
@@ -395,6 +398,7 @@ _orig = {
         "create_stack_set",
         "update_stack_set",
         "create_stack_instances",
+        "update_stack_instances",
         "delete_stack_instances",
         "list_stack_set_operation_results",
     )
@@ -470,6 +474,37 @@ def update_stack_set(self: CloudFormationResponse) -> ActionResult:
             if (chosen is None or i.account_id in chosen) and (not regions or i.region_name in regions)
         ]
         op.run(work, lambda a, r, _ou: _find(ss, a, r).apply(ss), org)
+        return ActionResult({"OperationId": op.id})
+
+
+def update_stack_instances(self: CloudFormationResponse) -> ActionResult:
+    """ParameterOverrides on existing instances (by OU and filter): given keys are replaced,
+    an empty list removes every override; the instances' stacks are updated."""
+    with LOCK:
+        ss = _stack_set(self)
+        if ss.permission_model != SERVICE_MANAGED:
+            return _orig["update_stack_instances"](self)
+        targets = self._get_params().get("DeploymentTargets") or {}
+        if not targets.get("OrganizationalUnitIds"):
+            raise ValidationError(message="StackSets with SERVICE_MANAGED permission model need OrganizationalUnitIds")
+        regions = [str(r) for r in self._get_param("Regions", [])]
+        given = self._get_param("ParameterOverrides", []) or []
+        org = _org_or_fail(self.current_account, self.region)
+        chosen = {a for a, _ in org.select(targets)}
+        op = Operation(ss, self._get_param("OperationId"), "UPDATE", self._get_param("OperationPreferences"))
+
+        def step(a: str, r: str, _ou: str | None) -> str | None:
+            inst = _find(ss, a, r)
+            if not given:
+                inst.parameters = []
+            else:
+                merged = {p["ParameterKey"]: p for p in inst.parameters}
+                merged.update({p["ParameterKey"]: p for p in given if not p.get("UsePreviousValue")})
+                inst.parameters = list(merged.values())
+            return inst.apply(ss)
+
+        work = [(i.account_id, i.region_name, i.ou) for i in list(_instances(ss)) if i.account_id in chosen and i.region_name in regions]
+        op.run(work, step, org)
         return ActionResult({"OperationId": op.id})
 
 
@@ -602,6 +637,7 @@ def install_hooks() -> None:
     CloudFormationResponse.create_stack_set = create_stack_set
     CloudFormationResponse.update_stack_set = update_stack_set
     CloudFormationResponse.create_stack_instances = create_stack_instances
+    CloudFormationResponse.update_stack_instances = update_stack_instances
     CloudFormationResponse.delete_stack_instances = delete_stack_instances
     CloudFormationResponse.list_stack_set_operation_results = list_stack_set_operation_results
     OrganizationsBackend.create_account = _after(

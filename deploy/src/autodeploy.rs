@@ -262,6 +262,20 @@ pub fn plan_lines(reqs: &[StackSetRequest], d: &Discovered, prefs: &Prefs) -> Ve
         if r.mode == DeployWith::StackSets && !regions.is_empty() {
             out.push(format!("{prefix}: add regions {} below {}", regions.join(","), r.ou_ids.join(",")));
         }
+        // An override wins over the stack set's value: what this run sends does not reach it.
+        for i in inst.iter().filter(|i| !i.overrides.is_empty()) {
+            let list: Vec<String> = i
+                .overrides
+                .iter()
+                .map(|(k, v)| format!("{k}={v} (StackSet: {})", r.spec.parameters.get(k).map_or("-", String::as_str)))
+                .collect();
+            out.push(format!(
+                "{prefix}: {}:{} overrides {}: the StackSet's value does not reach it there",
+                i.account,
+                i.region,
+                list.join(", ")
+            ));
+        }
         for i in inst.iter().filter(|i| !i.healthy()) {
             let why = i.reason.as_deref().unwrap_or("");
             out.push(format!(
@@ -274,6 +288,21 @@ pub fn plan_lines(reqs: &[StackSetRequest], d: &Discovered, prefs: &Prefs) -> Ve
         }
     }
     out
+}
+
+/// Reads every listed instance's parameter overrides (one DescribeStackInstance each, so only
+/// for `--plan`); returns what could not be read.
+async fn read_overrides<S: StackSetApi>(api: &S, d: &mut Discovered) -> Vec<String> {
+    let mut unread = Vec::new();
+    for (name, inst) in d.instances.iter_mut() {
+        for i in inst.iter_mut() {
+            match api.overrides(name, &i.account, &i.region).await {
+                Ok(o) => i.overrides = o,
+                Err(e) => unread.push(format!("{name}: {}:{} overrides unknown: {}", i.account, i.region, e.message)),
+            }
+        }
+    }
+    unread
 }
 
 /// Member accounts below the OUs without an instance, and asked-for regions without any.
@@ -657,7 +686,7 @@ pub async fn rollout<C: crate::stacks::Connector, S: StackSetApi>(
     ro: &Rollout,
     rep: &dyn Reporter,
 ) -> Result<RolloutReport, String> {
-    let d = if ro.auto_deploy || ro.asked.is_some() { discover(ss).await } else { Discovered::default() };
+    let mut d = if ro.auto_deploy || ro.asked.is_some() { discover(ss).await } else { Discovered::default() };
     if let Some(e) = &d.unreadable {
         return Err(format!("cannot read ctguard's StackSets, so the owner of each account is unknown: {e}"));
     }
@@ -697,6 +726,7 @@ pub async fn rollout<C: crate::stacks::Connector, S: StackSetApi>(
         let members: Vec<String> = set.accounts.iter().filter(|a| **a != ro.management).cloned().collect();
         let reqs = plan(cfg, set, &ro.ous, &members, &direct, mode);
         if opts.plan_only {
+            notes.extend(read_overrides(ss, &mut d).await);
             let lines = plan_lines(&reqs, &d, &ro.prefs);
             pending = lines
                 .iter()

@@ -157,6 +157,7 @@ mod tests {
             status: "CURRENT".into(),
             detailed: Some(d.into()),
             reason: None,
+            overrides: Default::default(),
         }
     }
 

@@ -159,6 +159,9 @@ pub struct Instance {
     /// `SUCCEEDED`, `FAILED`, `PENDING`, `RUNNING`, `CANCELLED`, `SKIPPED_SUSPENDED_ACCOUNT`...
     pub detailed: Option<String>,
     pub reason: Option<String>,
+    /// The instance's parameter overrides (they win over the stack set's values). Not in
+    /// ListStackInstances: filled by [`StackSetApi::overrides`] where needed (`--plan`).
+    pub overrides: BTreeMap<String, String>,
 }
 
 impl Instance {
@@ -216,6 +219,13 @@ pub trait StackSetApi: Sync {
     fn busy(&self, name: &str) -> impl Future<Output = Result<bool, ApiError>> + Send;
     /// Per account × region results of an operation.
     fn results(&self, name: &str, op: &str) -> impl Future<Output = Result<Vec<OpResult>, ApiError>> + Send;
+    /// The parameter overrides of one instance (DescribeStackInstance).
+    fn overrides(
+        &self,
+        name: &str,
+        account: &str,
+        region: &str,
+    ) -> impl Future<Output = Result<BTreeMap<String, String>, ApiError>> + Send;
     fn calls(&self) -> u64;
 }
 
@@ -341,6 +351,7 @@ impl StackSetApi for CfnStackSets {
                 status: s.status().map(|x| x.as_str().to_string()).unwrap_or_default(),
                 detailed: s.stack_instance_status().and_then(|d| d.detailed_status()).map(|d| d.as_str().to_string()),
                 reason: s.status_reason().map(String::from),
+                overrides: BTreeMap::new(),
             }));
         }
         Ok(out)
@@ -480,6 +491,29 @@ impl StackSetApi for CfnStackSets {
         Ok(out)
     }
 
+    async fn overrides(&self, name: &str, account: &str, region: &str) -> Result<BTreeMap<String, String>, ApiError> {
+        let d = self
+            .cfn
+            .describe_stack_instance()
+            .stack_set_name(name)
+            .stack_instance_account(account)
+            .stack_instance_region(region)
+            .call_as(self.call_as())
+            .send()
+            .await
+            .map_err(|e| ApiError::from_sdk("DescribeStackInstance", &e))?;
+        Ok(d.stack_instance()
+            .map(|i| {
+                i.parameter_overrides()
+                    .iter()
+                    .map(|p| {
+                        (p.parameter_key().unwrap_or_default().into(), p.parameter_value().unwrap_or_default().into())
+                    })
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
     fn calls(&self) -> u64 {
         self.counter.get()
     }
@@ -603,6 +637,7 @@ mod fake {
                 status: "CURRENT".into(),
                 detailed: Some("SUCCEEDED".into()),
                 reason: None,
+                overrides: BTreeMap::new(),
             };
             if self.suspended.contains(account) {
                 // Operations skip suspended accounts: nothing is created, nothing recorded.
@@ -685,6 +720,14 @@ mod fake {
             self.auto_deploy(account);
         }
 
+        /// Gives an instance parameter overrides (UpdateStackInstances, as an operator would).
+        pub fn set_overrides(&mut self, set: &str, account: &str, region: &str, overrides: &[(&str, &str)]) {
+            let key = (account.to_string(), region.to_string());
+            if let Some(i) = self.sets.get_mut(set).and_then(|s| s.instances.get_mut(&key)) {
+                i.overrides = overrides.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+            }
+        }
+
         /// Accounts with an instance of `set`, with the instance's detailed status.
         pub fn instances(&self, set: &str) -> BTreeMap<(String, String), String> {
             self.sets
@@ -765,8 +808,10 @@ mod fake {
 
         async fn list_instances(&self, name: &str) -> Result<Vec<Instance>, ApiError> {
             self.req(format!("ListStackInstances {name}"));
+            // ListStackInstances carries no overrides: only DescribeStackInstance does.
+            let strip = |i: &Instance| Instance { overrides: BTreeMap::new(), ..i.clone() };
             self.with(|o| {
-                o.sets.get(name).map(|s| s.instances.values().cloned().collect()).ok_or_else(|| missing(name))
+                o.sets.get(name).map(|s| s.instances.values().map(strip).collect()).ok_or_else(|| missing(name))
             })
         }
 
@@ -921,6 +966,21 @@ mod fake {
             self.req(format!("ListStackSetOperationResults {name} {op}"));
             Ok(self
                 .with(|o| o.ops.get(&(name.to_string(), op.to_string())).map(|(_, r)| r.clone()).unwrap_or_default()))
+        }
+
+        async fn overrides(
+            &self,
+            name: &str,
+            account: &str,
+            region: &str,
+        ) -> Result<BTreeMap<String, String>, ApiError> {
+            self.req(format!("DescribeStackInstance {name} {account} {region}"));
+            let key = (account.to_string(), region.to_string());
+            self.with(|o| {
+                o.sets.get(name).and_then(|s| s.instances.get(&key)).map(|i| i.overrides.clone()).ok_or_else(|| {
+                    ApiError { code: Some("StackInstanceNotFoundException".into()), message: format!("{key:?}") }
+                })
+            })
         }
 
         fn calls(&self) -> u64 {

@@ -344,6 +344,31 @@ async fn stacksets_mode_installs_verifies_and_uninstalls_with_no_role_in_the_mem
         }
     }
 
+    // An operator overrides a parameter of one member's instance: `--plan` reads the listed
+    // instances' overrides (DescribeStackInstance) and names it, changing nothing.
+    let member = org.members[0].clone();
+    use aws_sdk_cloudformation::types::{AccountFilterType, DeploymentTargets, Parameter};
+    let cfn = aws_sdk_cloudformation::Client::new(&org.emu.config(HOME));
+    let root = org.orgs().list_roots().send().await.expect("roots").roots()[0].id().expect("root").to_string();
+    cfn.update_stack_instances()
+        .stack_set_name("ctguard-region-auto")
+        .deployment_targets(
+            DeploymentTargets::builder()
+                .organizational_unit_ids(&root)
+                .accounts(&member)
+                .account_filter_type(AccountFilterType::Intersection)
+                .build(),
+        )
+        .regions("us-west-2")
+        .parameter_overrides(Parameter::builder().parameter_key("LogRetentionDays").parameter_value("7").build())
+        .send()
+        .await
+        .expect("override one instance");
+    let plan = run(&org, &["install", "--org", "--regions", &regions, "--plan"]);
+    assert_eq!(plan.status.code(), Some(0), "nothing to change:\n{}", output_text(&plan));
+    let line = format!("{member}:us-west-2 overrides LogRetentionDays=7 (StackSet: 90)");
+    assert!(String::from_utf8_lossy(&plan.stderr).contains(&line), "{line}\n{}", output_text(&plan));
+
     // A re-run changes nothing and creates no second copy.
     must(&org, run(&org, &strs(&install_args(&["--org"]))), "install --org again");
     for a in org.all_accounts() {

@@ -384,6 +384,19 @@ async fn plan_lists_instances_and_changes_and_writes_nothing() {
     assert!(r.notes.iter().any(|n| n.contains("2 instances") || n.contains("4 instances")), "{:?}", r.notes);
     assert!(r.notes.iter().any(|n| n.contains(&format!("(INTERSECTION): {C}"))), "{:?}", r.notes);
     assert!(w.sets.writes().is_empty());
+    assert!(r.notes.iter().all(|n| !n.contains(" overrides ")), "no override yet: {:?}", r.notes);
+    // An instance whose parameter an operator overrode: --plan names it (ListStackInstances
+    // does not carry overrides; DescribeStackInstance does).
+    w.sets.with(|o| o.set_overrides("ctguard-region-auto", A, "eu-west-1", &[("LogRetentionDays", "7")]));
+    let r = install(&w, None, &[ROOT], true).await;
+    let line = r.notes.iter().find(|n| n.contains(" overrides ")).unwrap_or_else(|| panic!("{:?}", r.notes));
+    assert!(
+        line.contains(&format!(
+            "ctguard-region-auto (stacksets mode): {A}:eu-west-1 overrides LogRetentionDays=7 (StackSet: 90)"
+        )),
+        "{line}"
+    );
+    assert!(w.sets.writes().is_empty());
 }
 
 #[test]
