@@ -602,6 +602,28 @@ class StackSetsTest(unittest.TestCase):
         self.assertEqual(o.stacks(ma, name), [])
         cfn.delete_stack_set(StackSetName=name)
 
+    def test_call_as_the_management_account_or_a_registered_delegated_administrator(self):
+        o = Organization()
+        a = o.ou("a")
+        admin, other = o.account("admin", a), o.account("other", a)
+        template = dict(TemplateBody=FREE, PermissionModel="SERVICE_MANAGED", AutoDeployment={"Enabled": True})
+        for who in (admin, other):
+            with self.assertRaises(o.mgmt.client("cloudformation").exceptions.ClientError) as e:
+                o.member(who, "cloudformation").create_stack_set(StackSetName="s", CallAs="DELEGATED_ADMIN", **template)
+            self.assertIn("not a delegated administrator", str(e.exception))
+        o.org.register_delegated_administrator(AccountId=admin, ServicePrincipal="member.org.stacksets.cloudformation.amazonaws.com")
+        cfn = o.member(admin, "cloudformation")
+        with self.assertRaises(cfn.exceptions.ClientError) as e:
+            cfn.create_stack_set(StackSetName="s", **template)  # CallAs SELF from a member
+        self.assertIn("not the management account", str(e.exception))
+        cfn.create_stack_set(StackSetName="s", CallAs="DELEGATED_ADMIN", **template)
+        cfn.create_stack_instances(StackSetName="s", CallAs="DELEGATED_ADMIN", DeploymentTargets={"OrganizationalUnitIds": [o.root]},
+                                   Regions=["us-east-1"])
+        got = cfn.list_stack_instances(StackSetName="s", CallAs="DELEGATED_ADMIN")["Summaries"]
+        self.assertEqual({i["Account"] for i in got}, {admin, other}, "the members, the administrator too; not the management account")
+        listed = {x["Id"] for x in o.member(admin, "organizations").list_accounts()["Accounts"]}
+        self.assertEqual(listed, {o.mgmt.id, admin, other})
+
     def test_a_member_role_that_does_not_exist_cannot_be_assumed(self):
         o = Organization()
         m = o.account("m")

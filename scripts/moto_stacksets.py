@@ -54,11 +54,18 @@ What is honoured, as AWS documents it:
   (the management account, accounts outside any organization, which tests conjure freely)
   keep moto's behaviour.
 
+- ``CallAs``: service-managed stack sets are created and operated by the management account
+  (``SELF``) or by an account registered as delegated administrator for
+  ``member.org.stacksets.cloudformation.amazonaws.com`` (``DELEGATED_ADMIN``; the principal is
+  added to the ones moto's RegisterDelegatedAdministrator accepts); anyone else, or the wrong
+  ``CallAs``, gets a ValidationError. A delegated administrator may ListAccounts (moto answers
+  a member from its own, empty, view).
+
 What it does not do, said plainly: operations complete synchronously (AWS runs them for
 minutes; statuses are final when the call returns, so callers' polling sees SUCCEEDED or
 FAILED at once); ``MaxConcurrent*`` and ``RegionConcurrencyType`` change nothing (one account
-at a time); ``CallAs`` is not checked (moto cannot register a delegated administrator for
-StackSets), nor is trusted access; a failed stack is removed rather than left in
+at a time); trusted access is not checked; the stack sets of a delegated administrator live in
+its own account's CloudFormation; a failed stack is removed rather than left in
 ``ROLLBACK_COMPLETE``; closing an account (CloseAccount) only suspends it; drift detection,
 ``AccountsUrl``, ``ConcurrencyMode`` and import are absent.
 """
@@ -78,11 +85,13 @@ from moto.core.exceptions import ServiceException
 from moto.core.responses import ActionResult
 from moto.core.utils import utcnow
 from moto.iam.models import iam_backends
-from moto.organizations.models import OrganizationsBackend, organizations_backends
+from moto.organizations.models import FakeDelegatedAdministrator, OrganizationsBackend, organizations_backends
 from moto.sts.models import STSBackend
 from moto.utilities.utils import get_partition
 
 SERVICE_MANAGED = "SERVICE_MANAGED"
+# The service principal a StackSets delegated administrator is registered for.
+STACKSETS_PRINCIPAL = "member.org.stacksets.cloudformation.amazonaws.com"
 SUSPENDED = "SKIPPED_SUSPENDED_ACCOUNT"
 # One lock for every StackSets change: operations and organization changes never interleave.
 LOCK = threading.RLock()
@@ -111,6 +120,7 @@ class Org:
         self.ou_parent = {ou.id: ou.parent_id for ou in backend.ou if ou.id != self.root}
         self.account_parent = {a.id: a.parent_id for a in backend.accounts}
         self.suspended = {a.id for a in backend.accounts if a.status == "SUSPENDED"}
+        self.delegated = {d.account.id for d in backend.admins if STACKSETS_PRINCIPAL in d.services}
 
     @staticmethod
     def of(account: str, region: str) -> Org | None:
@@ -407,6 +417,8 @@ _orig = {
 
 def create_stack_set(self: CloudFormationResponse) -> ActionResult:
     with LOCK:
+        if self._get_param("PermissionModel") == SERVICE_MANAGED:
+            _check_call_as(self)
         out = _orig["create_stack_set"](self)
         ss = _stack_set(self)
         if ss.permission_model == SERVICE_MANAGED:
@@ -420,6 +432,7 @@ def create_stack_instances(self: CloudFormationResponse) -> ActionResult:
         ss = _stack_set(self)
         if ss.permission_model != SERVICE_MANAGED:
             return _orig["create_stack_instances"](self)
+        _check_call_as(self)
         targets = self._get_params().get("DeploymentTargets") or {}
         if not targets.get("OrganizationalUnitIds"):
             raise ValidationError(message="StackSets with SERVICE_MANAGED permission model need OrganizationalUnitIds")
@@ -445,6 +458,7 @@ def update_stack_set(self: CloudFormationResponse) -> ActionResult:
         ss = _stack_set(self)
         if ss.permission_model != SERVICE_MANAGED:
             return _orig["update_stack_set"](self)
+        _check_call_as(self)
         op = Operation(ss, self._get_param("OperationId"), "UPDATE", self._get_param("OperationPreferences"))
         template = self._get_param("TemplateBody")
         if self._get_param("TemplateURL"):
@@ -484,6 +498,7 @@ def update_stack_instances(self: CloudFormationResponse) -> ActionResult:
         ss = _stack_set(self)
         if ss.permission_model != SERVICE_MANAGED:
             return _orig["update_stack_instances"](self)
+        _check_call_as(self)
         targets = self._get_params().get("DeploymentTargets") or {}
         if not targets.get("OrganizationalUnitIds"):
             raise ValidationError(message="StackSets with SERVICE_MANAGED permission model need OrganizationalUnitIds")
@@ -513,6 +528,7 @@ def delete_stack_instances(self: CloudFormationResponse) -> ActionResult:
         ss = _stack_set(self)
         if ss.permission_model != SERVICE_MANAGED:
             return _orig["delete_stack_instances"](self)
+        _check_call_as(self)
         targets = self._get_params().get("DeploymentTargets") or {}
         ous = list(targets.get("OrganizationalUnitIds") or [])
         if not ous:
@@ -556,6 +572,21 @@ def _org_or_fail(account: str, region: str) -> Org:
     if org is None:
         raise ValidationError(message="service-managed StackSets need AWS Organizations: the account is in none")
     return org
+
+
+def _check_call_as(resp: CloudFormationResponse) -> None:
+    """Service-managed StackSets are run by the management account (CallAs SELF) or by a
+    registered StackSets delegated administrator (CallAs DELEGATED_ADMIN), nobody else."""
+    call_as = str(resp._get_param("CallAs") or "SELF")
+    org = _org_or_fail(resp.current_account, resp.region)
+    me = resp.current_account
+    if call_as == "SELF" and me != org.master:
+        raise ValidationError(
+            message=f"{me} is not the management account: service-managed StackSets need CallAs DELEGATED_ADMIN "
+            "from a delegated administrator"
+        )
+    if call_as == "DELEGATED_ADMIN" and me not in org.delegated:
+        raise ValidationError(message=f"Account used is not a delegated administrator: {me}")
 
 
 # --- automatic deployment ------------------------------------------------------------------------------
@@ -614,6 +645,22 @@ def _after(name: str, account_of: Any) -> Any:
     return hooked
 
 
+# --- Organizations reads from a delegated administrator ----------------------------------------------
+
+_orig_list_accounts = OrganizationsBackend.list_accounts
+
+
+def list_accounts(self: OrganizationsBackend, *args: Any, **kwargs: Any) -> Any:
+    """A delegated administrator may list the organization's accounts (moto answers from the
+    member's own, empty, backend)."""
+    master = organizations_backends.master_accounts.get(self.account_id)
+    if self.org is None and master is not None:
+        backend = organizations_backends[master[0]][master[1]]
+        if any(d.account.id == self.account_id for d in backend.admins):
+            return backend.list_accounts(*args, **kwargs)
+    return _orig_list_accounts(self, *args, **kwargs)
+
+
 # --- STS: a role that does not exist cannot be assumed ---------------------------------------------------
 
 _orig_assume_role = STSBackend.assume_role
@@ -648,3 +695,6 @@ def install_hooks() -> None:
         "remove_account_from_organization", lambda kw, _out: kw["AccountId"]
     )
     STSBackend.assume_role = assume_role
+    OrganizationsBackend.list_accounts = list_accounts
+    if STACKSETS_PRINCIPAL not in FakeDelegatedAdministrator.SUPPORTED_SERVICES:
+        FakeDelegatedAdministrator.SUPPORTED_SERVICES.append(STACKSETS_PRINCIPAL)

@@ -8,6 +8,7 @@ use ctguard_aws::{self as aws, AwsError, AwsOptions};
 use crate::deploy::{self, Installed};
 use crate::org::{self, AwsOrg, OrgDirectory, OrgError, OrgInfo, Selection};
 use crate::stacks::{AwsConnector, CallCounter};
+use crate::stacksets::CfnStackSets;
 use crate::targets::{self, TargetError, TargetSet, US_EAST_1};
 
 /// Which accounts × regions to work on (shared by install, status, verify and uninstall); the
@@ -53,6 +54,20 @@ pub struct Session {
     pub selection: Selection,
     /// Calls made while setting up (STS, Organizations, Account).
     pub setup_calls: CallCounter,
+}
+
+impl Session {
+    /// Whether the caller is not the organization's management account: its StackSets calls
+    /// then go as a delegated administrator (`CallAs: DELEGATED_ADMIN`).
+    pub fn delegated_admin(&self) -> bool {
+        self.org.as_ref().is_some_and(|o| o.management_account != self.caller_account)
+    }
+
+    /// ctguard's StackSets as this caller reaches them, from its home region: as the management
+    /// account (`CallAs: SELF`) or as a delegated administrator.
+    pub fn stack_sets(&self) -> CfnStackSets {
+        CfnStackSets::new(&aws::in_region(self.connector.base(), &self.set.home_region), self.delegated_admin())
+    }
 }
 
 /// Why a multi-account command could not start.

@@ -163,6 +163,16 @@ fn run(org: &Org, args: &[&str]) -> Output {
     ctguard(Some(&org.emu.endpoint)).args(args).output().expect("run ctguard")
 }
 
+/// `ctguard` acting as the account of `c` (an observer user's key: no session token).
+fn run_as(org: &Org, c: &Creds, args: &[&str]) -> Output {
+    let mut cmd = ctguard(Some(&org.emu.endpoint));
+    cmd.env("AWS_ACCESS_KEY_ID", &c.0).env("AWS_SECRET_ACCESS_KEY", &c.1).env_remove("AWS_SESSION_TOKEN");
+    if let Some(t) = &c.2 {
+        cmd.env("AWS_SESSION_TOKEN", t);
+    }
+    cmd.args(args).output().expect("run ctguard")
+}
+
 fn must(org: &Org, o: Output, what: &str) -> Output {
     assert!(
         o.status.success(),
@@ -290,13 +300,7 @@ async fn snapshot(org: &Org) -> BTreeMap<String, Vec<String>> {
 
 /// `ctguard verify` in the account of `creds` (its own regions): per region, whether it passed.
 fn verify_as(org: &Org, creds: &Creds) -> BTreeMap<String, bool> {
-    let mut c = ctguard(Some(&org.emu.endpoint));
-    c.env("AWS_ACCESS_KEY_ID", &creds.0).env("AWS_SECRET_ACCESS_KEY", &creds.1).env_remove("AWS_SESSION_TOKEN");
-    if let Some(t) = &creds.2 {
-        c.env("AWS_SESSION_TOKEN", t);
-    }
-    let out =
-        c.args(["verify", "--regions", &REGIONS.join(","), "--timeout", "30", "--json"]).output().expect("run verify");
+    let out = run_as(org, creds, &["verify", "--regions", &REGIONS.join(","), "--timeout", "30", "--json"]);
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .map(|l| {
@@ -470,5 +474,44 @@ async fn direct_mode_covers_a_joining_account_on_the_rerun_with_one_detector() {
     assert_eq!(deployed(&org, &late).await, direct_member_expected());
     for (a, was) in &before {
         assert_eq!(&deployed(&org, a).await, was, "{a}: untouched");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_delegated_administrator_installs_and_uninstalls_through_call_as_delegated_admin() {
+    // The emulator refuses service-managed StackSets calls from anyone but the management
+    // account (CallAs SELF) or a registered StackSets delegated administrator (DELEGATED_ADMIN).
+    let org = organization().await;
+    let admin = org.members[0].clone();
+    org.orgs()
+        .register_delegated_administrator()
+        .account_id(&admin)
+        .service_principal("member.org.stacksets.cloudformation.amazonaws.com")
+        .send()
+        .await
+        .expect("register the StackSets delegated administrator");
+    let creds = org.creds(&admin);
+    let regions = REGIONS.join(",");
+    let out = run_as(&org, &creds, &strs(&install_args(&["--org"])));
+    must(&org, out, "install --org as the delegated administrator");
+    // The management account directly (through its role: the emulator does not check that the
+    // management account has one, AWS would), its artifacts in the administrator's account, and
+    // every member through the administrator's StackSets, the administrator's own account too.
+    assert_eq!(deployed(&org, MGMT).await, direct_member_expected(), "management account");
+    let mut with_artifacts = member_expected();
+    with_artifacts.extend(REGIONS.iter().map(|r| format!("{r} stack ctguard-artifacts")));
+    with_artifacts.sort();
+    assert_eq!(deployed(&org, &admin).await, with_artifacts, "the administrator's account");
+    for m in &org.members[1..] {
+        assert_eq!(deployed(&org, m).await, member_expected(), "{m}");
+    }
+    // The management account's own view has no ctguard StackSet: they are the administrator's.
+    let mgmt_sets = aws_sdk_cloudformation::Client::new(&org.emu.config(HOME)).list_stack_sets().send().await;
+    assert!(mgmt_sets.expect("list").summaries().is_empty());
+
+    let out = run_as(&org, &creds, &["uninstall", "--org", "--regions", &regions, "--yes"]);
+    must(&org, out, "uninstall --org as the delegated administrator");
+    for a in org.all_accounts() {
+        assert_eq!(deployed(&org, &a).await, Vec::<String>::new(), "{a}: ctguard resources left");
     }
 }

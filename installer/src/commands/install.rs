@@ -293,8 +293,7 @@ pub async fn run(args: &InstallArgs, g: &GlobalArgs) -> anyhow::Result<u8> {
         default_ttl_hours: want.default_ttl_hours.unwrap_or(12),
     };
     let home = Target::new(s.caller_account.clone(), s.set.home_region.clone());
-    let delegated = s.org.as_ref().is_some_and(|o| o.management_account != s.caller_account);
-    let ss = CfnStackSets::new(&ctguard_aws::in_region(s.connector.base(), &home.region), delegated);
+    let ss = s.stack_sets();
     let stated = want.stated();
     // The StackSets carry one configuration for every account: the caller's own deployed
     // values stand in for what this run does not state.
@@ -375,6 +374,13 @@ pub async fn run(args: &InstallArgs, g: &GlobalArgs) -> anyhow::Result<u8> {
             let r = autodeploy::rollout(&s.connector, &ss, &s.set, &cfg, &req, zip, &opts, &ro, rep.as_ref())
                 .await
                 .map_err(|e| anyhow::anyhow!(e))?;
+            if s.delegated_admin() {
+                auto_lines.push(format!(
+                    "StackSets: called as a delegated administrator (CallAs DELEGATED_ADMIN) from {}; the management \
+                     account {} gets its stacks directly, through --role-name",
+                    s.caller_account, org.management_account
+                ));
+            }
             auto_lines.extend(r.notes);
             auto_changes = r.pending;
             let mut report = r.report;

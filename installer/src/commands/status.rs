@@ -13,8 +13,8 @@ use ctguard_deploy::inspect::{self, Bundled, CoveredBy, TargetStatus};
 use ctguard_deploy::plan::InstallConfig;
 use ctguard_deploy::session;
 use ctguard_deploy::stacks::Connector;
-use ctguard_deploy::stacksets::{CfnStackSets, StackSetApi};
-use ctguard_deploy::targets::{Target, TargetSet};
+use ctguard_deploy::stacksets::StackSetApi;
+use ctguard_deploy::targets::TargetSet;
 use ctguard_deploy::{autodeploy, embedded, ownership};
 
 #[derive(Debug, Args)]
@@ -48,9 +48,7 @@ pub async fn run(args: &StatusArgs, g: &GlobalArgs) -> anyhow::Result<u8> {
         Err(_) => String::new(),
     };
     let bundled = Bundled { version: env!("CARGO_PKG_VERSION").to_string(), code_key };
-    let home = Target::new(s.caller_account.clone(), s.set.home_region.clone());
-    let delegated = s.org.as_ref().is_some_and(|o| o.management_account != s.caller_account);
-    let ss = CfnStackSets::new(&ctguard_aws::in_region(s.connector.base(), &home.region), delegated);
+    let ss = s.stack_sets();
     let coverage = autodeploy::discover(&ss).await;
     // Accounts a StackSet owns are judged from their instances (no role needed there); the
     // others are read in the account.

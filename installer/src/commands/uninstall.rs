@@ -15,7 +15,7 @@ use ctguard_deploy::autodeploy;
 use ctguard_deploy::deploy::{self, PollOptions, RemoveOptions, RunOptions};
 use ctguard_deploy::org::Selection;
 use ctguard_deploy::session;
-use ctguard_deploy::stacksets::{CfnStackSets, Prefs, StackSetApi};
+use ctguard_deploy::stacksets::{Prefs, StackSetApi};
 use ctguard_deploy::targets::{Target, TargetSet};
 
 #[derive(Debug, Args)]
@@ -94,12 +94,9 @@ pub async fn run(args: &UninstallArgs, g: &GlobalArgs) -> anyhow::Result<u8> {
         _ => None,
     };
     let org_wide = matches!(s.selection, Selection::Org | Selection::Ous(_));
-    if let (Some(org), false, true) = (&s.org, args.plan, org_wide) {
+    if let (Some(_), false, true) = (&s.org, args.plan, org_wide) {
         let home = Target::new(s.caller_account.clone(), s.set.home_region.clone());
-        let ss = CfnStackSets::new(
-            &ctguard_aws::in_region(s.connector.base(), &home.region),
-            s.caller_account != org.management_account,
-        );
+        let ss = s.stack_sets();
         let (mut r, owned) = autodeploy::remove(&ss, only, &Prefs::default(), &opts.poll, rep.as_ref(), &home).await;
         r.calls = ss.calls();
         stackset_accounts = owned;
