@@ -500,6 +500,8 @@ class StackSetsTest(unittest.TestCase):
             o.create(name, [a], regions=["us-east-1"], Accounts=[m1, m2], AccountFilterType="DIFFERENCE")
         self.assertIn("select no account", str(e.exception))
         self.assertEqual(o.instances(name), {})
+        ops = o.mgmt.client("cloudformation").list_stack_set_operations(StackSetName=name)["Summaries"]
+        self.assertEqual(ops, [], "a refused request leaves no operation (none RUNNING forever)")
 
     def test_automatic_deployment_follows_joins_moves_and_leaves(self):
         o = Organization()

@@ -328,7 +328,10 @@ class Operation:
                 if account in org.suspended:
                     self.result(account, region, ou, "CANCELLED", SUSPENDED)
                     continue
-                why = step(account, region, ou)
+                try:
+                    why = step(account, region, ou)
+                except Exception as e:  # the operation still ends, with this account failed
+                    why = f"InternalFailure: {e}"
                 if why is None:
                     self.result(account, region, ou, "SUCCEEDED")
                 else:
@@ -427,136 +430,142 @@ def create_stack_set(self: CloudFormationResponse) -> ActionResult:
         return out
 
 
-def create_stack_instances(self: CloudFormationResponse) -> ActionResult:
-    with LOCK:
-        ss = _stack_set(self)
-        if ss.permission_model != SERVICE_MANAGED:
-            return _orig["create_stack_instances"](self)
-        _check_call_as(self)
-        targets = self._get_params().get("DeploymentTargets") or {}
-        if not targets.get("OrganizationalUnitIds"):
+def service_managed(handler: Any) -> Any:
+    """A CloudFormation response method replaced for service-managed stack sets only: under the
+    lock, after the CallAs check; self-managed ones keep moto's own."""
+    name = handler.__name__
+
+    def method(self: CloudFormationResponse) -> ActionResult:
+        with LOCK:
+            ss = _stack_set(self)
+            if ss.permission_model != SERVICE_MANAGED:
+                return _orig[name](self)
+            _check_call_as(self)
+            return handler(self, ss)
+
+    method.__name__ = name
+    return method
+
+
+class Request:
+    """What an operation on instances asks: DeploymentTargets (OUs required), Regions, and the
+    operation (its id and preferences), with the organization to resolve the targets in."""
+
+    def __init__(self, resp: CloudFormationResponse, ss: Any, action: str, targets_required: bool = True):
+        self.targets = resp._get_params().get("DeploymentTargets") or {}
+        self.ous = [str(o) for o in self.targets.get("OrganizationalUnitIds") or []]
+        if targets_required and not self.ous:
             raise ValidationError(message="StackSets with SERVICE_MANAGED permission model need OrganizationalUnitIds")
-        regions = [str(r) for r in self._get_param("Regions", [])]
-        if not regions:
-            raise ValidationError(message="Regions is required")
-        org = _org_or_fail(self.current_account, self.region)
-        selected = org.select(targets)
-        if not selected:
+        self.regions = [str(r) for r in resp._get_param("Regions", []) or []]
+        self.org = _org_or_fail(resp.current_account, resp.region)
+        # Resolved (and refused) before the operation is recorded: a refused request leaves no
+        # operation behind, in particular none that would look RUNNING forever.
+        self.selected = self.org.select(self.targets) if self.ous else []
+        if action == "CREATE" and not self.selected:
             raise ValidationError(message="the deployment targets select no account (not documented to succeed)")
-        overrides = self._get_param("ParameterOverrides", []) or []
-        op = Operation(ss, self._get_param("OperationId"), "CREATE", self._get_param("OperationPreferences"))
-        st = _state(ss)
-        _target_ous(ss, targets.get("OrganizationalUnitIds") or [])
-        st["regions"].extend(r for r in regions if r not in st["regions"])
-        work = [(a, r, ou) for r in regions for a, ou in selected]
-        op.run(work, lambda a, r, ou: _place(ss, a, r, str(ou), overrides), org)
-        return ActionResult({"OperationId": op.id})
+        self.op = Operation(ss, resp._get_param("OperationId"), action, resp._get_param("OperationPreferences"))
+
+    def chosen(self) -> set[str]:
+        return {a for a, _ in self.selected}
 
 
-def update_stack_set(self: CloudFormationResponse) -> ActionResult:
-    with LOCK:
-        ss = _stack_set(self)
-        if ss.permission_model != SERVICE_MANAGED:
-            return _orig["update_stack_set"](self)
-        _check_call_as(self)
-        op = Operation(ss, self._get_param("OperationId"), "UPDATE", self._get_param("OperationPreferences"))
-        template = self._get_param("TemplateBody")
-        if self._get_param("TemplateURL"):
-            template = self._get_stack_from_s3_url(self._get_param("TemplateURL"))
-        if not template and not self._get_param("UsePreviousTemplate"):
-            raise ValidationError(message="TemplateBody, TemplateURL or UsePreviousTemplate is required")
-        ss.template = template or ss.template
-        ss.instances.template = ss.template
-        incoming = self._get_param("Parameters", []) or []
-        params = {p["ParameterKey"]: p.get("ParameterValue", "") for p in incoming if not p.get("UsePreviousValue")}
-        params.update({p["ParameterKey"]: ss.parameters.get(p["ParameterKey"], "") for p in incoming if p.get("UsePreviousValue")})
-        ss.parameters = params
-        tags = self._get_param("Tags")
-        if tags is not None:
-            ss.tags = {t["Key"]: t["Value"] for t in tags}
-        description = self._get_param("Description")
-        if description is not None:
-            ss.description = description
-        _auto_param(self, ss)
-        org = _org_or_fail(self.current_account, self.region)
-        targets = self._get_params().get("DeploymentTargets")
-        regions = [str(r) for r in self._get_param("Regions", []) or []]
-        chosen = {a for a, _ in org.select(targets)} if targets else None
-        work = [
-            (i.account_id, i.region_name, i.ou)
-            for i in list(_instances(ss))
-            if (chosen is None or i.account_id in chosen) and (not regions or i.region_name in regions)
-        ]
-        op.run(work, lambda a, r, _ou: _find(ss, a, r).apply(ss), org)
-        return ActionResult({"OperationId": op.id})
+@service_managed
+def create_stack_instances(self: CloudFormationResponse, ss: Any) -> ActionResult:
+    if not self._get_param("Regions"):
+        raise ValidationError(message="Regions is required")
+    req = Request(self, ss, "CREATE")
+    selected = req.selected
+    overrides = self._get_param("ParameterOverrides", []) or []
+    st = _state(ss)
+    _target_ous(ss, req.ous)
+    st["regions"].extend(r for r in req.regions if r not in st["regions"])
+    work = [(a, r, ou) for r in req.regions for a, ou in selected]
+    req.op.run(work, lambda a, r, ou: _place(ss, a, r, str(ou), overrides), req.org)
+    return ActionResult({"OperationId": req.op.id})
 
 
-def update_stack_instances(self: CloudFormationResponse) -> ActionResult:
+@service_managed
+def update_stack_set(self: CloudFormationResponse, ss: Any) -> ActionResult:
+    template = self._get_param("TemplateBody")
+    if self._get_param("TemplateURL"):
+        template = self._get_stack_from_s3_url(self._get_param("TemplateURL"))
+    if not template and not self._get_param("UsePreviousTemplate"):
+        raise ValidationError(message="TemplateBody, TemplateURL or UsePreviousTemplate is required")
+    req = Request(self, ss, "UPDATE", targets_required=False)
+    ss.template = template or ss.template
+    ss.instances.template = ss.template
+    incoming = self._get_param("Parameters", []) or []
+    params = {p["ParameterKey"]: p.get("ParameterValue", "") for p in incoming if not p.get("UsePreviousValue")}
+    params.update({p["ParameterKey"]: ss.parameters.get(p["ParameterKey"], "") for p in incoming if p.get("UsePreviousValue")})
+    ss.parameters = params
+    tags = self._get_param("Tags")
+    if tags is not None:
+        ss.tags = {t["Key"]: t["Value"] for t in tags}
+    description = self._get_param("Description")
+    if description is not None:
+        ss.description = description
+    _auto_param(self, ss)
+    chosen = req.chosen() if req.ous else None
+    work = [
+        (i.account_id, i.region_name, i.ou)
+        for i in list(_instances(ss))
+        if (chosen is None or i.account_id in chosen) and (not req.regions or i.region_name in req.regions)
+    ]
+    req.op.run(work, lambda a, r, _ou: _find(ss, a, r).apply(ss), req.org)
+    return ActionResult({"OperationId": req.op.id})
+
+
+@service_managed
+def update_stack_instances(self: CloudFormationResponse, ss: Any) -> ActionResult:
     """ParameterOverrides on existing instances (by OU and filter): given keys are replaced,
     an empty list removes every override; the instances' stacks are updated."""
-    with LOCK:
-        ss = _stack_set(self)
-        if ss.permission_model != SERVICE_MANAGED:
-            return _orig["update_stack_instances"](self)
-        _check_call_as(self)
-        targets = self._get_params().get("DeploymentTargets") or {}
-        if not targets.get("OrganizationalUnitIds"):
-            raise ValidationError(message="StackSets with SERVICE_MANAGED permission model need OrganizationalUnitIds")
-        regions = [str(r) for r in self._get_param("Regions", [])]
-        given = self._get_param("ParameterOverrides", []) or []
-        org = _org_or_fail(self.current_account, self.region)
-        chosen = {a for a, _ in org.select(targets)}
-        op = Operation(ss, self._get_param("OperationId"), "UPDATE", self._get_param("OperationPreferences"))
+    req = Request(self, ss, "UPDATE")
+    given = self._get_param("ParameterOverrides", []) or []
+    chosen = req.chosen()
 
-        def step(a: str, r: str, _ou: str | None) -> str | None:
-            inst = _find(ss, a, r)
-            if not given:
-                inst.parameters = []
-            else:
-                merged = {p["ParameterKey"]: p for p in inst.parameters}
-                merged.update({p["ParameterKey"]: p for p in given if not p.get("UsePreviousValue")})
-                inst.parameters = list(merged.values())
-            return inst.apply(ss)
+    def step(a: str, r: str, _ou: str | None) -> str | None:
+        inst = _find(ss, a, r)
+        if not given:
+            inst.parameters = []
+        else:
+            merged = {p["ParameterKey"]: p for p in inst.parameters}
+            merged.update({p["ParameterKey"]: p for p in given if not p.get("UsePreviousValue")})
+            inst.parameters = list(merged.values())
+        return inst.apply(ss)
 
-        work = [(i.account_id, i.region_name, i.ou) for i in list(_instances(ss)) if i.account_id in chosen and i.region_name in regions]
-        op.run(work, step, org)
-        return ActionResult({"OperationId": op.id})
+    work = [
+        (i.account_id, i.region_name, i.ou)
+        for i in list(_instances(ss))
+        if i.account_id in chosen and i.region_name in req.regions
+    ]
+    req.op.run(work, step, req.org)
+    return ActionResult({"OperationId": req.op.id})
 
 
-def delete_stack_instances(self: CloudFormationResponse) -> ActionResult:
-    with LOCK:
-        ss = _stack_set(self)
-        if ss.permission_model != SERVICE_MANAGED:
-            return _orig["delete_stack_instances"](self)
-        _check_call_as(self)
-        targets = self._get_params().get("DeploymentTargets") or {}
-        ous = list(targets.get("OrganizationalUnitIds") or [])
-        if not ous:
-            raise ValidationError(message="StackSets with SERVICE_MANAGED permission model need OrganizationalUnitIds")
-        regions = [str(r) for r in self._get_param("Regions", [])]
-        retain = bool(self._get_param("RetainStacks", False))
-        org = _org_or_fail(self.current_account, self.region)
-        selected = {a for a, _ in org.select(targets)}
-        op = Operation(ss, self._get_param("OperationId"), "DELETE", self._get_param("OperationPreferences"))
-        none_filter = str(targets.get("AccountFilterType") or "NONE") == "NONE"
-        # Instances of accounts no longer in the organization go with the OU they were listed under.
-        work = [
-            (i.account_id, i.region_name, i.ou)
-            for i in list(_instances(ss))
-            if i.region_name in regions
-            and (i.account_id in selected or (none_filter and i.ou in ous and i.account_id not in org.account_parent))
-        ]
+@service_managed
+def delete_stack_instances(self: CloudFormationResponse, ss: Any) -> ActionResult:
+    req = Request(self, ss, "DELETE")
+    retain = bool(self._get_param("RetainStacks", False))
+    selected = req.chosen()
+    none_filter = str(req.targets.get("AccountFilterType") or "NONE") == "NONE"
+    # Instances of accounts no longer in the organization go with the OU they were listed under.
+    gone = lambda i: none_filter and i.ou in req.ous and i.account_id not in req.org.account_parent  # noqa: E731
+    work = [
+        (i.account_id, i.region_name, i.ou)
+        for i in list(_instances(ss))
+        if i.region_name in req.regions and (i.account_id in selected or gone(i))
+    ]
 
-        def step(a: str, r: str, _ou: str | None) -> None:
-            _unplace(ss, a, r, retain)
-            return None
+    def step(a: str, r: str, _ou: str | None) -> None:
+        _unplace(ss, a, r, retain)
+        return None
 
-        op.run(work, step, org)
-        if none_filter:
-            st = _state(ss)
-            st["ous"] = [o for o in st["ous"] if o not in ous]
-            ss.organizational_unit_ids = list(st["ous"])
-        return ActionResult({"OperationId": op.id})
+    req.op.run(work, step, req.org)
+    if none_filter:
+        st = _state(ss)
+        st["ous"] = [o for o in st["ous"] if o not in req.ous]
+        ss.organizational_unit_ids = list(st["ous"])
+    return ActionResult({"OperationId": req.op.id})
 
 
 def list_stack_set_operation_results(self: CloudFormationResponse) -> ActionResult:
