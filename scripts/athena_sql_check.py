@@ -206,7 +206,7 @@ def check(binary, d, cols, tmp):
     return failures
 
 
-def generate(root, seed, keys=150):
+def generate(root, seed, keys=150, uses=(3, 12)):
     """Writes a CloudTrail corpus under root/AWSLogs/... and returns root.
 
     Every key is used many times by its home address within a few minutes (so most uses share a
@@ -253,8 +253,8 @@ def generate(root, seed, keys=150):
                                                   "roleSessionName": instance},
                                responseElements={"credentials": {"accessKeyId": key,
                                                                  "expiration": when(start + 6 * 3600)}}))
-        for _ in range(rng.randrange(3, 12)):
-            records.append(rec(start + rng.randrange(0, 4), acct, region, sourceIPAddress=home, userIdentity=ui))
+        for _ in range(rng.randrange(*uses)):
+            records.append(rec(start + rng.randrange(0, max(4, uses[1] // 3)), acct, region, sourceIPAddress=home, userIdentity=ui))
         if k % 3 == 1:
             continue
         thief = f"203.0.{rng.randrange(100)}.{rng.randrange(1, 255)}"
