@@ -335,6 +335,21 @@ async fn stacksets_mode_installs_verifies_and_uninstalls_with_no_role_in_the_mem
         assert_eq!(deployed(&org, &a).await, expected(&a), "{a}: one detector, by its one owner");
     }
 
+    // status reads the members from the StackSets' instances (no role there) and the management
+    // account directly: every target healthy, joining accounts covered.
+    let out = must(&org, run(&org, &["status", "--org", "--regions", &regions, "--json"]), "status --org");
+    let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let summary = lines.iter().find(|l| l["type"] == "summary").expect("a summary line");
+    assert_eq!((summary["unhealthy"].as_u64(), summary["new_accounts_covered"].as_bool()), (Some(0), Some(true)));
+    for l in lines.iter().filter(|l| l["type"] == "target") {
+        let want = if l["target"]["account"] == MGMT { "direct" } else { "auto_deploy" };
+        assert_eq!(l["covered_by"], want, "{l}");
+    }
+    assert_eq!(lines.len(), org.all_accounts().len() * REGIONS.len() + 1, "{}", output_text(&out));
+
     // The detector runs in every account × region: verify sends a synthetic reuse through
     // EventBridge → the function deployed there → DynamoDB → SNS, in each account itself.
     for a in org.all_accounts() {
