@@ -9,5 +9,6 @@ mod forensics;
 mod install;
 mod pipeline;
 mod policies;
+mod redrive;
 mod stacksets;
 mod verify;
