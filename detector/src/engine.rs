@@ -8,6 +8,7 @@
 //!
 //! Each rule's doc comment says what it catches and what it could falsely catch.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
@@ -198,8 +199,49 @@ fn event_ref(r: &Record, time_ms: Millis, key: Option<&str>) -> EventRef {
 /// envelope (`None` for records read from CloudTrail files). A record from an untrusted
 /// source never carries a signal: a forged `AssociateAddress` must not arm a real instance.
 pub fn classify(r: &Record, source: Option<&str>, policy: &Policy) -> Classified {
+    let c = classify_borrowed(r, source, policy);
+    Classified { usage: c.usage.map(|u| u.observation(r, policy)), signal: c.signal, untrusted_signal: c.untrusted_signal }
+}
+
+/// [`classify`] with the use left borrowed from the record, so that a caller that sees the
+/// same use many times (`ctguard scan` folding repeats) copies nothing out of the record until
+/// it knows the use matters.
+pub fn classify_borrowed<'r>(r: &'r Record, source: Option<&str>, policy: &Policy) -> ClassifiedUse<'r> {
     let (head, signal, untrusted_signal) = classify_head(r, source, policy);
-    Classified { usage: head.map(|h| h.observation(r, policy)), signal, untrusted_signal }
+    ClassifiedUse { usage: head.map(Use), signal, untrusted_signal }
+}
+
+/// The result of [`classify_borrowed`].
+pub struct ClassifiedUse<'r> {
+    pub usage: Result<Use<'r>, Skip>,
+    pub signal: Option<Signal>,
+    pub untrusted_signal: bool,
+}
+
+/// One use of a temporary key, borrowed from its record; [`Use::observation`] copies it out.
+pub struct Use<'r>(UseHead<'r>);
+
+impl Use<'_> {
+    /// Event time of the use.
+    pub fn time(&self) -> Millis {
+        self.0.time
+    }
+
+    /// The network identity the key was used from.
+    pub fn identity(&self) -> &NetworkIdentity {
+        &self.0.identity
+    }
+
+    /// Appends what identifies this use's (scope, key, identity) to `out`: equal for two uses
+    /// exactly when their observations have equal scope, key and identity.
+    pub fn write_id(&self, out: &mut String) {
+        self.0.write_id(out);
+    }
+
+    /// The owned observation of this use (`r` is the record it was classified from).
+    pub fn observation(self, r: &Record, policy: &Policy) -> Observation {
+        self.0.observation(r, policy)
+    }
 }
 
 /// [`classify`] up to the borrowed head of the use, so that the detector can look the use up
@@ -344,13 +386,19 @@ impl UseHead<'_> {
 
     /// The detector's cache key of "this key, from this identity, in this scope".
     fn trust_fact(&self) -> String {
-        use std::fmt::Write;
         let mut f = String::with_capacity(96);
-        let _ = match (&self.instance, self.account, self.synthetic) {
-            (Some(i), Some(a), false) => write!(f, "T|I#{a}#{i}|{}|{}", self.key, self.identity),
-            _ => write!(f, "T|K#{}|{}|{}", self.key, self.key, self.identity),
-        };
+        f.push_str("T|");
+        self.write_id(&mut f);
         f
+    }
+
+    /// `<scope key>|<key>|<identity>`, as [`Scope::key`] spells the scope.
+    fn write_id(&self, f: &mut String) {
+        use std::fmt::Write;
+        let _ = match (&self.instance, self.account, self.synthetic) {
+            (Some(i), Some(a), false) => write!(f, "I#{a}#{i}|{}|{}", self.key, self.identity),
+            _ => write!(f, "K#{}|{}|{}", self.key, self.key, self.identity),
+        };
     }
 
     fn observation(self, r: &Record, policy: &Policy) -> Observation {
@@ -370,7 +418,7 @@ impl UseHead<'_> {
             expires_at,
             account: self.account.map(str::to_string),
             principal_arn: r.user_identity.as_ref().and_then(|u| u.arn.get()).map(str::to_string),
-            role_arn: r.role_arn().map(str::to_string),
+            role_arn: r.role_arn().map(Cow::into_owned),
             instance_id: self.instance,
             synthetic: self.synthetic,
             identity: self.identity,

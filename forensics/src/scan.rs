@@ -22,7 +22,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use ctguard_detector::engine::{classify, Observation, Signal, Skip};
+use ctguard_detector::engine::{classify_borrowed, Observation, Signal, Skip};
 use ctguard_detector::time::{format_rfc3339, Millis};
 use ctguard_detector::{
     Alert, CollectingSink, Decision, Detector, MemoryStore, NetworkIdentity, Policy, Record, Stats,
@@ -70,6 +70,8 @@ pub struct Fold {
     pub read: ReadCounts,
     pub counts: FoldCounts,
     pub errors: Vec<FileError>,
+    /// Scratch for the (scope, key, identity) id of the use at hand.
+    id: String,
 }
 
 /// Counters of the fold.
@@ -116,28 +118,31 @@ impl Fold {
             self.counts.first_event = Some(self.counts.first_event.map_or(t, |f| f.min(t)));
             self.counts.last_event = Some(self.counts.last_event.map_or(t, |l| l.max(t)));
         }
-        let c = classify(r, source, &opts.policy);
+        let c = classify_borrowed(r, source, &opts.policy);
         if let (Some(sig), Some(t)) = (c.signal, time) {
             self.counts.signals += 1;
             self.signals.push((t, seq, sig));
         }
         match c.usage {
-            Ok(obs) => {
+            Ok(u) => {
                 self.counts.uses += 1;
-                if matches!(obs.identity, NetworkIdentity::Opaque(_)) {
+                if matches!(u.identity(), NetworkIdentity::Opaque(_)) {
                     self.counts.opaque_sources += 1;
                 }
-                let at = (obs.event.time_ms, seq);
-                let k = format!("{}|{}|{}", obs.scope.key(), obs.access_key_id, obs.identity);
-                match self.firsts.get_mut(&k) {
+                let at = (u.time(), seq);
+                // Most uses repeat an earlier one: nothing is copied out of the record (and
+                // nothing allocated) until the use is known to be the earliest of its pair.
+                self.id.clear();
+                u.write_id(&mut self.id);
+                match self.firsts.get_mut(self.id.as_str()) {
                     Some(f) => {
                         self.counts.repeats += 1;
                         if at < f.at {
-                            *f = FirstUse { at, obs };
+                            *f = FirstUse { at, obs: u.observation(r, &opts.policy) };
                         }
                     }
                     None => {
-                        self.firsts.insert(k, FirstUse { at, obs });
+                        self.firsts.insert(self.id.clone(), FirstUse { at, obs: u.observation(r, &opts.policy) });
                     }
                 }
             }
@@ -146,7 +151,10 @@ impl Fold {
     }
 
     /// Merges another fold into this one (the earliest first use wins).
-    pub fn merge(&mut self, other: Fold) {
+    pub fn merge(&mut self, mut other: Fold) {
+        if self.firsts.is_empty() {
+            std::mem::swap(&mut self.firsts, &mut other.firsts);
+        }
         for (k, f) in other.firsts {
             match self.firsts.get_mut(&k) {
                 Some(mine) => {
@@ -194,12 +202,17 @@ impl Fold {
 /// Folds one file.
 pub fn fold_file(index: usize, src: &Source, input: Input<'_>, opts: &ScanOptions) -> Fold {
     let mut fold = Fold::default();
+    fold.read = fold_file_into(&mut fold, index, src, input, opts);
+    fold
+}
+
+/// Folds one file's records into `fold`; returns the file's reading counts.
+fn fold_file_into(fold: &mut Fold, index: usize, src: &Source, input: Input<'_>, opts: &ScanOptions) -> ReadCounts {
     let mut counts = ReadCounts::default();
     read::for_each_record(index, &src.name, input, &opts.read, &opts.filter, &mut counts, |r, source, seq| {
         fold.add(r, source, seq, opts)
     });
-    fold.read = counts;
-    fold
+    counts
 }
 
 /// Whether to inflate on a second thread: when there are fewer files than threads, file-level
@@ -212,19 +225,25 @@ pub fn pipeline_for(sources: &[Source], threads: usize, read: ReadOptions) -> Re
 pub fn fold_sources(sources: &[Source], fetcher: &Fetcher, opts: &ScanOptions, mut progress: impl FnMut(u64)) -> Fold {
     let mut total = Fold::default();
     let opts = &ScanOptions { read: pipeline_for(sources, opts.threads, opts.read), ..opts.clone() };
-    read::process_parallel(
+    // One fold per worker, not per file: a file's pairs are mostly the previous file's again,
+    // and a fold per file would build and merge them all once more.
+    let workers = read::process_parallel_with(
         sources,
         fetcher,
         opts.threads,
-        |i, src, input| fold_file(i, src, input, opts),
+        Fold::default,
+        |fold, i, src, input| fold_file_into(fold, i, src, input, opts),
         |i, r| {
             progress(sources[i].size);
             match r {
-                Ok(f) => total.merge(f),
+                Ok(counts) => total.read.merge(counts),
                 Err(e) => total.failed(e),
             }
         },
     );
+    for w in workers {
+        total.merge(w);
+    }
     total
 }
 
@@ -279,7 +298,7 @@ pub enum ScanError {
 
 /// Replays a fold in event-time order through a fresh detector with `policy`.
 pub async fn replay(fold: Fold, policy: Policy) -> Result<ScanReport, ScanError> {
-    let Fold { firsts, signals, read, counts, errors } = fold;
+    let Fold { firsts, signals, read, counts, errors, .. } = fold;
     let distinct = firsts.len() as u64;
     let mut items: Vec<(Millis, Seq, u8, Item)> = Vec::with_capacity(firsts.len() + signals.len());
     items.extend(signals.into_iter().map(|(t, s, sig)| (t, s, 0, Item::Signal(sig))));
