@@ -173,6 +173,10 @@ fn is_console(r: &Record) -> bool {
 /// with control characters replaced, so that no caller-chosen text (a user agent) can grow a
 /// scope's item: its JSON form is at most twice as long.
 pub fn stored_text(t: &str) -> String {
+    // The common case, a short printable ASCII text, is copied as it is.
+    if t.len() <= MAX_STORED_TEXT && t.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+        return t.to_string();
+    }
     t.char_indices()
         .take_while(|(i, c)| i + c.len_utf8() <= MAX_STORED_TEXT)
         .map(|(_, c)| if c.is_control() { '?' } else { c })
@@ -200,7 +204,11 @@ fn event_ref(r: &Record, time_ms: Millis, key: Option<&str>) -> EventRef {
 /// source never carries a signal: a forged `AssociateAddress` must not arm a real instance.
 pub fn classify(r: &Record, source: Option<&str>, policy: &Policy) -> Classified {
     let c = classify_borrowed(r, source, policy);
-    Classified { usage: c.usage.map(|u| u.observation(r, policy)), signal: c.signal, untrusted_signal: c.untrusted_signal }
+    Classified {
+        usage: c.usage.map(|u| u.observation(r, policy)),
+        signal: c.signal,
+        untrusted_signal: c.untrusted_signal,
+    }
 }
 
 /// [`classify`] with the use left borrowed from the record, so that a caller that sees the
@@ -1163,6 +1171,37 @@ mod tests {
             let fact = head.trust_fact();
             let obs = head.observation(&r, &policy);
             assert_eq!(fact, format!("T|{}|{}|{}", obs.scope.key(), obs.access_key_id, obs.identity.key()));
+            let Ok(borrowed) = classify_borrowed(&r, None, &policy).usage else { panic!("a use") };
+            let mut id = String::new();
+            borrowed.write_id(&mut id);
+            assert_eq!(format!("T|{id}"), fact, "scan folds uses on the same id");
+        }
+    }
+
+    /// `stored_text`'s shortcut for short printable ASCII gives what the general path gives.
+    #[test]
+    fn stored_text_shortcut_matches_the_general_rule() {
+        let general = |t: &str| -> String {
+            t.char_indices()
+                .take_while(|(i, c)| i + c.len_utf8() <= MAX_STORED_TEXT)
+                .map(|(_, c)| if c.is_control() { '?' } else { c })
+                .collect()
+        };
+        let long = "a".repeat(MAX_STORED_TEXT);
+        let cases = [
+            "",
+            "aws-cli/2.15 Python/3.11",
+            "tab\there",
+            "bell\u{7}",
+            "del\u{7f}",
+            "c1\u{85}control",
+            "caf\u{e9} \u{1f600}",
+            long.as_str(),
+            &format!("{long}b"),
+            &format!("{}\u{e9}", "a".repeat(MAX_STORED_TEXT - 1)),
+        ];
+        for c in cases {
+            assert_eq!(stored_text(c), general(c), "{c:?}");
         }
     }
 }

@@ -290,10 +290,7 @@ pub fn process_parallel_with<W: Send, T: Send>(
         for (i, r) in rx {
             merge(i, r);
         }
-        handles
-            .into_iter()
-            .map(|h| h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
-            .collect()
+        handles.into_iter().map(|h| h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))).collect()
     })
 }
 
