@@ -11,9 +11,11 @@
 //! So the work splits in two:
 //!
 //! 1. **Fold** (parallel, streaming): worker threads decode and parse files independently, run
-//!    the engine's pure [`classify`] on every record, and keep only the earliest use of each
-//!    (scope, key, identity) plus the state-changing signals (credential rotations, instance
+//!    the engine's pure [`classify_borrowed`] on every record, and keep only the earliest use of
+//!    each (scope, key, identity) plus the state-changing signals (credential rotations, instance
 //!    moves). Memory grows with the number of distinct pairs, not with the number of events.
+//!    Each worker folds into one fold across its files, and a use is copied out of its record
+//!    only when it may be the earliest of its pair: most uses repeat one already kept.
 //! 2. **Replay** (ordered): the kept items are sorted by event time (ties by file and position)
 //!    and fed to a [`Detector`] over a [`MemoryStore`], the same engine the Lambda runs over
 //!    DynamoDB.
