@@ -27,6 +27,7 @@ pub mod inspect;
 pub mod org;
 pub mod ownership;
 pub mod plan;
+pub mod redrive;
 pub mod session;
 pub mod stacks;
 pub mod stacksets;

@@ -9,4 +9,5 @@ mod forensics;
 mod install;
 mod pipeline;
 mod policies;
+mod redrive;
 mod verify;
