@@ -220,7 +220,7 @@ mod tests {
         assert_eq!(r.event_id.get(), Some("3462D6AF-4434-4690-8CAD-0000"));
         assert_eq!(r.error_code.get(), None, "an empty errorCode is no error");
         assert_eq!(r.session_name(), Some("u1"));
-        assert_eq!(r.role_arn(), Some("acs:ram::1594986938260000:role/custom-role-for-actiontrail"));
+        assert_eq!(r.role_arn().as_deref(), Some("acs:ram::1594986938260000:role/custom-role-for-actiontrail"));
         assert_eq!(r.account(), Some("1594986938260000"));
         assert!(r.time().is_some());
         assert!(r.session_created().is_some());

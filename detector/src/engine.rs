@@ -8,6 +8,7 @@
 //!
 //! Each rule's doc comment says what it catches and what it could falsely catch.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
@@ -172,6 +173,10 @@ fn is_console(r: &Record) -> bool {
 /// with control characters replaced, so that no caller-chosen text (a user agent) can grow a
 /// scope's item: its JSON form is at most twice as long.
 pub fn stored_text(t: &str) -> String {
+    // The common case, a short printable ASCII text, is copied as it is.
+    if t.len() <= MAX_STORED_TEXT && t.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+        return t.to_string();
+    }
     t.char_indices()
         .take_while(|(i, c)| i + c.len_utf8() <= MAX_STORED_TEXT)
         .map(|(_, c)| if c.is_control() { '?' } else { c })
@@ -198,8 +203,53 @@ fn event_ref(r: &Record, time_ms: Millis, key: Option<&str>) -> EventRef {
 /// envelope (`None` for records read from CloudTrail files). A record from an untrusted
 /// source never carries a signal: a forged `AssociateAddress` must not arm a real instance.
 pub fn classify(r: &Record, source: Option<&str>, policy: &Policy) -> Classified {
+    let c = classify_borrowed(r, source, policy);
+    Classified {
+        usage: c.usage.map(|u| u.observation(r, policy)),
+        signal: c.signal,
+        untrusted_signal: c.untrusted_signal,
+    }
+}
+
+/// [`classify`] with the use left borrowed from the record, so that a caller that sees the
+/// same use many times (`ctguard scan` folding repeats) copies nothing out of the record until
+/// it knows the use matters.
+pub fn classify_borrowed<'r>(r: &'r Record, source: Option<&str>, policy: &Policy) -> ClassifiedUse<'r> {
     let (head, signal, untrusted_signal) = classify_head(r, source, policy);
-    Classified { usage: head.map(|h| h.observation(r, policy)), signal, untrusted_signal }
+    ClassifiedUse { usage: head.map(Use), signal, untrusted_signal }
+}
+
+/// The result of [`classify_borrowed`].
+pub struct ClassifiedUse<'r> {
+    pub usage: Result<Use<'r>, Skip>,
+    pub signal: Option<Signal>,
+    pub untrusted_signal: bool,
+}
+
+/// One use of a temporary key, borrowed from its record; [`Use::observation`] copies it out.
+pub struct Use<'r>(UseHead<'r>);
+
+impl Use<'_> {
+    /// Event time of the use.
+    pub fn time(&self) -> Millis {
+        self.0.time
+    }
+
+    /// The network identity the key was used from.
+    pub fn identity(&self) -> &NetworkIdentity {
+        &self.0.identity
+    }
+
+    /// Appends what identifies this use's (scope, key, identity) to `out`: equal for two uses
+    /// exactly when their observations have equal scope, key and identity.
+    pub fn write_id(&self, out: &mut String) {
+        self.0.write_id(out);
+    }
+
+    /// The owned observation of this use (`r` is the record it was classified from).
+    pub fn observation(self, r: &Record, policy: &Policy) -> Observation {
+        self.0.observation(r, policy)
+    }
 }
 
 /// [`classify`] up to the borrowed head of the use, so that the detector can look the use up
@@ -344,13 +394,19 @@ impl UseHead<'_> {
 
     /// The detector's cache key of "this key, from this identity, in this scope".
     fn trust_fact(&self) -> String {
-        use std::fmt::Write;
         let mut f = String::with_capacity(96);
-        let _ = match (&self.instance, self.account, self.synthetic) {
-            (Some(i), Some(a), false) => write!(f, "T|I#{a}#{i}|{}|{}", self.key, self.identity),
-            _ => write!(f, "T|K#{}|{}|{}", self.key, self.key, self.identity),
-        };
+        f.push_str("T|");
+        self.write_id(&mut f);
         f
+    }
+
+    /// `<scope key>|<key>|<identity>`, as [`Scope::key`] spells the scope.
+    fn write_id(&self, f: &mut String) {
+        use std::fmt::Write;
+        let _ = match (&self.instance, self.account, self.synthetic) {
+            (Some(i), Some(a), false) => write!(f, "I#{a}#{i}|{}|{}", self.key, self.identity),
+            _ => write!(f, "K#{}|{}|{}", self.key, self.key, self.identity),
+        };
     }
 
     fn observation(self, r: &Record, policy: &Policy) -> Observation {
@@ -370,7 +426,7 @@ impl UseHead<'_> {
             expires_at,
             account: self.account.map(str::to_string),
             principal_arn: r.user_identity.as_ref().and_then(|u| u.arn.get()).map(str::to_string),
-            role_arn: r.role_arn().map(str::to_string),
+            role_arn: r.role_arn().map(Cow::into_owned),
             instance_id: self.instance,
             synthetic: self.synthetic,
             identity: self.identity,
@@ -1115,6 +1171,37 @@ mod tests {
             let fact = head.trust_fact();
             let obs = head.observation(&r, &policy);
             assert_eq!(fact, format!("T|{}|{}|{}", obs.scope.key(), obs.access_key_id, obs.identity.key()));
+            let Ok(borrowed) = classify_borrowed(&r, None, &policy).usage else { panic!("a use") };
+            let mut id = String::new();
+            borrowed.write_id(&mut id);
+            assert_eq!(format!("T|{id}"), fact, "scan folds uses on the same id");
+        }
+    }
+
+    /// `stored_text`'s shortcut for short printable ASCII gives what the general path gives.
+    #[test]
+    fn stored_text_shortcut_matches_the_general_rule() {
+        let general = |t: &str| -> String {
+            t.char_indices()
+                .take_while(|(i, c)| i + c.len_utf8() <= MAX_STORED_TEXT)
+                .map(|(_, c)| if c.is_control() { '?' } else { c })
+                .collect()
+        };
+        let long = "a".repeat(MAX_STORED_TEXT);
+        let cases = [
+            "",
+            "aws-cli/2.15 Python/3.11",
+            "tab\there",
+            "bell\u{7}",
+            "del\u{7f}",
+            "c1\u{85}control",
+            "caf\u{e9} \u{1f600}",
+            long.as_str(),
+            &format!("{long}b"),
+            &format!("{}\u{e9}", "a".repeat(MAX_STORED_TEXT - 1)),
+        ];
+        for c in cases {
+            assert_eq!(stored_text(c), general(c), "{c:?}");
         }
     }
 }

@@ -27,6 +27,15 @@ impl<'a> Text<'a> {
     pub fn get(&self) -> Option<&str> {
         self.0.as_deref().map(str::trim).filter(|s| !s.is_empty())
     }
+
+    /// [`Text::get`], keeping the borrow of the input.
+    pub fn into_value(self) -> Option<Cow<'a, str>> {
+        match self.0? {
+            Cow::Borrowed(s) => Some(Cow::Borrowed(s.trim())),
+            Cow::Owned(s) => Some(Cow::Owned(s.trim().to_string())),
+        }
+        .filter(|s| !s.is_empty())
+    }
 }
 
 impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
@@ -88,7 +97,12 @@ where
 {
     // Buffering through RawValue keeps the borrow and lets a wrong shape become `None`.
     let raw: Option<&'de RawValue> = Option::deserialize(d)?;
-    Ok(raw.filter(|r| r.get().trim_start().starts_with('{')).and_then(|r| serde_json::from_str(r.get()).ok()))
+    Ok(lenient_parse(raw))
+}
+
+/// The second half of [`lenient_object`]: `raw` as a `T` when it is an object of that shape.
+fn lenient_parse<'a, T: Deserialize<'a>>(raw: Option<&'a RawValue>) -> Option<T> {
+    raw.filter(|r| r.get().trim_start().starts_with('{')).and_then(|r| serde_json::from_str(r.get()).ok())
 }
 
 /// One CloudTrail record (`eventVersion` 1.0x), as delivered to S3 or in an EventBridge `detail`.
@@ -154,8 +168,17 @@ pub struct UserIdentity<'a> {
     pub user_name: Text<'a>,
     #[serde(borrow, default)]
     pub invoked_by: Text<'a>,
-    #[serde(borrow, default, deserialize_with = "lenient_object")]
-    pub session_context: Option<SessionContext<'a>>,
+    /// Kept raw, read by [`UserIdentity::session_context`] ([`lenient_object`]'s rules): only
+    /// uses of a key need it, and parsing it for every record would read its bytes twice more.
+    #[serde(borrow, default)]
+    pub session_context: Option<&'a RawValue>,
+}
+
+impl<'a> UserIdentity<'a> {
+    /// `sessionContext`, when it is an object.
+    pub fn session_context(&self) -> Option<SessionContext<'a>> {
+        lenient_parse(self.session_context)
+    }
 }
 
 /// `userIdentity.sessionContext`.
@@ -265,9 +288,8 @@ impl<'a> Record<'a> {
     }
 
     /// The role ARN behind an assumed-role session (`sessionContext.sessionIssuer.arn`).
-    pub fn role_arn(&self) -> Option<&str> {
-        let issuer = self.user_identity.as_ref()?.session_context.as_ref()?.session_issuer.as_ref()?;
-        issuer.arn.get()
+    pub fn role_arn(&self) -> Option<Cow<'a, str>> {
+        self.user_identity.as_ref()?.session_context()?.session_issuer?.arn.into_value()
     }
 
     /// The session name of an assumed-role principal (`…:assumed-role/ROLE/SESSION`).
@@ -283,7 +305,7 @@ impl<'a> Record<'a> {
 
     /// `sessionContext.attributes.creationDate` in milliseconds.
     pub fn session_created(&self) -> Option<Millis> {
-        let attrs = self.user_identity.as_ref()?.session_context.as_ref()?.attributes.as_ref()?;
+        let attrs = self.user_identity.as_ref()?.session_context()?.attributes?;
         attrs.creation_date.get().and_then(parse_rfc3339)
     }
 
@@ -291,9 +313,8 @@ impl<'a> Record<'a> {
     pub fn ec2_role_delivery(&self) -> bool {
         self.user_identity
             .as_ref()
-            .and_then(|u| u.session_context.as_ref())
-            .and_then(|c| c.ec2_role_delivery.get())
-            .is_some()
+            .and_then(UserIdentity::session_context)
+            .is_some_and(|c| c.ec2_role_delivery.get().is_some())
     }
 
     /// Parses `requestParameters` into `T`, `None` when absent or of another shape.
@@ -365,7 +386,7 @@ mod tests {
         let r = Record::parse(json).expect("parses");
         assert_eq!(r.access_key_id(), Some("ASIAP5CT9NN8EYVU1FXV"));
         assert_eq!(r.session_name(), Some("i-786a3a8b5c0d92ef4"));
-        assert_eq!(r.role_arn(), Some("arn:aws:iam::017622104382:role/steal-role"));
+        assert_eq!(r.role_arn().as_deref(), Some("arn:aws:iam::017622104382:role/steal-role"));
         assert!(r.ec2_role_delivery());
         assert!(r.session_created().is_some());
     }

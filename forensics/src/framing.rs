@@ -82,6 +82,29 @@ static INTERESTING: [bool; 256] = {
     t
 };
 
+/// Bytes that end a run of string content: the closing quote, an escape, a new line.
+static STRING_STOP: [bool; 256] = {
+    let mut t = [false; 256];
+    t[b'"' as usize] = true;
+    t[b'\\' as usize] = true;
+    t[b'\n' as usize] = true;
+    t
+};
+
+/// Most strings of a record are short (keys, names): a plain loop finds their end sooner than
+/// a vectorised search could start; longer ones get the vectorised search.
+const SHORT_STRING: usize = 32;
+
+/// The first byte of `rest` that ends string content.
+fn string_stop(rest: &[u8]) -> Option<usize> {
+    let head = rest.get(..SHORT_STRING).unwrap_or(rest);
+    if let Some(k) = head.iter().position(|&b| STRING_STOP[usize::from(b)]) {
+        return Some(k);
+    }
+    let tail = rest.get(SHORT_STRING..)?;
+    memchr::memchr3(b'"', b'\\', b'\n', tail).map(|k| k + SHORT_STRING)
+}
+
 fn is_ws(b: u8) -> bool {
     matches!(b, b' ' | b'\t' | b'\r' | b'\n' | 0)
 }
@@ -411,7 +434,7 @@ impl Framer {
             }
             if self.in_string {
                 let rest = self.buf.get(self.pos..).unwrap_or_default();
-                let Some(k) = memchr::memchr3(b'"', b'\\', b'\n', rest) else {
+                let Some(k) = string_stop(rest) else {
                     self.pos = len;
                     return Step::Need;
                 };

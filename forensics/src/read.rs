@@ -235,41 +235,63 @@ pub fn process_parallel<T: Send>(
     fetcher: &Fetcher,
     threads: usize,
     work: impl Fn(usize, &Source, Input<'_>) -> T + Sync,
-    mut merge: impl FnMut(usize, Result<T, FileError>),
+    merge: impl FnMut(usize, Result<T, FileError>),
 ) {
+    process_parallel_with(sources, fetcher, threads, || (), |_, i, src, input| work(i, src, input), merge);
+}
+
+/// [`process_parallel`] with a state per worker thread, built by `init` and handed to `work`
+/// for every file the worker processes; returns the workers' states (one per worker). What is
+/// accumulated across files (a scan's fold) is then built and merged once per worker, not once
+/// per file.
+pub fn process_parallel_with<W: Send, T: Send>(
+    sources: &[Source],
+    fetcher: &Fetcher,
+    threads: usize,
+    init: impl Fn() -> W + Sync,
+    work: impl Fn(&mut W, usize, &Source, Input<'_>) -> T + Sync,
+    mut merge: impl FnMut(usize, Result<T, FileError>),
+) -> Vec<W> {
     let threads = threads.clamp(1, sources.len().max(1));
     let next = AtomicUsize::new(0);
-    let run_one = |i: usize| -> Result<T, FileError> {
+    let run_one = |state: &mut W, i: usize| -> Result<T, FileError> {
         let src = &sources[i];
         let input = fetcher.open(src).map_err(|e| FileError { source: src.name.clone(), error: e.to_string() })?;
-        Ok(work(i, src, input))
+        Ok(work(state, i, src, input))
     };
     if threads == 1 {
+        let mut state = init();
         for i in 0..sources.len() {
-            merge(i, run_one(i));
+            merge(i, run_one(&mut state, i));
         }
-        return;
+        return vec![state];
     }
     std::thread::scope(|s| {
         let (tx, rx) = mpsc::channel();
+        let mut handles = Vec::with_capacity(threads);
         for _ in 0..threads {
             let tx = tx.clone();
-            let (next, run_one) = (&next, &run_one);
-            s.spawn(move || loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= sources.len() {
-                    break;
+            let (next, run_one, init) = (&next, &run_one, &init);
+            handles.push(s.spawn(move || {
+                let mut state = init();
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= sources.len() {
+                        break;
+                    }
+                    if tx.send((i, run_one(&mut state, i))).is_err() {
+                        break;
+                    }
                 }
-                if tx.send((i, run_one(i))).is_err() {
-                    break;
-                }
-            });
+                state
+            }));
         }
         drop(tx);
         for (i, r) in rx {
             merge(i, r);
         }
-    });
+        handles.into_iter().map(|h| h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))).collect()
+    })
 }
 
 /// Worker threads to use by default: one per available core.

@@ -11,9 +11,11 @@
 //! So the work splits in two:
 //!
 //! 1. **Fold** (parallel, streaming): worker threads decode and parse files independently, run
-//!    the engine's pure [`classify`] on every record, and keep only the earliest use of each
-//!    (scope, key, identity) plus the state-changing signals (credential rotations, instance
+//!    the engine's pure [`classify_borrowed`] on every record, and keep only the earliest use of
+//!    each (scope, key, identity) plus the state-changing signals (credential rotations, instance
 //!    moves). Memory grows with the number of distinct pairs, not with the number of events.
+//!    Each worker folds into one fold across its files, and a use is copied out of its record
+//!    only when it may be the earliest of its pair: most uses repeat one already kept.
 //! 2. **Replay** (ordered): the kept items are sorted by event time (ties by file and position)
 //!    and fed to a [`Detector`] over a [`MemoryStore`], the same engine the Lambda runs over
 //!    DynamoDB.
@@ -22,7 +24,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use ctguard_detector::engine::{classify, Observation, Signal, Skip};
+use ctguard_detector::engine::{classify_borrowed, Observation, Signal, Skip};
 use ctguard_detector::time::{format_rfc3339, Millis};
 use ctguard_detector::{
     Alert, CollectingSink, Decision, Detector, MemoryStore, NetworkIdentity, Policy, Record, Stats,
@@ -89,11 +91,15 @@ impl FirstUse {
 /// What the fold keeps of a set of files. Mergeable in any order.
 #[derive(Debug, Default)]
 pub struct Fold {
-    firsts: HashMap<String, FirstUse>,
+    /// Seeded per process (no chosen-key collisions), and much faster than SipHash on the one
+    /// lookup every use of a temporary key costs.
+    firsts: HashMap<String, FirstUse, foldhash::fast::RandomState>,
     signals: Vec<(At, Signal)>,
     pub read: ReadCounts,
     pub counts: FoldCounts,
     pub errors: Vec<FileError>,
+    /// Scratch for the (scope, key, identity) id of the use at hand.
+    id: String,
 }
 
 /// Counters of the fold.
@@ -140,28 +146,35 @@ impl Fold {
             self.counts.first_event = Some(self.counts.first_event.map_or(t, |f| f.min(t)));
             self.counts.last_event = Some(self.counts.last_event.map_or(t, |l| l.max(t)));
         }
-        let c = classify(r, source, &opts.policy);
+        let c = classify_borrowed(r, source, &opts.policy);
         if let (Some(sig), Some(t)) = (c.signal, time) {
             self.counts.signals += 1;
             self.signals.push((at(t, r.event_id.get(), seq), sig));
         }
         match c.usage {
-            Ok(obs) => {
+            Ok(u) => {
                 self.counts.uses += 1;
-                if matches!(obs.identity, NetworkIdentity::Opaque(_)) {
+                if matches!(u.identity(), NetworkIdentity::Opaque(_)) {
                     self.counts.opaque_sources += 1;
                 }
-                let k = format!("{}|{}|{}", obs.scope.key(), obs.access_key_id, obs.identity);
-                let new = FirstUse { seq, obs };
-                match self.firsts.get_mut(&k) {
+                // Most uses repeat an earlier one: nothing is copied out of the record (and
+                // nothing allocated) until the use may be the first of its pair. The event time
+                // leads [`FirstUse::order`], so only a tie needs the whole observation.
+                self.id.clear();
+                u.write_id(&mut self.id);
+                match self.firsts.get_mut(self.id.as_str()) {
                     Some(f) => {
                         self.counts.repeats += 1;
-                        if new.order() < f.order() {
-                            *f = new;
+                        if u.time() <= f.obs.event.time_ms {
+                            let new = FirstUse { seq, obs: u.observation(r, &opts.policy) };
+                            if new.order() < f.order() {
+                                *f = new;
+                            }
                         }
                     }
                     None => {
-                        self.firsts.insert(k, new);
+                        let new = FirstUse { seq, obs: u.observation(r, &opts.policy) };
+                        self.firsts.insert(self.id.clone(), new);
                     }
                 }
             }
@@ -170,7 +183,10 @@ impl Fold {
     }
 
     /// Merges another fold into this one (the earliest first use wins).
-    pub fn merge(&mut self, other: Fold) {
+    pub fn merge(&mut self, mut other: Fold) {
+        if self.firsts.is_empty() {
+            std::mem::swap(&mut self.firsts, &mut other.firsts);
+        }
         for (k, f) in other.firsts {
             match self.firsts.get_mut(&k) {
                 Some(mine) => {
@@ -218,12 +234,17 @@ impl Fold {
 /// Folds one file.
 pub fn fold_file(index: usize, src: &Source, input: Input<'_>, opts: &ScanOptions) -> Fold {
     let mut fold = Fold::default();
+    fold.read = fold_file_into(&mut fold, index, src, input, opts);
+    fold
+}
+
+/// Folds one file's records into `fold`; returns the file's reading counts.
+fn fold_file_into(fold: &mut Fold, index: usize, src: &Source, input: Input<'_>, opts: &ScanOptions) -> ReadCounts {
     let mut counts = ReadCounts::default();
     read::for_each_record(index, &src.name, input, &opts.read, &opts.filter, &mut counts, |r, source, seq| {
         fold.add(r, source, seq, opts)
     });
-    fold.read = counts;
-    fold
+    counts
 }
 
 /// Whether to inflate on a second thread: when there are fewer files than threads, file-level
@@ -232,23 +253,56 @@ pub fn pipeline_for(sources: &[Source], threads: usize, read: ReadOptions) -> Re
     ReadOptions { pipeline: read.pipeline || threads > sources.len(), ..read }
 }
 
+/// First uses a worker's fold holds before it is merged into the scan's (when several workers
+/// fold). A first use costs about 1.5 KiB (its observation's texts and the map), so this bounds
+/// each worker's fold at about 6 MiB on top of the scan's.
+const WORKER_FOLD_BOUND: usize = 1 << 12;
+
 /// Folds every source on `opts.threads` threads; `progress(bytes)` is called per finished file.
-pub fn fold_sources(sources: &[Source], fetcher: &Fetcher, opts: &ScanOptions, mut progress: impl FnMut(u64)) -> Fold {
+pub fn fold_sources(sources: &[Source], fetcher: &Fetcher, opts: &ScanOptions, progress: impl FnMut(u64)) -> Fold {
+    let bound = if opts.threads > 1 { WORKER_FOLD_BOUND } else { usize::MAX };
+    fold_sources_bounded(sources, fetcher, opts, bound, progress)
+}
+
+/// [`fold_sources`], a worker handing its fold over at `hand_over_at` first uses.
+fn fold_sources_bounded(
+    sources: &[Source],
+    fetcher: &Fetcher,
+    opts: &ScanOptions,
+    hand_over_at: usize,
+    mut progress: impl FnMut(u64),
+) -> Fold {
     let mut total = Fold::default();
     let opts = &ScanOptions { read: pipeline_for(sources, opts.threads, opts.read), ..opts.clone() };
-    read::process_parallel(
+    // One fold per worker, not per file: a file's pairs are mostly earlier files' again, and a
+    // fold per file would copy each of them out of its record and merge it once more. With
+    // several workers, each hands its fold over when it grows past a bound, so that the
+    // workers' folds do not each grow as large as the whole scan's.
+    let workers = read::process_parallel_with(
         sources,
         fetcher,
         opts.threads,
-        |i, src, input| fold_file(i, src, input, opts),
+        Fold::default,
+        |fold, i, src, input| {
+            let counts = fold_file_into(fold, i, src, input, opts);
+            (counts, (fold.firsts.len() >= hand_over_at).then(|| std::mem::take(fold)))
+        },
         |i, r| {
             progress(sources[i].size);
             match r {
-                Ok(f) => total.merge(f),
+                Ok((counts, full)) => {
+                    total.read.merge(counts);
+                    if let Some(f) = full {
+                        total.merge(f);
+                    }
+                }
                 Err(e) => total.failed(e),
             }
         },
     );
+    for w in workers {
+        total.merge(w);
+    }
     total
 }
 
@@ -305,7 +359,7 @@ pub enum ScanError {
 
 /// Replays a fold in event-time order through a fresh detector with `policy`.
 pub async fn replay(fold: Fold, policy: Policy) -> Result<ScanReport, ScanError> {
-    let Fold { firsts, signals, read, counts, errors } = fold;
+    let Fold { firsts, signals, read, counts, errors, .. } = fold;
     let distinct = firsts.len() as u64;
     let mut items: Vec<((Millis, u8, String, At), Item)> = Vec::with_capacity(firsts.len() + signals.len());
     items.extend(signals.into_iter().map(|(at, sig)| ((at.0, 0, String::new(), at), Item::Signal(sig))));
@@ -359,6 +413,7 @@ pub async fn scan(
 mod tests {
     use super::*;
     use crate::sources::SourceKind;
+    use ctguard_detector::engine::classify;
     use serde_json::json;
 
     const ROLE: &str = "arn:aws:iam::111122223333:role/web";
@@ -542,5 +597,201 @@ mod tests {
         assert_eq!(rep.summary.errors[0].source, "gone");
         assert_eq!(rep.summary.fold.uses, 1);
         assert!(!rep.summary.complete());
+    }
+    /// What a fold kept, in a comparable form.
+    #[derive(Debug, PartialEq)]
+    struct Kept {
+        firsts: Vec<(String, Seq, String)>,
+        signals: Vec<(At, Signal)>,
+        counts: FoldCounts,
+        records: u64,
+    }
+
+    fn kept(f: &Fold) -> Kept {
+        let mut firsts: Vec<_> = f.firsts.iter().map(|(k, v)| (k.clone(), v.seq, format!("{:?}", v.obs))).collect();
+        firsts.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut signals = f.signals.clone();
+        signals.sort_by(|a, b| a.0.cmp(&b.0));
+        Kept { firsts, signals, counts: f.counts.clone(), records: f.read.records }
+    }
+
+    /// The fold as it was before the fast path: every record classified in full, its use copied
+    /// out and keyed on the spelled-out scope, one fold per file merged in reading order.
+    fn full_fold(sources: &[Source], opts: &ScanOptions) -> Kept {
+        let mut firsts: HashMap<String, FirstUse> = HashMap::new();
+        let (mut signals, mut c, mut records) = (Vec::new(), FoldCounts::default(), 0);
+        let fetcher = Fetcher::local();
+        for (i, src) in sources.iter().enumerate() {
+            let Ok(input) = fetcher.open(src) else { panic!("{} opens", src.name) };
+            let mut counts = ReadCounts::default();
+            read::for_each_record(i, &src.name, input, &opts.read, &opts.filter, &mut counts, |r, source, seq| {
+                let time = r.time();
+                c.events += 1;
+                if let Some(t) = time {
+                    c.first_event = Some(c.first_event.map_or(t, |f| f.min(t)));
+                    c.last_event = Some(c.last_event.map_or(t, |l| l.max(t)));
+                }
+                let full = classify(r, source, &opts.policy);
+                if let (Some(sig), Some(t)) = (full.signal, time) {
+                    c.signals += 1;
+                    signals.push((at(t, r.event_id.get(), seq), sig));
+                }
+                match full.usage {
+                    Ok(obs) => {
+                        c.uses += 1;
+                        c.opaque_sources += u64::from(matches!(obs.identity, NetworkIdentity::Opaque(_)));
+                        let k = format!("{}|{}|{}", obs.scope.key(), obs.access_key_id, obs.identity);
+                        let new = FirstUse { seq, obs };
+                        match firsts.get_mut(&k) {
+                            Some(f) => {
+                                c.repeats += 1;
+                                if new.order() < f.order() {
+                                    *f = new;
+                                }
+                            }
+                            None => {
+                                firsts.insert(k, new);
+                            }
+                        }
+                    }
+                    Err(skip) => *c.skipped.entry(skip).or_default() += 1,
+                }
+            });
+            records += counts.records;
+        }
+        let mut firsts: Vec<_> = firsts.into_iter().map(|(k, v)| (k, v.seq, format!("{:?}", v.obs))).collect();
+        firsts.sort_by(|a, b| a.0.cmp(&b.0));
+        signals.sort_by(|a, b| a.0.cmp(&b.0));
+        Kept { firsts, signals, counts: c, records }
+    }
+
+    /// Every CloudTrail file of the shared data sets.
+    fn shared_data() -> Vec<Source> {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data");
+        assert!(dir.is_dir(), "{} is missing: the shared data sets are read from there", dir.display());
+        let mut listing = Listing::default();
+        let found = crate::sources::list_local(
+            &dir,
+            crate::sources::Kind::Trail,
+            &TimeRange::default(),
+            &mut listing,
+            &mut Default::default(),
+        );
+        let Ok(sources) = found else { panic!("listing {}", dir.display()) };
+        sources
+    }
+
+    /// Files of generated records in every shape the fold distinguishes: uses of temporary keys
+    /// (instance sessions, plain sessions, synthetic and escaped keys, ActionTrail `STS.` keys),
+    /// every skip (long-term keys, console, AWS services, no address, no time, other event
+    /// types), rotations and moves, EventBridge envelopes from trusted and untrusted sources,
+    /// the same pair again in later files at earlier times, damaged records; as `Records`
+    /// documents, JSON lines and gzip.
+    fn generated_corpus() -> Vec<Source> {
+        let mut rng = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move |n: u64| {
+            rng ^= rng >> 12;
+            rng ^= rng << 25;
+            rng ^= rng >> 27;
+            rng.wrapping_mul(0x9e37_79b9_7f4a_7c15) % n
+        };
+        let instance = |k: u64| format!("i-0{:016x}", k % 7);
+        let mut files = Vec::new();
+        for file in 0..12u64 {
+            let mut records = Vec::new();
+            for n in 0..150u64 {
+                let k = next(40);
+                let key = match next(10) {
+                    0 => format!("AKIAAAAAAAAAAAAAAA{k:02}"),
+                    1 => format!("ASIA0CTGUARDVERIF{k:03}"),
+                    2 => format!("STS.tok{k}"),
+                    _ => format!("ASIAAAAAAAAAAAAAAA{:02}", k % 32 + 10),
+                };
+                let ip = match next(12) {
+                    0 => "ec2.amazonaws.com".to_string(),
+                    1 => "035.249.253.232".to_string(),
+                    2 => String::new(),
+                    _ => format!("198.51.100.{}", next(4) + 1),
+                };
+                let minute = (60 * 24 - file * 90 + n) % (60 * 24);
+                let time = format!("2024-05-01T{:02}:{:02}:{:02}Z", minute / 60, minute % 60, next(60));
+                let session = if next(2) == 0 { instance(k) } else { format!("fn-{k}") };
+                let mut r = call(&key, &ip, &time);
+                r["userIdentity"]["arn"] = json!(format!("arn:aws:sts::111122223333:assumed-role/web/{session}"));
+                r["userIdentity"]["sessionContext"]["attributes"] = json!({"creationDate": "2024-05-01T00:00:00Z"});
+                match next(16) {
+                    0 => r["userAgent"] = json!("signin.amazonaws.com"),
+                    1 => r["eventType"] = json!("AwsServiceEvent"),
+                    2 => r["vpcEndpointId"] = json!(format!("vpce-{k:x}")),
+                    3 => {
+                        r.as_object_mut().map(|o| o.remove("eventTime"));
+                    }
+                    4 => {
+                        r["eventSource"] = json!("sts.amazonaws.com");
+                        r["eventName"] = json!("AssumeRole");
+                        r["sourceIPAddress"] = json!("ec2.amazonaws.com");
+                        r["requestParameters"] = json!({"roleArn": ROLE, "roleSessionName": instance(k)});
+                        r["responseElements"] = json!({"credentials": {"accessKeyId": format!("ASIAAAAAAAAAAAAAAA{:02}", k % 32 + 10),
+                            "sessionToken": "never-read", "expiration": "May 1, 2024 6:00:00 PM"}});
+                    }
+                    5 => {
+                        r["eventSource"] = json!("ec2.amazonaws.com");
+                        r["eventName"] = json!("AssociateAddress");
+                        r["requestParameters"] = json!({"instanceId": instance(k)});
+                    }
+                    6 => r["acsRegion"] = json!("cn-hangzhou"),
+                    7 => r["userIdentity"]["sessionContext"] = json!("not an object"),
+                    _ => {}
+                }
+                let mut text = match next(8) {
+                    0 => json!({"detail-type": "AWS API Call via CloudTrail", "source": "aws.s3", "detail": r})
+                        .to_string(),
+                    1 => json!({"detail-type": "AWS API Call via CloudTrail", "source": "evil.app", "detail": r})
+                        .to_string(),
+                    _ => r.to_string(),
+                };
+                match next(40) {
+                    // The same key, spelled with an escape.
+                    0 => text = text.replacen("\"ASIA", "\"\\u0041SIA", 1),
+                    1 => text.truncate(text.len() / 2),
+                    _ => {}
+                }
+                records.push(text);
+            }
+            let body =
+                if file % 2 == 0 { format!("{{\"Records\":[{}]}}", records.join(",")) } else { records.join("\n") };
+            let bytes = if file % 3 == 0 { crate::decode::tests::gz(body.as_bytes()) } else { body.into_bytes() };
+            files.push(Source {
+                name: format!("generated-{file}"),
+                kind: SourceKind::Embedded(Box::leak(bytes.into_boxed_slice())),
+                size: 0,
+            });
+        }
+        files
+    }
+
+    /// The fast path (uses left borrowed until they matter, one fold per worker, folds handed
+    /// over at a bound) keeps exactly what the full classification of every record keeps, and
+    /// the replay raises the same alerts, on the shared data sets and on a generated corpus.
+    #[tokio::test]
+    async fn the_fast_fold_keeps_what_classifying_every_record_in_full_keeps() {
+        for (name, sources) in [("shared data", shared_data()), ("generated", generated_corpus())] {
+            let opts = ScanOptions::default();
+            let reference = full_fold(&sources, &opts);
+            assert!(reference.records > 500 && reference.counts.uses > 100, "{name}: {:?}", reference.counts);
+            let mut alerts = None;
+            for (threads, bound) in [(1, usize::MAX), (3, WORKER_FOLD_BOUND), (3, 3), (2, 1)] {
+                let o = ScanOptions { threads, ..opts.clone() };
+                let fast = fold_sources_bounded(&sources, &Fetcher::local(), &o, bound, |_| {});
+                assert_eq!(kept(&fast), reference, "{name}: {threads} threads, bound {bound}");
+                let rep = replay(fast, Policy::default()).await.expect("replay");
+                let got = format!("{:?}", rep.alerts);
+                assert_eq!(alerts.get_or_insert_with(|| got.clone()), &got, "{name}: {threads} threads, bound {bound}");
+            }
+            if name == "generated" {
+                assert!(reference.counts.signals > 0 && reference.counts.skipped.len() >= 5, "{:?}", reference.counts);
+                assert!(alerts.is_some_and(|a| a.contains("seen_identity")), "the generated corpus raises alerts");
+            }
+        }
     }
 }

@@ -176,7 +176,7 @@ fn trace_event(r: &Record, seq: Seq, relation: Relation) -> TraceEvent {
             _ => None,
         },
         ec2_delivered: r.ec2_role_delivery(),
-        role_arn: r.role_arn().map(str::to_string),
+        role_arn: r.role_arn().map(std::borrow::Cow::into_owned),
     }
 }
 
