@@ -8,4 +8,6 @@ mod forensics;
 mod install;
 mod pipeline;
 mod policies;
+mod preflight;
+mod uninstall;
 mod verify;
