@@ -42,6 +42,7 @@ pub const STATEMENTS: &[Statement] = &[
         actions: &[
             "cloudformation:DescribeStacks",
             "cloudformation:CreateStack",
+            "cloudformation:UpdateStack",
             "cloudformation:DeleteStack",
             "cloudformation:DescribeStackResource",
         ],
@@ -58,9 +59,58 @@ pub const STATEMENTS: &[Statement] = &[
             "s3:DeleteObjectVersion",
         ],
     },
-    Statement { sid: "AutoDeployStackSets", actions: &["cloudformation:ListStackSets"] },
-    Statement { sid: "StatusAndUninstallChecks", actions: &[] },
-    Statement { sid: "Verify", actions: &[] },
+    Statement {
+        sid: "AutoDeployStackSets",
+        actions: &[
+            "cloudformation:ListStackSets",
+            "cloudformation:DescribeStackSet",
+            "cloudformation:CreateStackSet",
+            "cloudformation:UpdateStackSet",
+            "cloudformation:DeleteStackSet",
+            "cloudformation:ListStackInstances",
+            "cloudformation:CreateStackInstances",
+            "cloudformation:DeleteStackInstances",
+            "cloudformation:ListStackSetOperations",
+            "cloudformation:DescribeStackSetOperation",
+            "cloudformation:ListStackSetOperationResults",
+            "organizations:ListDelegatedAdministrators",
+            "organizations:ListOrganizationalUnitsForParent",
+            "organizations:ListAccountsForParent",
+        ],
+    },
+    Statement {
+        // status's health and uninstall's check of what is left, in each target.
+        sid: "HealthAndLeftovers",
+        actions: &[
+            "events:DescribeRule",
+            "sqs:GetQueueUrl",
+            "sqs:GetQueueAttributes",
+            "lambda:GetFunction",
+            "dynamodb:DescribeTable",
+            "sns:GetTopicAttributes",
+        ],
+    },
+    Statement {
+        // verify: a synthetic event through the pipeline, observed on a temporary queue, then
+        // everything it made removed.
+        sid: "Verify",
+        actions: &[
+            "lambda:GetFunctionConfiguration",
+            "lambda:GetPolicy",
+            "lambda:InvokeFunction",
+            "events:TestEventPattern",
+            "events:PutEvents",
+            "dynamodb:DescribeTimeToLive",
+            "dynamodb:GetItem",
+            "dynamodb:DeleteItem",
+            "sqs:CreateQueue",
+            "sqs:TagQueue",
+            "sqs:ReceiveMessage",
+            "sqs:DeleteQueue",
+            "sns:Subscribe",
+            "sns:Unsubscribe",
+        ],
+    },
 ];
 
 /// What CloudFormation does with the caller's credentials to create, update and delete the
@@ -158,6 +208,8 @@ fn default_action(service: &str, operation: &str) -> Vec<String> {
         ("S3", "ListObjectVersions") => &["s3:ListBucketVersions"],
         ("S3", "DeleteObjects") => &["s3:DeleteObject", "s3:DeleteObjectVersion"],
         ("Lambda", "Invoke") => &["lambda:InvokeFunction"],
+        // A queue created with tags needs the tagging permission too.
+        ("SQS", "CreateQueue") => &["sqs:CreateQueue", "sqs:TagQueue"],
         _ => return vec![format!("{prefix}:{operation}")],
     };
     mapped.iter().map(|s| s.to_string()).collect()

@@ -6,6 +6,7 @@ mod desired_state;
 mod detector_lambda;
 mod forensics;
 mod install;
+mod installer_policy;
 mod pipeline;
 mod policies;
 mod preflight;
