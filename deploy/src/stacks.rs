@@ -690,8 +690,9 @@ impl TargetApi for CfnStacks {
 /// True when a stack resource in this status is (still) the stack's: created and not deleted.
 /// A bucket whose creation failed (CREATE_FAILED: its name was taken) is someone else's.
 fn resource_held(status: &str) -> bool {
-    !(status.starts_with("CREATE_") && status != "CREATE_COMPLETE")
-        && !matches!(status, "DELETE_COMPLETE" | "DELETE_SKIPPED" | "")
+    let never_created = status.starts_with("CREATE_") && status != "CREATE_COMPLETE";
+    let gone = matches!(status, "DELETE_COMPLETE" | "DELETE_SKIPPED" | "");
+    !(never_created || gone)
 }
 
 /// How many denied versions an error message names.
