@@ -192,6 +192,24 @@ pub fn sdk_config(endpoint: &str, region: &str, key: &str, secret: &str, token: 
         .build()
 }
 
+/// One plain HTTP/1.1 request with a JSON body to `endpoint` (`http://host:port`): the
+/// emulators' own test APIs (`/_ctguard/…`, `/moto-api/…`). Returns the status and the body.
+pub fn http(endpoint: &str, method: &str, path: &str, body: &str) -> (u16, String) {
+    let addr = endpoint.trim_start_matches("http://");
+    let mut s = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+    s.set_read_timeout(Some(Duration::from_secs(660))).expect("read timeout");
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).expect("send to the emulator");
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).expect("read the emulator's answer");
+    let status = raw.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let answer = raw.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    (status, answer)
+}
+
 /// A process killed on drop, with its output captured.
 pub struct Proc {
     child: Child,
@@ -420,19 +438,7 @@ impl Emulator {
     }
 
     fn test_api(&self, method: &str, path: &str, body: &str) -> (u16, String) {
-        let addr = self.endpoint.trim_start_matches("http://");
-        let mut s = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
-        s.set_read_timeout(Some(Duration::from_secs(660))).expect("read timeout");
-        let req = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        );
-        s.write_all(req.as_bytes()).expect("send to the emulator");
-        let mut raw = String::new();
-        s.read_to_string(&mut raw).expect("read the emulator's answer");
-        let status = raw.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-        let answer = raw.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
-        (status, answer)
+        http(&self.endpoint, method, path, body)
     }
 }
 

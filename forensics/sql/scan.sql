@@ -32,7 +32,10 @@ uses AS (
       -- Only console-looking user agents can change the verdict; others stay one group.
       CASE WHEN regexp_like(lower(useragent), 'console|signin') THEN useragent END,
       recipientaccountid, ui_account, ui_type, ui_arn
-    ORDER BY ts, path, eventid) AS rn
+    -- The local scan's tie-break (FirstUse::order in scan.rs): time, then event id, event name,
+    -- source, region and user agent (NULL as ''), then the file.
+    ORDER BY ts, coalesce(eventid, ''), coalesce(eventname, ''), coalesce(eventsource, ''),
+      coalesce(awsregion, ''), coalesce(useragent, ''), path) AS rn
   FROM events
   WHERE ts IS NOT NULL AND (ui_key LIKE 'ASIA%' OR ui_key LIKE 'STS.%')
 ),
@@ -71,4 +74,4 @@ FROM (
     json_extract_scalar(responseelements, '$.credentials.expiration') AS re_expiration
   FROM signals
 ) AS reduced
-ORDER BY ts, path, eventid, kind
+ORDER BY ts, kind, coalesce(eventid, ''), path

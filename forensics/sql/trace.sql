@@ -4,26 +4,33 @@
 -- only groups. Rows never carry request parameters or response elements.
 WITH events AS (
   SELECT
+    "$path" AS path,
     try(from_iso8601_timestamp(eventtime)) AS ts,
-    eventtime, eventname, eventsource, awsregion, sourceipaddress, vpcendpointid, errorcode,
+    eventid, eventtime, eventname, eventsource, awsregion, sourceipaddress, vpcendpointid, errorcode,
     useragent, recipientaccountid, useridentity.arn AS ui_arn, useridentity.accesskeyid AS ui_key,
     responseelements
   FROM {{table}}
   WHERE {{where}}
+),
+-- The same event can be delivered twice (overlapping files); as the local trace does, each event
+-- id counts once per relation, keeping the copy the local trace keeps (TraceEvent::order).
+related AS (
+  SELECT *, row_number() OVER (
+    PARTITION BY eventid, kind
+    ORDER BY ts, coalesce(eventsource, ''), coalesce(eventname, ''), coalesce(awsregion, ''),
+      coalesce(sourceipaddress, ''), coalesce(vpcendpointid, ''), coalesce(useragent, ''),
+      coalesce(errorcode, ''), path) AS copy
+  FROM (
+    SELECT 'use' AS kind, * FROM events WHERE ui_key = '{{key}}'
+    UNION ALL
+    SELECT 'issued' AS kind, * FROM events WHERE strpos(responseelements, '"{{key}}"') > 0
+  ) AS both_relations
 )
-SELECT 'use' AS kind, sourceipaddress, vpcendpointid, eventsource, eventname, errorcode,
+SELECT kind, sourceipaddress, vpcendpointid, eventsource, eventname, errorcode,
   count(*) AS calls, min(eventtime) AS first_time, max(eventtime) AS last_time,
   max_by(awsregion, ts) AS last_region, max_by(useragent, ts) AS last_user_agent,
   max_by(ui_arn, ts) AS principal_arn, max_by(recipientaccountid, ts) AS account
-FROM events
-WHERE ui_key = '{{key}}'
-GROUP BY sourceipaddress, vpcendpointid, eventsource, eventname, errorcode
-UNION ALL
-SELECT 'issued' AS kind, sourceipaddress, vpcendpointid, eventsource, eventname, errorcode,
-  count(*) AS calls, min(eventtime) AS first_time, max(eventtime) AS last_time,
-  max_by(awsregion, ts) AS last_region, max_by(useragent, ts) AS last_user_agent,
-  max_by(ui_arn, ts) AS principal_arn, max_by(recipientaccountid, ts) AS account
-FROM events
-WHERE strpos(responseelements, '"{{key}}"') > 0
-GROUP BY sourceipaddress, vpcendpointid, eventsource, eventname, errorcode
+FROM related
+WHERE eventid IS NULL OR copy = 1
+GROUP BY kind, sourceipaddress, vpcendpointid, eventsource, eventname, errorcode
 ORDER BY kind, last_time DESC

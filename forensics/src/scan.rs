@@ -55,18 +55,42 @@ impl Default for ScanOptions {
     }
 }
 
+/// Where a signal stands in the replay's order: event time, then the record's `eventID`, then
+/// its place in the input.
+type At = (Millis, String, Seq);
+
+fn at(time: Millis, event_id: Option<&str>, seq: Seq) -> At {
+    (time, event_id.unwrap_or_default().to_string(), seq)
+}
+
 /// The earliest use of one (scope, key, identity) pair.
 #[derive(Clone, Debug)]
 struct FirstUse {
-    at: (Millis, Seq),
+    seq: Seq,
     obs: Observation,
+}
+
+impl FirstUse {
+    /// Which of two uses of one pair is "first". CloudTrail times have one-second precision,
+    /// so same-second uses are common and a file position decides nothing (Athena's rows have
+    /// none): the tie goes to the smaller `eventID`, then event name, source, region and user
+    /// agent, and only then to the place in the input. `sql/scan.sql` orders its rows by the
+    /// same columns, so a local scan and `scan --athena` keep the same first use of every pair
+    /// and report the same events. Borrowed: this runs for every repeated use.
+    fn order(&self) -> (Millis, [&str; 5], Seq) {
+        let e = &self.obs.event;
+        fn f(v: &Option<String>) -> &str {
+            v.as_deref().unwrap_or_default()
+        }
+        (e.time_ms, [f(&e.event_id), f(&e.event_name), f(&e.event_source), f(&e.region), f(&e.user_agent)], self.seq)
+    }
 }
 
 /// What the fold keeps of a set of files. Mergeable in any order.
 #[derive(Debug, Default)]
 pub struct Fold {
     firsts: HashMap<String, FirstUse>,
-    signals: Vec<(Millis, Seq, Signal)>,
+    signals: Vec<(At, Signal)>,
     pub read: ReadCounts,
     pub counts: FoldCounts,
     pub errors: Vec<FileError>,
@@ -119,7 +143,7 @@ impl Fold {
         let c = classify(r, source, &opts.policy);
         if let (Some(sig), Some(t)) = (c.signal, time) {
             self.counts.signals += 1;
-            self.signals.push((t, seq, sig));
+            self.signals.push((at(t, r.event_id.get(), seq), sig));
         }
         match c.usage {
             Ok(obs) => {
@@ -127,17 +151,17 @@ impl Fold {
                 if matches!(obs.identity, NetworkIdentity::Opaque(_)) {
                     self.counts.opaque_sources += 1;
                 }
-                let at = (obs.event.time_ms, seq);
                 let k = format!("{}|{}|{}", obs.scope.key(), obs.access_key_id, obs.identity);
+                let new = FirstUse { seq, obs };
                 match self.firsts.get_mut(&k) {
                     Some(f) => {
                         self.counts.repeats += 1;
-                        if at < f.at {
-                            *f = FirstUse { at, obs };
+                        if new.order() < f.order() {
+                            *f = new;
                         }
                     }
                     None => {
-                        self.firsts.insert(k, FirstUse { at, obs });
+                        self.firsts.insert(k, new);
                     }
                 }
             }
@@ -151,7 +175,7 @@ impl Fold {
             match self.firsts.get_mut(&k) {
                 Some(mine) => {
                     self.counts.repeats += 1;
-                    if f.at < mine.at {
+                    if f.order() < mine.order() {
                         *mine = f;
                     }
                 }
@@ -260,8 +284,10 @@ impl ScanSummary {
     }
 }
 
-/// One item of the ordered replay. Signals sort before uses of the same record, as
-/// `Detector::process_record` applies them.
+/// One item of the ordered replay. At one event time, signals come first (in event-id order),
+/// then uses in the order of their identity's text, which is how the engine itself breaks ties
+/// between anchors ([`ctguard_detector::Anchor::is_later_than`]): so a same-second use from two
+/// identities replays the same way whatever file or row order it was read in.
 enum Item {
     Signal(Signal),
     Use(Box<Observation>),
@@ -281,12 +307,16 @@ pub enum ScanError {
 pub async fn replay(fold: Fold, policy: Policy) -> Result<ScanReport, ScanError> {
     let Fold { firsts, signals, read, counts, errors } = fold;
     let distinct = firsts.len() as u64;
-    let mut items: Vec<(Millis, Seq, u8, Item)> = Vec::with_capacity(firsts.len() + signals.len());
-    items.extend(signals.into_iter().map(|(t, s, sig)| (t, s, 0, Item::Signal(sig))));
-    items.extend(firsts.into_values().map(|f| (f.at.0, f.at.1, 1, Item::Use(Box::new(f.obs)))));
-    items.sort_by_key(|(t, s, k, _)| (*t, *s, *k));
+    let mut items: Vec<((Millis, u8, String, At), Item)> = Vec::with_capacity(firsts.len() + signals.len());
+    items.extend(signals.into_iter().map(|(at, sig)| ((at.0, 0, String::new(), at), Item::Signal(sig))));
+    items.extend(firsts.into_values().map(|f| {
+        let e = &f.obs.event;
+        let at = at(e.time_ms, e.event_id.as_deref(), f.seq);
+        ((at.0, 1, f.obs.identity.key(), at), Item::Use(Box::new(f.obs)))
+    }));
+    items.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     let det = Detector::new(MemoryStore::new(), CollectingSink::new(), policy, ctguard_detector::VERSION);
-    for (_, _, _, item) in items {
+    for (_, item) in items {
         match item {
             Item::Signal(sig) => det.apply_signal(&sig).await?,
             Item::Use(obs) => {
@@ -376,6 +406,59 @@ mod tests {
             assert_eq!(rep.summary.fold.repeats, 2);
             assert_eq!(rep.summary.distinct_uses, 2);
         }
+    }
+
+    #[tokio::test]
+    async fn same_second_ties_replay_alike_in_every_file_order() {
+        // One second, three identities, two calls each with distinct event ids: which file or
+        // position a record sits in must change neither who is alerted on nor which event an
+        // alert reports (Athena's rows have no file position; both sort by time, then event id).
+        let t = "2024-05-01T10:00:00Z";
+        let with_id = |ip: &str, id: &str, name: &str| {
+            let mut c = call(K, ip, t);
+            c["eventID"] = json!(id);
+            c["eventName"] = json!(name);
+            c
+        };
+        let recs = [
+            with_id("203.0.113.9", "e-5", "GetObject"),
+            with_id("198.51.100.1", "e-3", "ListBuckets"),
+            with_id("203.0.113.9", "e-2", "PutObject"),
+            with_id("192.0.2.44", "e-4", "GetCallerIdentity"),
+            with_id("198.51.100.1", "e-1", "HeadBucket"),
+            with_id("192.0.2.44", "e-6", "ListRoles"),
+        ];
+        let mut seen = None;
+        for rotation in 0..recs.len() {
+            for split in [1, 3] {
+                let mut order: Vec<_> = recs.iter().cycle().skip(rotation).take(recs.len()).cloned().collect();
+                if rotation % 2 == 1 {
+                    order.reverse();
+                }
+                let (x, y) = order.split_at(split);
+                let rep = run(vec![file(x), file(y)], 1).await;
+                let got: Vec<_> = rep
+                    .alerts
+                    .iter()
+                    .map(|a| (a.seen_identity.clone(), a.offending.event_id.clone(), a.out_of_order))
+                    .collect();
+                assert_eq!(got.len(), 2, "two identities besides the anchor: {got:?}");
+                match &seen {
+                    None => seen = Some(got),
+                    Some(first) => assert_eq!(&got, first, "rotation {rotation}, split {split}"),
+                }
+            }
+        }
+        // The anchor is the smallest identity's text (the engine's own tie rule), and each alert
+        // names its identity's smallest event id.
+        let got = seen.unwrap_or_default();
+        assert_eq!(
+            got,
+            vec![
+                ("ip:198.51.100.1".to_string(), Some("e-1".to_string()), false),
+                ("ip:203.0.113.9".to_string(), Some("e-2".to_string()), false),
+            ]
+        );
     }
 
     #[tokio::test]

@@ -78,8 +78,24 @@ pub struct TraceEvent {
 }
 
 impl TraceEvent {
-    fn order(&self) -> (Millis, Seq) {
-        (self.time_ms.unwrap_or(Millis::MIN), self.seq)
+    /// Timeline order: time, then the event's own fields, then its place in the input. Of two
+    /// copies of one event id the first in this order is kept; `sql/trace.sql` keeps the same
+    /// one, since a file position (which Athena's rows lack) decides only between copies that
+    /// are identical in every field compared here.
+    fn order(&self) -> (Millis, [&str; 7], Seq) {
+        fn f(v: &Option<String>) -> &str {
+            v.as_deref().unwrap_or_default()
+        }
+        let fields = [
+            f(&self.event_source),
+            f(&self.event_name),
+            f(&self.region),
+            f(&self.source_ip),
+            f(&self.vpc_endpoint_id),
+            f(&self.user_agent),
+            f(&self.error_code),
+        ];
+        (self.time_ms.unwrap_or(Millis::MIN), fields, self.seq)
     }
     pub fn api(&self) -> String {
         format!("{}:{}", self.service.as_deref().unwrap_or("?"), self.event_name.as_deref().unwrap_or("?"))
@@ -352,7 +368,7 @@ pub async fn report(
     extra_nats: &[NatGateway],
 ) -> Result<TraceReport, scan::ScanError> {
     let TracePart { mut events, fold, nats, read, errors, out_of_range } = part;
-    events.sort_by_key(TraceEvent::order);
+    events.sort_by(|a, b| a.order().cmp(&b.order()));
     // The same event can be read twice (overlapping inputs); keep one of each event id.
     let mut seen = BTreeSet::new();
     events.retain(|e| e.event_id.as_ref().is_none_or(|id| seen.insert((id.clone(), e.relation as u8))));

@@ -1,5 +1,6 @@
 //! End-to-end tests: one binary, a module per area (as ripgrep does).
 
+mod athena;
 mod contain;
 mod damaged_input;
 mod desired_state;

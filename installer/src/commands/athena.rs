@@ -18,6 +18,7 @@ use ctguard_forensics::scan::ScanReport;
 use ctguard_forensics::sources::{self, Kind, TimeRange};
 
 use crate::args::{GlobalArgs, Output};
+use crate::exit;
 use crate::output::{emit, Table};
 use indicatif::HumanBytes;
 
@@ -187,13 +188,14 @@ async fn prepare(
     Ok(Some(conf))
 }
 
-/// `ctguard scan --athena`: returns the report, or `None` after `--plan`.
+/// `ctguard scan --athena`: returns the report and the bytes Athena scanned (unknown for
+/// `--replay-rows`), or `None` after `--plan`.
 pub async fn scan(
     a: &AthenaArgs,
     range: TimeRange,
     policy: Policy,
     g: &GlobalArgs,
-) -> anyhow::Result<Option<ScanReport>> {
+) -> anyhow::Result<Option<(ScanReport, Option<u64>)>> {
     let t = a.target(range);
     let sql = t.scan_sql()?;
     let mut fold = RowFold::new(policy);
@@ -211,7 +213,24 @@ pub async fn scan(
         "ctguard scan --athena: {rows} rows replayed ({} distinct key × network identity, {} signals); scanned {bytes}; alerts: {}",
         rep.summary.distinct_uses, rep.summary.fold.signals, rep.summary.alerts
     );
-    Ok(Some(rep))
+    if scanned == Some(0) {
+        eprintln!("ctguard scan --athena: Athena read 0 bytes: the table, or the accounts, regions and days selected, hold no logs");
+    }
+    Ok(Some((rep, scanned)))
+}
+
+/// The exit code of `scan --athena`. The rows are already reduced, so zero rows is a clean
+/// result, not missing input; only a query that read nothing at all is "no records".
+pub fn scan_exit_code(rep: &ScanReport, scanned: Option<u64>) -> u8 {
+    if !rep.alerts.is_empty() {
+        exit::FINDINGS
+    } else if scanned == Some(0) {
+        exit::NO_RECORDS
+    } else if !rep.summary.complete() {
+        exit::PARTIAL
+    } else {
+        exit::OK
+    }
 }
 
 /// `ctguard trace --athena`: the key's calls per origin and API, its high-risk operations and
@@ -259,4 +278,18 @@ pub async fn trace(a: &AthenaArgs, key: &str, range: TimeRange, g: &GlobalArgs) 
         eprintln!("ctguard trace --athena: last use {} from {}", get(last, "last_time"), get(last, "sourceipaddress"));
     }
     Ok(Some(rows.len()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ctguard_forensics::scan::{replay, Fold};
+
+    #[tokio::test]
+    async fn zero_rows_is_clean_and_zero_bytes_is_no_records() {
+        let empty = replay(Fold::default(), Policy::default()).await.expect("replay");
+        assert_eq!(scan_exit_code(&empty, Some(1 << 20)), exit::OK, "rows are reduced: none means nothing to judge");
+        assert_eq!(scan_exit_code(&empty, None), exit::OK, "--replay-rows: bytes unknown");
+        assert_eq!(scan_exit_code(&empty, Some(0)), exit::NO_RECORDS, "a query that read nothing");
+    }
 }

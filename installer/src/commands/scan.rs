@@ -145,9 +145,11 @@ pub async fn run(args: &ScanArgs, g: &GlobalArgs) -> anyhow::Result<u8> {
     let policy = load_policy(args.policy.as_ref())?;
     if args.athena.enabled() {
         anyhow::ensure!(args.paths.is_empty(), "--athena reads the table, not paths: drop {}", args.paths.join(" "));
-        let Some(report) = super::athena::scan(&args.athena, range, policy, g).await? else { return Ok(exit::OK) };
+        let Some((report, scanned)) = super::athena::scan(&args.athena, range, policy, g).await? else {
+            return Ok(exit::OK);
+        };
         render(&report, g.output())?;
-        return Ok(exit_code(&report));
+        return Ok(super::athena::scan_exit_code(&report, scanned));
     }
     let inputs = inputs(&args.paths, Kind::Trail, &range, g).await?;
     let threads = args.threads.map_or_else(default_threads, usize::from);
