@@ -17,7 +17,9 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use crate::install::{account_config, add_trail, ctguard_resources, json_lines, organization, run, text, HOME, MGMT};
+use crate::install::{
+    account_config, add_trail, ctguard_resources, json_lines, organization, run, text, Org, HOME, MGMT,
+};
 
 const BUCKET: &str = "ctguard-artifacts-123456789012-us-east-1";
 
@@ -25,14 +27,20 @@ fn stderr(o: &std::process::Output) -> String {
     String::from_utf8_lossy(&o.stderr).to_string()
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_denied_deletion_stops_with_a_report_and_a_rerun_finishes() {
+/// ctguard installed in the management account's home region, and S3 as that account.
+async fn installed() -> (Org, aws_sdk_s3::Client) {
     let org = organization().await;
     let ep = org.endpoint();
     add_trail(&ep, MGMT).await;
     let out = run(&org, &["install", "--regions", HOME, "--no-auto-deploy"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let s3 = aws_sdk_s3::Client::new(&account_config(&ep, MGMT, HOME).await);
+    (org, s3)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_denied_deletion_stops_with_a_report_and_a_rerun_finishes() {
+    let (org, s3) = installed().await;
     let deny = format!(
         r#"{{"Version":"2012-10-17","Statement":[{{"Sid":"KeepCode","Effect":"Deny","Principal":"*","Action":["s3:DeleteObject","s3:DeleteObjectVersion"],"Resource":"arn:aws:s3:::{BUCKET}/ctguard/*"}}]}}"#
     );
@@ -64,14 +72,9 @@ async fn a_denied_deletion_stops_with_a_report_and_a_rerun_finishes() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_bucket_ctguard_cannot_prove_it_owns_is_never_emptied() {
-    let org = organization().await;
-    let ep = org.endpoint();
-    add_trail(&ep, MGMT).await;
-    let out = run(&org, &["install", "--regions", HOME, "--no-auto-deploy"]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let (org, s3) = installed().await;
     // Someone re-tagged the bucket and keeps their data in it: its name and its stack are not
     // proof enough.
-    let s3 = aws_sdk_s3::Client::new(&account_config(&ep, MGMT, HOME).await);
     let tags = aws_sdk_s3::types::Tagging::builder()
         .tag_set(aws_sdk_s3::types::Tag::builder().key("team").value("data").build().expect("tag"))
         .build()
