@@ -120,6 +120,14 @@ pub fn is_region(s: &str) -> bool {
         && number.parse::<u8>().is_ok()
 }
 
+/// True for a region name as logs may carry it: lowercase letters, digits and hyphens, at most
+/// 32 characters. Looser than [`is_region`] on purpose: anonymised or future logs carry names
+/// that are no region ctguard knows (`us-north-2r`), and queries over them must still work;
+/// the check keeps such names safe to quote in SQL.
+pub fn is_region_name(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 32 && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
 /// The HTTPS client: rustls on ring (no C toolchain or cmake needed to build it).
 pub fn http_client() -> aws_smithy_runtime_api::client::http::SharedHttpClient {
     aws_smithy_http_client::Builder::new()
@@ -232,6 +240,16 @@ mod tests {
         }
         for bad in ["", "us-east", "US-EAST-1", "us--1", "useast1", "us-east-x", "us-1", "u-east-1", "us-east-1')--"] {
             assert!(!is_region(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn region_names_in_logs_are_looser_but_sql_safe() {
+        for ok in ["us-east-1", "us-north-2r", "apiso-northsouth-3r"] {
+            assert!(is_region_name(ok), "{ok}");
+        }
+        for bad in ["", "US-EAST-1", "us-east-1')--", "us east 1", &"a".repeat(33)] {
+            assert!(!is_region_name(bad), "{bad}");
         }
     }
 

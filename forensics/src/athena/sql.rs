@@ -101,7 +101,7 @@ impl Target {
         if let Some(a) = self.accounts.iter().find(|a| !ctguard_aws::is_account_id(a)) {
             return Err(SqlError::Account(a.clone()));
         }
-        if let Some(r) = self.regions.iter().find(|r| !ctguard_aws::is_region(r)) {
+        if let Some(r) = self.regions.iter().find(|r| !ctguard_aws::is_region_name(r)) {
             return Err(SqlError::Region(r.clone()));
         }
         Ok(())
