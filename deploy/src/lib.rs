@@ -31,6 +31,7 @@ pub mod org;
 pub mod ownership;
 pub mod plan;
 pub mod preflight;
+pub mod redrive;
 pub mod session;
 pub mod stacks;
 pub mod stacksets;

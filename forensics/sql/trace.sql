@@ -16,8 +16,9 @@ WITH events AS (
 -- id counts once per relation, keeping the copy the local trace keeps (TraceEvent::order).
 related AS (
   SELECT *, row_number() OVER (
-    PARTITION BY eventid, kind
-    ORDER BY ts, coalesce(eventsource, ''), coalesce(eventname, ''), coalesce(awsregion, ''),
+    PARTITION BY nullif(trim(eventid), ''), kind
+    -- Untimed copies first, as TraceEvent::order puts them.
+    ORDER BY ts NULLS FIRST, coalesce(eventsource, ''), coalesce(eventname, ''), coalesce(awsregion, ''),
       coalesce(sourceipaddress, ''), coalesce(vpcendpointid, ''), coalesce(useragent, ''),
       coalesce(errorcode, ''), path) AS copy
   FROM (
@@ -27,10 +28,11 @@ related AS (
   ) AS both_relations
 )
 SELECT kind, sourceipaddress, vpcendpointid, eventsource, eventname, errorcode,
-  count(*) AS calls, min(eventtime) AS first_time, max(eventtime) AS last_time,
+  -- First and last by parsed time (text order is wrong for offsets and fractions).
+  count(*) AS calls, min_by(eventtime, ts) AS first_time, max_by(eventtime, ts) AS last_time,
   max_by(awsregion, ts) AS last_region, max_by(useragent, ts) AS last_user_agent,
   max_by(ui_arn, ts) AS principal_arn, max_by(recipientaccountid, ts) AS account
 FROM related
-WHERE eventid IS NULL OR copy = 1
+WHERE nullif(trim(eventid), '') IS NULL OR copy = 1
 GROUP BY kind, sourceipaddress, vpcendpointid, eventsource, eventname, errorcode
 ORDER BY kind, last_time DESC

@@ -43,6 +43,8 @@ pub enum Command {
     Status(Box<commands::status::StatusArgs>),
     /// Prove, per account × region, that a reused credential raises an alert.
     Verify(Box<commands::verify::VerifyArgs>),
+    /// Replay each target's dead-letter queue through the detector; delete what succeeded.
+    Redrive(Box<commands::redrive::RedriveArgs>),
     /// Remove everything ctguard created.
     Uninstall(Box<commands::uninstall::UninstallArgs>),
     /// Replay CloudTrail/ActionTrail logs through the detector and print the alerts.

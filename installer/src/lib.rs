@@ -36,6 +36,7 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
                     Command::Install(a) => commands::install::run(&a, &g).await,
                     Command::Status(a) => commands::status::run(&a, &g).await,
                     Command::Verify(a) => commands::verify::run(&a, &g).await,
+                    Command::Redrive(a) => commands::redrive::run(&a, &g).await,
                     Command::Uninstall(a) => commands::uninstall::run(&a, &g).await,
                     Command::Scan(a) => commands::scan::run(&a, &g).await,
                     Command::Trace(a) => commands::trace::run(&a, &g).await,

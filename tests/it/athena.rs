@@ -216,16 +216,25 @@ async fn ctrl_c_stops_the_query_in_athena() {
         }
         seen.push(line);
     };
-    // Let it poll at least once, then press Ctrl-C.
-    std::thread::sleep(Duration::from_millis(600));
+    // Press Ctrl-C once the runner reported the query's first state (it is polling).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let line = err
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .unwrap_or_else(|_| panic!("no state reported within 60 s: {seen:?}"));
+        let polled = line.starts_with("athena: Queued");
+        seen.push(line);
+        if polled {
+            break;
+        }
+    }
     let sigint = Command::new("kill").args(["-INT", &child.id().to_string()]).status().expect("kill -INT");
     assert!(sigint.success());
     let code = wait_bounded(&mut child, Duration::from_secs(60), "scan --athena after Ctrl-C");
     let rest: Vec<String> = err.iter().collect();
     let rest = rest.join("\n");
-    assert_ne!(code, 0, "a cancelled scan is not a clean one: {rest}");
-    assert_ne!(code, 1, "a cancelled scan has no findings: {rest}");
-    assert!(rest.contains("cancelled"), "the user is told: {rest}");
+    assert_eq!(code, 2, "a cancelled query is an error exit, not death by signal or a clean run: {rest}");
+    assert!(rest.contains("was cancelled: stopped by the user"), "the user is told: {rest}");
     let state = athena_client(&moto)
         .get_query_execution()
         .query_execution_id(&id)

@@ -11,5 +11,6 @@ mod installer_policy;
 mod pipeline;
 mod policies;
 mod preflight;
+mod redrive;
 mod uninstall;
 mod verify;

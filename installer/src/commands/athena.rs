@@ -137,15 +137,33 @@ async fn execute(
     on_row: impl FnMut(Row),
 ) -> anyhow::Result<query::Finished> {
     let athena = AwsAthena::new(conf);
-    let cancel = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+    // The handler is installed now, before the query starts: a Ctrl-C at any point from here
+    // on stops the query in Athena instead of killing the process with it still running.
+    let cancel = interrupted()?;
     let progress = |p: Progress| match p {
         Progress::Started(id) => eprintln!("athena: query execution id {id}"),
         Progress::State(s) => eprintln!("athena: {s:?}"),
         Progress::Page { rows } => tracing::debug!(rows, "athena: page"),
     };
     Ok(query::run(&athena, sql, ctx, Backoff::default(), cancel, progress, on_row).await?)
+}
+
+/// Completes on the first Ctrl-C (SIGINT) after this call.
+#[cfg(unix)]
+fn interrupted() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    let mut sig =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()).context("cannot handle Ctrl-C")?;
+    Ok(async move {
+        let _ = sig.recv().await;
+    })
+}
+
+/// Completes on the first Ctrl-C after its first poll (Windows has no earlier hook).
+#[cfg(not(unix))]
+fn interrupted() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    Ok(async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
 }
 
 fn read_rows(path: &PathBuf, mut f: impl FnMut(Row)) -> anyhow::Result<u64> {

@@ -7,6 +7,7 @@ pub mod docs;
 pub mod install;
 pub mod keys;
 pub mod package;
+pub mod redrive;
 pub mod scan;
 pub mod status;
 pub mod template;
