@@ -7,16 +7,12 @@ use std::env;
 use std::fs;
 use std::path::PathBuf;
 
+include!("zip_path.rs");
+
 fn main() {
-    println!("cargo:rerun-if-env-changed=CTGUARD_LAMBDA_ZIP");
-    println!("cargo:rerun-if-env-changed=CARGO_TARGET_DIR");
     let manifest = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap_or_default());
-    let target = env::var("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|_| manifest.join("../target"));
-    let candidates =
-        [env::var("CTGUARD_LAMBDA_ZIP").ok().map(PathBuf::from), Some(target.join("lambda/bootstrap/bootstrap.zip"))];
     let out = PathBuf::from(env::var("OUT_DIR").unwrap_or_default());
-    let found = candidates.into_iter().flatten().find(|p| p.is_file());
-    let path = match found {
+    let path = match lambda_zip_path() {
         Some(p) => {
             println!("cargo:rerun-if-changed={}", p.display());
             p

@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/ctguard-target}"
 bash scripts/setup.sh
 export PATH="$PWD/.venv/bin:$PATH"
-CTGUARD="$CARGO_TARGET_DIR/debug/ctguard"
+CTGUARD="$CARGO_TARGET_DIR/release/ctguard"
 REGIONS="us-east-1,eu-west-1"
 
 work=$(mktemp -d)

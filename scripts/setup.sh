@@ -2,7 +2,9 @@
 # Installs everything ctguard needs on a fresh machine, idempotently:
 #  1. the pinned Python tools (moto server, cargo-lambda, zig, cfn-lint) in ./.venv;
 #  2. the detector's Lambda zip, built by cargo-lambda with zig (glibc <= 2.34 for provided.al2023);
-#  3. the `ctguard` binary, which embeds that zip.
+#  3. the `ctguard` binary, which embeds that zip: a release build, printed at the end
+#     (CTGUARD_PROFILE=debug builds the debug binary instead: what scripts/test.sh uses, since
+#     the tests need the debug build and a second, release build would cost minutes).
 # Build output goes to $CARGO_TARGET_DIR (default ~/.cache/ctguard-target) so repeat runs are
 # incremental even from a fresh clone.
 set -euo pipefail
@@ -37,12 +39,18 @@ if [ ! -s "$zip" ]; then
   exit 1
 fi
 
-step "ctguard binary (embeds $zip)"
-CTGUARD_LAMBDA_ZIP="$zip" cargo build -p ctguard 2>&1 | grep -v '^\s*Compiling ' >&2 || true
-if [ ! -x "$CARGO_TARGET_DIR/debug/ctguard" ]; then
-  echo "cargo build -p ctguard failed" >&2
-  exit 1
-fi
-"$CARGO_TARGET_DIR/debug/ctguard" package --out - >/dev/null \
+profile="${CTGUARD_PROFILE:-release}"
+case "$profile" in
+  release) flag=(--release) ;;
+  debug) flag=() ;;
+  *) echo "CTGUARD_PROFILE must be release or debug, not $profile" >&2; exit 2 ;;
+esac
+bin="$CARGO_TARGET_DIR/$profile/ctguard"
+step "ctguard binary ($profile, embeds $zip)"
+# pipefail: the build's own status decides, not grep's.
+CTGUARD_LAMBDA_ZIP="$zip" cargo build ${flag[@]+"${flag[@]}"} -p ctguard 2>&1 | { grep -v '^\s*Compiling ' >&2 || true; } \
+  || { echo "cargo build ${flag[*]+${flag[*]}} -p ctguard failed" >&2; exit 1; }
+"$bin" package --out - >/dev/null \
   || { echo "the ctguard binary has no bundled Lambda zip" >&2; exit 1; }
-echo "ready: $CARGO_TARGET_DIR/debug/ctguard" >&2
+echo "ready: $bin" >&2
+echo "  (put it on your PATH, e.g.: install -m 755 \"$bin\" ~/.local/bin/ctguard)" >&2

@@ -7,7 +7,8 @@ set -euo pipefail
 exec </dev/null
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/ctguard-target}"
-bash scripts/setup.sh
+# The debug binary: the tests need it, and a release build here would cost minutes.
+CTGUARD_PROFILE=debug bash scripts/setup.sh
 export PATH="$PWD/.venv/bin:$PATH"
 export CTGUARD_LAMBDA_ZIP="$CARGO_TARGET_DIR/lambda/bootstrap/bootstrap.zip"
 

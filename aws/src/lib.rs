@@ -6,8 +6,17 @@
 //! Clients are cheap to derive from a config; configs are expensive to load, so each is built
 //! once per account and reused for every region.
 
+use std::io::Write;
+use std::sync::{Mutex, OnceLock};
+
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_smithy_http_client::tls;
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextRef;
+use aws_smithy_runtime_api::client::interceptors::Intercept;
+use aws_smithy_runtime_api::client::orchestrator::Metadata;
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_types::config_bag::ConfigBag;
 
 /// Where and as whom to call AWS: the plain form of the command line's global options.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -23,6 +32,101 @@ pub struct AwsOptions {
 /// The role ctguard assumes in member accounts: the one AWS Organizations creates in every
 /// account it creates. Override with `--role-name` where an install uses another.
 pub const DEFAULT_MEMBER_ROLE: &str = "OrganizationAccountAccessRole";
+
+/// Names the file [`OperationLog`] appends to. Unset (the default), nothing is recorded.
+pub const RECORD_ENV: &str = "CTGUARD_RECORD_CALLS";
+
+/// The file named by [`RECORD_ENV`], opened for appending once per process (`None`: off).
+fn record_file() -> Option<&'static Mutex<std::fs::File>> {
+    static FILE: OnceLock<Option<Mutex<std::fs::File>>> = OnceLock::new();
+    FILE.get_or_init(|| {
+        let path = std::env::var_os(RECORD_ENV).filter(|p| !p.is_empty())?;
+        std::fs::OpenOptions::new().create(true).append(true).open(path).ok().map(Mutex::new)
+    })
+    .as_ref()
+}
+
+/// Records one AWS operation (`Service:Operation`, the SDK's names) when [`RECORD_ENV`] is set.
+/// Each line is one `write` on a file opened for appending, so concurrent processes (tests run
+/// many `ctguard`s at once) never interleave within a line.
+pub fn record(service: &str, operation: &str) {
+    if let Some(f) = record_file() {
+        let line = format!("{service}:{operation}\n");
+        if let Ok(mut f) = f.lock() {
+            let _ = f.write_all(line.as_bytes());
+        }
+    }
+}
+
+/// An SDK interceptor recording every operation attempt with [`record`]: what the tests use to
+/// hold `ctguard template installer-policy` to the calls ctguard really makes. Off by default;
+/// when off it costs one check of a cached `Option` per attempt.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct OperationLog;
+
+impl OperationLog {
+    /// Records the operation described by the request's config bag (shared with other
+    /// interceptors, such as the deploy crate's call counter).
+    pub fn observe(cfg: &ConfigBag) {
+        if record_file().is_none() {
+            return;
+        }
+        if let Some(m) = cfg.load::<Metadata>() {
+            record(m.service(), m.name());
+        }
+    }
+}
+
+impl Intercept for OperationLog {
+    fn name(&self) -> &'static str {
+        "ctguard-operation-log"
+    }
+    fn read_before_attempt(
+        &self,
+        _context: &BeforeTransmitInterceptorContextRef<'_>,
+        _runtime_components: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        Self::observe(cfg);
+        Ok(())
+    }
+}
+
+/// An SDK client of `$krate` from `$cfg` with [`OperationLog`] attached:
+/// `ctguard_aws::client!(aws_sdk_sns, &cfg)`.
+#[macro_export]
+macro_rules! client {
+    ($krate:ident, $cfg:expr) => {
+        $krate::Client::from_conf($krate::config::Builder::from($cfg).interceptor($crate::OperationLog).build())
+    };
+}
+
+/// True for a 12-digit AWS account id.
+pub fn is_account_id(s: &str) -> bool {
+    s.len() == 12 && s.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// True for names shaped like AWS regions (`us-east-1`, `ap-southeast-3`, `us-gov-west-1`):
+/// a two-letter area, lowercase words, a number.
+pub fn is_region(s: &str) -> bool {
+    let parts: Vec<&str> = s.split('-').collect();
+    let Some((first, rest)) = parts.split_first() else { return false };
+    let Some((number, words)) = rest.split_last() else { return false };
+    let lower = |p: &str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_lowercase());
+    first.len() == 2
+        && lower(first)
+        && !words.is_empty()
+        && words.iter().all(|w| lower(w))
+        && number.parse::<u8>().is_ok()
+}
+
+/// True for a region name as logs may carry it: lowercase letters, digits and hyphens, at most
+/// 32 characters. Looser than [`is_region`] on purpose: anonymised or future logs carry names
+/// that are no region ctguard knows (`us-north-2r`), and queries over them must still work;
+/// the check keeps such names safe to quote in SQL.
+pub fn is_region_name(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 32 && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
 
 /// The HTTPS client: rustls on ring (no C toolchain or cmake needed to build it).
 pub fn http_client() -> aws_smithy_runtime_api::client::http::SharedHttpClient {
@@ -77,12 +181,18 @@ pub enum AwsError {
 
 /// The caller's account id (`sts:GetCallerIdentity`).
 pub async fn caller_account(cfg: &SdkConfig) -> Result<String, AwsError> {
-    let out = aws_sdk_sts::Client::new(cfg)
+    caller_identity(cfg).await.map(|(account, _)| account)
+}
+
+/// The caller's account id and ARN (`sts:GetCallerIdentity`).
+pub async fn caller_identity(cfg: &SdkConfig) -> Result<(String, String), AwsError> {
+    let out = client!(aws_sdk_sts, cfg)
         .get_caller_identity()
         .send()
         .await
         .map_err(|e| AwsError::UnknownCaller(err_text(&e)))?;
-    out.account.ok_or(AwsError::NoAccount)
+    let arn = out.arn.unwrap_or_default();
+    Ok((out.account.ok_or(AwsError::NoAccount)?, arn))
 }
 
 /// A readable one-line description of an SDK error: code and message when the service sent them.
@@ -117,4 +227,37 @@ where
         src = x.source();
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn region_shapes() {
+        for ok in ["us-east-1", "ap-southeast-3", "us-gov-west-1", "eu-central-2"] {
+            assert!(is_region(ok), "{ok}");
+        }
+        for bad in ["", "us-east", "US-EAST-1", "us--1", "useast1", "us-east-x", "us-1", "u-east-1", "us-east-1')--"] {
+            assert!(!is_region(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn region_names_in_logs_are_looser_but_sql_safe() {
+        for ok in ["us-east-1", "us-north-2r", "apiso-northsouth-3r"] {
+            assert!(is_region_name(ok), "{ok}");
+        }
+        for bad in ["", "US-EAST-1", "us-east-1')--", "us east 1", &"a".repeat(33)] {
+            assert!(!is_region_name(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn account_ids() {
+        assert!(is_account_id("123456789012"));
+        for bad in ["", "12345678901", "1234567890123", "12345678901a", "1111' OR '1"] {
+            assert!(!is_account_id(bad), "{bad}");
+        }
+    }
 }

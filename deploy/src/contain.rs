@@ -78,7 +78,7 @@ impl Containment {
     /// Checks every field; the error names the bad one.
     pub fn validate(&self) -> Result<(), ContainError> {
         let bad = |m: String| Err(ContainError::Invalid(m));
-        if self.account.len() != 12 || !self.account.bytes().all(|b| b.is_ascii_digit()) {
+        if !crate::targets::is_account_id(&self.account) {
             return bad(format!("account `{}` is not a 12-digit AWS account id", self.account));
         }
         if !iam_name(&self.role, 1, 64) {

@@ -86,6 +86,11 @@ pub struct PollOptions {
     pub first_delay: Duration,
     pub max_delay: Duration,
     pub timeout: Duration,
+    /// How long a denied deletion (an object version an SCP, a bucket policy or Object Lock
+    /// protects) is retried, with the same doubling delay, before the step fails and says what
+    /// is left and why. Denials are sometimes lifted by a policy change in progress; they are
+    /// never waited on for as long as a stack operation.
+    pub denied_retry: Duration,
 }
 
 impl PollOptions {
@@ -122,6 +127,7 @@ impl Default for PollOptions {
             first_delay: Duration::from_secs(2),
             max_delay: Duration::from_secs(15),
             timeout: Duration::from_secs(60 * 60),
+            denied_retry: Duration::from_secs(30),
         }
     }
 }
@@ -355,7 +361,7 @@ async fn run_action<A: TargetApi>(
     let name = step.what.as_str();
     let spec = || step.spec.as_ref().ok_or_else(|| StepError::NoSpec(name.into()));
     match action {
-        Action::NoChange | Action::LeaveForeign => Ok(()),
+        Action::NoChange | Action::LeaveForeign | Action::LeaveBucket { .. } => Ok(()),
         Action::Blocked { reason } => Err(StepError::Blocked { name: name.into(), reason: reason.clone() }),
         Action::Create => {
             api.create(spec()?).await?;
@@ -402,7 +408,10 @@ async fn run_action<A: TargetApi>(
             Box::pin(run_action(api, step, &next, code, poll, rep)).await
         }
         Action::UploadCode { bucket, key } => Ok(api.upload_code(bucket, key, code).await?),
-        Action::EmptyBucket { bucket } => Ok(api.empty_bucket(bucket).await.map(|_| ())?),
+        Action::EmptyBucket { bucket } => {
+            let retry = PollOptions { timeout: poll.denied_retry, ..*poll };
+            Ok(api.empty_bucket(bucket, &retry).await.map(|_| ())?)
+        }
     }
 }
 
@@ -767,10 +776,18 @@ pub async fn uninstall<C: Connector>(
     } else {
         Vec::new()
     };
-    let art_plans: Vec<TargetPlan> = art_obs
-        .iter()
-        .map(|o| plan::plan_artifacts_removal(artifacts_account, &o.target.region, o.stacks.get(&StackKind::Artifacts)))
-        .collect();
+    let art_plans: Vec<TargetPlan> = stream::iter(&art_obs)
+        .map(|o| async move {
+            let stack = o.stacks.get(&StackKind::Artifacts);
+            let ownership = match (&o.api, stack) {
+                (Ok(api), Some(st)) if st.owned() => Some(bucket_ownership(api, artifacts_account, &o.target).await),
+                _ => None,
+            };
+            plan::plan_artifacts_removal(artifacts_account, &o.target.region, stack, ownership.as_ref())
+        })
+        .buffered(opts.concurrency.max(1))
+        .collect()
+        .await;
     report.plans = plans.iter().chain(art_plans.iter()).cloned().collect();
     if opts.plan_only {
         report.results = plan_only_results(plans.iter().zip(&obs).chain(art_plans.iter().zip(&art_obs)), false);
@@ -807,6 +824,15 @@ pub async fn uninstall<C: Connector>(
     }
     report.results.sort_by(|a, b| (a.phase, &a.target).cmp(&(b.phase, &b.target)));
     finished(report, c, start)
+}
+
+/// Whether the artifacts bucket of `target` is provably ctguard's (an error reading it is a
+/// reason not to empty it, not a failure).
+async fn bucket_ownership<A: TargetApi>(api: &A, account: &str, target: &Target) -> plan::BucketOwnership {
+    let bucket = plan::artifacts_bucket(account, &target.region);
+    api.bucket_ownership(StackKind::Artifacts.stack_name(), plan::ARTIFACTS_BUCKET_RESOURCE, &bucket)
+        .await
+        .unwrap_or_else(|e| plan::BucketOwnership::Unproven(format!("ownership could not be checked: {e}")))
 }
 
 /// What is left after an uninstall, everywhere we looked: target → resources still there.
@@ -949,6 +975,7 @@ mod tests {
                 first_delay: Duration::ZERO,
                 max_delay: Duration::ZERO,
                 timeout: Duration::from_secs(5),
+                denied_retry: Duration::from_millis(50),
             },
         }
     }
@@ -1172,6 +1199,81 @@ mod tests {
         // Only the foreign stack is left, reported as left.
         assert_eq!(stack_count(&cloud), 1);
         assert_eq!(r.leftovers.keys().collect::<Vec<_>>(), vec!["222222222222/us-east-1"]);
+    }
+
+    #[tokio::test]
+    async fn a_denied_deletion_is_retried_then_stops_with_what_is_left_and_why() {
+        let cloud = FakeCloud::default();
+        let s = set(&["111111111111"], &["us-east-1"]);
+        install(&cloud, &s, &cfg(), ZIP, &opts(), &Recorder::default()).await;
+        let bucket = plan::artifacts_bucket("111111111111", "us-east-1");
+        let held = cloud.with(|w| w.objects.iter().find(|o| o.0 == bucket).cloned()).unwrap();
+        cloud.with(|w| {
+            w.objects.insert((bucket.clone(), "ctguard/other.zip".into()));
+            w.denied_objects.insert(held.clone());
+        });
+        let all = RemoveOptions { keep_state: false, remove_artifacts: true };
+        let r = tokio::time::timeout(
+            Duration::from_secs(10),
+            uninstall(&cloud, &s, "111111111111", &all, &opts(), &Recorder::default()),
+        )
+        .await
+        .expect("a denied deletion must not spin forever");
+        let art = r.results.iter().find(|x| x.phase == Phase::Artifacts).unwrap();
+        assert!(
+            matches!(&art.outcome, Outcome::Failed { reason } if reason.contains("1 object versions could not be deleted")),
+            "{art:?}"
+        );
+        let empties = cloud.with(|w| w.calls.iter().filter(|c| c.contains("DeleteObjects")).count());
+        assert!(empties >= 2, "retried before giving up ({empties} attempts)");
+        // The deletable object went, the denied one stays, and so does the stack holding it.
+        assert_eq!(cloud.with(|w| w.objects.iter().filter(|o| o.0 == bucket).cloned().collect::<Vec<_>>()), vec![held]);
+        assert!(cloud
+            .with(|w| w.stacks.contains_key(&(Target::new("111111111111", "us-east-1"), "ctguard-artifacts".into()))));
+        assert_eq!(
+            r.leftovers.get("111111111111/us-east-1").cloned().unwrap_or_default(),
+            vec!["stack ctguard-artifacts (CREATE_COMPLETE)".to_string(), format!("s3 objects in {bucket}")]
+        );
+        // The denial lifted: a re-run finishes.
+        cloud.with(|w| w.denied_objects.clear());
+        let r = uninstall(&cloud, &s, "111111111111", &all, &opts(), &Recorder::default()).await;
+        assert_eq!(r.failed(), 0, "{:#?}", r.results);
+        assert!(r.leftovers.is_empty(), "{:?}", r.leftovers);
+    }
+
+    #[tokio::test]
+    async fn a_bucket_ctguard_cannot_prove_it_owns_is_never_emptied() {
+        let cloud = FakeCloud::default();
+        let s = set(&["111111111111"], &["us-east-1"]);
+        install(&cloud, &s, &cfg(), ZIP, &opts(), &Recorder::default()).await;
+        let bucket = plan::artifacts_bucket("111111111111", "us-east-1");
+        let home = Target::new("111111111111", "us-east-1");
+        let all = RemoveOptions { keep_state: false, remove_artifacts: true };
+        // The tag is gone: not provably ctguard's.
+        cloud.with(|w| w.unowned_buckets.insert(bucket.clone(), "no ctguard:owner=ctguard tag".into()));
+        let mut plan_only = opts();
+        plan_only.plan_only = true;
+        let r = uninstall(&cloud, &s, "111111111111", &all, &plan_only, &Recorder::default()).await;
+        let step = r.plans.iter().flat_map(|p| &p.steps).find(|st| st.what == format!("s3://{bucket}")).unwrap();
+        assert!(
+            matches!(&step.action, Action::LeaveBucket { reason } if reason.contains("no ctguard:owner")),
+            "--plan says it will be left alone: {step:?}"
+        );
+        // Its stack failed (a name collision): the stack goes, the bucket is not touched.
+        cloud.with(|w| {
+            w.unowned_buckets.clear();
+            if let Some(st) = w.stacks.get_mut(&(home.clone(), "ctguard-artifacts".into())) {
+                st.status = "ROLLBACK_COMPLETE".into();
+            }
+        });
+        let before = cloud.with(|w| w.objects.len());
+        let r = uninstall(&cloud, &s, "111111111111", &all, &opts(), &Recorder::default()).await;
+        assert_eq!(r.failed(), 0, "{:#?}", r.results);
+        assert_eq!(cloud.with(|w| w.objects.len()), before, "nothing deleted from a bucket not proven ours");
+        assert!(!cloud.with(|w| w.calls.iter().any(|c| c.contains("DeleteObjects"))));
+        assert!(!cloud.with(|w| w.stacks.contains_key(&(home.clone(), "ctguard-artifacts".into()))));
+        let art = r.results.iter().find(|x| x.phase == Phase::Artifacts).unwrap();
+        assert!(art.steps[0].action.starts_with("left alone"), "{art:?}");
     }
 
     #[tokio::test]

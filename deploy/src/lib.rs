@@ -15,6 +15,8 @@
 //! - [`ownership`]: who owns each account × region (direct stacks or a StackSet), decided once;
 //! - [`deploy`]: install and uninstall over many targets with bounded concurrency;
 //! - [`autodeploy`]: service-managed StackSets for accounts that join later;
+//! - [`preflight`]: what install needs from AWS, checked before any change;
+//! - [`installer_policy`]: the installing principal's own least-privilege IAM policy;
 //! - [`inspect`]: `status` without the printing;
 //! - [`verify`]: the end-to-end proof that a reused credential raises an alert;
 //! - [`embedded`]: the Lambda zip and the CloudFormation templates this crate deploys.
@@ -24,9 +26,11 @@ pub mod contain;
 pub mod deploy;
 pub mod embedded;
 pub mod inspect;
+pub mod installer_policy;
 pub mod org;
 pub mod ownership;
 pub mod plan;
+pub mod preflight;
 pub mod redrive;
 pub mod session;
 pub mod stacks;

@@ -192,12 +192,16 @@ pub enum Action {
     EmptyBucket {
         bucket: String,
     },
+    /// A bucket of ctguard's fixed name that ctguard cannot prove it owns: never emptied.
+    LeaveBucket {
+        reason: String,
+    },
 }
 
 impl Action {
     /// True when carrying it out changes something in AWS.
     pub fn changes(&self) -> bool {
-        !matches!(self, Action::NoChange | Action::LeaveForeign | Action::Blocked { .. })
+        !matches!(self, Action::NoChange | Action::LeaveForeign | Action::Blocked { .. } | Action::LeaveBucket { .. })
     }
 }
 
@@ -215,6 +219,7 @@ impl fmt::Display for Action {
             Action::LeaveForeign => f.write_str("left alone (not created by ctguard)"),
             Action::UploadCode { .. } => f.write_str("upload"),
             Action::EmptyBucket { .. } => f.write_str("empty (every object version)"),
+            Action::LeaveBucket { reason } => write!(f, "left alone (not provably ctguard's: {reason})"),
         }
     }
 }
@@ -556,19 +561,41 @@ pub fn plan_artifacts(
     TargetPlan { target: Target::new(cfg.artifacts_account.clone(), region), steps: vec![stack, upload] }
 }
 
-/// The uninstall plan of one region's artifacts: empty the bucket, then delete the stack.
-pub fn plan_artifacts_removal(account: &str, region: &str, observed: Option<&StackState>) -> TargetPlan {
+/// The logical id of the code bucket in the artifacts template: the stack resource a bucket
+/// must be to count as ctguard's.
+pub const ARTIFACTS_BUCKET_RESOURCE: &str = "ArtifactsBucket";
+
+/// Whether a bucket of ctguard's fixed name is provably ctguard's. Bucket names are global, so
+/// the name proves nothing: someone else's bucket (in this account, or squatted from another
+/// one, which makes ctguard's own stack fail) may carry it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "ownership", content = "reason", rename_all = "snake_case")]
+pub enum BucketOwnership {
+    /// ctguard's artifacts stack holds it (its resource, not failed), it carries ctguard's
+    /// owner tag, and it belongs to the installing account (`ExpectedBucketOwner`).
+    Proven,
+    /// Why not (or why it could not be proven): it is then never emptied.
+    Unproven(String),
+}
+
+/// The uninstall plan of one region's artifacts: empty the bucket (only when `ownership` is
+/// proven), then delete the stack.
+pub fn plan_artifacts_removal(
+    account: &str,
+    region: &str,
+    observed: Option<&StackState>,
+    ownership: Option<&BucketOwnership>,
+) -> TargetPlan {
     let mut steps = Vec::new();
     let action = plan_stack(None, observed);
     if action == Action::Delete {
         let bucket = artifacts_bucket(account, region);
-        steps.push(Step {
-            what: format!("s3://{bucket}"),
-            kind: None,
-            action: Action::EmptyBucket { bucket },
-            spec: None,
-            diff: Vec::new(),
-        });
+        let empty = match ownership {
+            Some(BucketOwnership::Proven) => Action::EmptyBucket { bucket: bucket.clone() },
+            Some(BucketOwnership::Unproven(why)) => Action::LeaveBucket { reason: why.clone() },
+            None => Action::LeaveBucket { reason: "its ownership was not checked".into() },
+        };
+        steps.push(Step { what: format!("s3://{bucket}"), kind: None, action: empty, spec: None, diff: Vec::new() });
     }
     steps.push(Step {
         what: StackKind::Artifacts.stack_name().to_string(),
@@ -784,16 +811,23 @@ mod tests {
         // Already gone: nothing to do (idempotent uninstall).
         assert_eq!(plan_removal(&t, &[StackKind::Region], &BTreeMap::new()).changes(), 0);
 
-        let a = plan_artifacts_removal(
-            "123456789012",
-            "us-east-1",
-            Some(&deployed(&c.artifacts_spec(), "CREATE_COMPLETE")),
-        );
+        let art = deployed(&c.artifacts_spec(), "CREATE_COMPLETE");
+        let a = plan_artifacts_removal("123456789012", "us-east-1", Some(&art), Some(&BucketOwnership::Proven));
         assert_eq!(
             a.steps[0].action,
             Action::EmptyBucket { bucket: "ctguard-artifacts-123456789012-us-east-1".into() }
         );
         assert_eq!(a.steps[1].action, Action::Delete);
-        assert_eq!(plan_artifacts_removal("123456789012", "us-east-1", None).changes(), 0);
+        assert_eq!(plan_artifacts_removal("123456789012", "us-east-1", None, None).changes(), 0);
+        // A bucket ctguard cannot prove it owns is never emptied; its (failed) stack still goes.
+        for own in [None, Some(BucketOwnership::Unproven("no ctguard:owner tag".into()))] {
+            let a = plan_artifacts_removal("123456789012", "us-east-1", Some(&art), own.as_ref());
+            assert!(matches!(&a.steps[0].action, Action::LeaveBucket { .. }), "{:?}", a.steps[0]);
+            assert!(!a.steps[0].action.changes());
+            assert_eq!(a.steps[1].action, Action::Delete);
+        }
+        // The ownership check asks the stack for this resource: the template must declare it.
+        let body = embedded::template("ctguard-artifacts.yaml").unwrap_or_default();
+        assert!(body.contains(&format!("\n  {ARTIFACTS_BUCKET_RESOURCE}:\n")), "logical id in the template");
     }
 }

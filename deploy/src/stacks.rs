@@ -28,7 +28,8 @@ use aws_smithy_types::config_bag::ConfigBag;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use serde::Serialize;
 
-use crate::plan::{StackKind, StackSpec, StackState};
+use crate::deploy::PollOptions;
+use crate::plan::{BucketOwnership, StackKind, StackSpec, StackState, OWNER_TAG, OWNER_VALUE};
 use crate::targets::Target;
 use crate::trail::{self, AdvancedSelector, BasicSelector, FieldSelector, Selectors, TrailInfo, TrailVerdict};
 use ctguard_aws::{err_text, in_region};
@@ -112,8 +113,18 @@ pub trait TargetApi: StackApi {
         key: &str,
         body: &'static [u8],
     ) -> impl Future<Output = Result<(), ApiError>> + Send;
-    /// Deletes every object version and delete marker; returns how many were removed.
-    fn empty_bucket(&self, bucket: &str) -> impl Future<Output = Result<usize, ApiError>> + Send;
+    /// Whether `bucket` is provably ctguard's: the resource `logical_id` of ctguard's stack
+    /// `stack` (created, not failed), tagged as ctguard's, in this target's account.
+    fn bucket_ownership(
+        &self,
+        stack: &str,
+        logical_id: &str,
+        bucket: &str,
+    ) -> impl Future<Output = Result<BucketOwnership, ApiError>> + Send;
+    /// Deletes every object version and delete marker; returns how many were removed. Versions
+    /// whose deletion is denied are retried for `retry.timeout` with `retry`'s doubling delay;
+    /// then the error names how many are left, the first few, and why.
+    fn empty_bucket(&self, bucket: &str, retry: &PollOptions) -> impl Future<Output = Result<usize, ApiError>> + Send;
     fn health(&self, dlq_url: Option<&str>) -> impl Future<Output = Health> + Send;
     /// ctguard-named resources still present here (home: include the account-level ones;
     /// bucket: the artifacts bucket to look for). Used at the end of uninstall.
@@ -157,9 +168,33 @@ impl Intercept for CallCounter {
         &self,
         _context: &BeforeTransmitInterceptorContextRef<'_>,
         _runtime_components: &RuntimeComponents,
-        _cfg: &mut ConfigBag,
+        cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
         self.add();
+        // Every counted client is also recorded (off unless the tests ask).
+        ctguard_aws::OperationLog::observe(cfg);
+        Ok(())
+    }
+}
+
+/// Sets `ExpectedBucketOwner` (the `x-amz-expected-bucket-owner` header) on every request of
+/// the S3 client it is attached to, so no S3 call of ctguard's can act on a bucket of the same
+/// name in another account (bucket names are global; S3 answers 403 instead). Done once here
+/// rather than per call so that no call can forget it.
+#[derive(Debug, Clone)]
+pub struct ExpectedBucketOwner(pub String);
+
+impl Intercept for ExpectedBucketOwner {
+    fn name(&self) -> &'static str {
+        "ctguard-expected-bucket-owner"
+    }
+    fn modify_before_signing(
+        &self,
+        context: &mut aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextMut<'_>,
+        _runtime_components: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        context.request_mut().headers_mut().insert("x-amz-expected-bucket-owner", self.0.clone());
         Ok(())
     }
 }
@@ -195,6 +230,8 @@ impl ProvideCredentials for SharedAssumedRole {
                 }
             }
             self.counter.add();
+            // Made by aws-config's own STS client, which no interceptor of ours sees.
+            ctguard_aws::record("STS", "AssumeRole");
             let c = self.inner.provide_credentials().await?;
             *cached = Some(c.clone());
             Ok(c)
@@ -297,8 +334,14 @@ impl CfnStacks {
         &self.cfn
     }
 
+    /// S3 of this target: every call carries `ExpectedBucketOwner` (this target's account).
     fn s3(&self) -> aws_sdk_s3::Client {
-        counted_client!(aws_sdk_s3, &self.cfg, self.counter)
+        aws_sdk_s3::Client::from_conf(
+            aws_sdk_s3::config::Builder::from(&self.cfg)
+                .interceptor(self.counter.clone())
+                .interceptor(ExpectedBucketOwner(self.target.account.clone()))
+                .build(),
+        )
     }
 
     fn cloudtrail(&self, region: &str) -> aws_sdk_cloudtrail::Client {
@@ -500,50 +543,77 @@ impl TargetApi for CfnStacks {
         Ok(())
     }
 
-    async fn empty_bucket(&self, bucket: &str) -> Result<usize, ApiError> {
-        use aws_sdk_s3::types::{Delete, ObjectIdentifier};
+    async fn bucket_ownership(&self, stack: &str, logical_id: &str, bucket: &str) -> Result<BucketOwnership, ApiError> {
+        let r = match self.cfn.describe_stack_resource().stack_name(stack).logical_resource_id(logical_id).send().await
+        {
+            Ok(r) => r,
+            Err(e) if e.code() == Some("ValidationError") => {
+                return Ok(BucketOwnership::Unproven(format!(
+                    "stack {stack} holds no resource {logical_id} ({})",
+                    e.message().unwrap_or_default()
+                )))
+            }
+            Err(e) => return Err(ApiError::from_sdk("DescribeStackResource", &e)),
+        };
+        let detail = r.stack_resource_detail();
+        let physical = detail.and_then(|d| d.physical_resource_id()).unwrap_or_default();
+        let status = detail.and_then(|d| d.resource_status()).map(|s| s.as_str()).unwrap_or_default();
+        if physical != bucket {
+            return Ok(BucketOwnership::Unproven(format!(
+                "stack {stack}'s {logical_id} is {physical:?}, not this bucket"
+            )));
+        }
+        if !resource_held(status) {
+            return Ok(BucketOwnership::Unproven(format!(
+                "stack {stack}'s {logical_id} is {status}: the stack never created it (a bucket of that name already existed)"
+            )));
+        }
+        match self.s3().get_bucket_tagging().bucket(bucket).send().await {
+            Ok(t) if t.tag_set().iter().any(|t| t.key() == OWNER_TAG && t.value() == OWNER_VALUE) => {
+                Ok(BucketOwnership::Proven)
+            }
+            Ok(_) => Ok(BucketOwnership::Unproven(format!("no {OWNER_TAG}={OWNER_VALUE} tag"))),
+            Err(e) if e.code() == Some("NoSuchTagSet") => {
+                Ok(BucketOwnership::Unproven(format!("no tags (no {OWNER_TAG}={OWNER_VALUE} tag)")))
+            }
+            Err(e) if e.code() == Some("NoSuchBucket") => {
+                Ok(BucketOwnership::Unproven("it does not exist (nothing to empty)".into()))
+            }
+            // 403: not this account's bucket (ExpectedBucketOwner), or no permission to read
+            // its tags; either way ownership is not proven.
+            Err(e) => Ok(BucketOwnership::Unproven(format!("its tags cannot be read: {}", err_text(&e)))),
+        }
+    }
+
+    async fn empty_bucket(&self, bucket: &str, retry: &PollOptions) -> Result<usize, ApiError> {
         let s3 = self.s3();
         let mut removed = 0;
+        let mut clock = None;
         loop {
-            let page = match s3.list_object_versions().bucket(bucket).send().await {
-                Ok(p) => p,
-                Err(e) if e.code() == Some("NoSuchBucket") => return Ok(removed),
-                Err(e) => return Err(ApiError::from_sdk("ListObjectVersions", &e)),
+            let pass = match empty_pass(&s3, bucket).await? {
+                None => return Ok(removed),
+                Some(p) => p,
             };
-            let mut ids = Vec::new();
-            for (k, v) in page
-                .versions()
-                .iter()
-                .map(|v| (v.key(), v.version_id()))
-                .chain(page.delete_markers().iter().map(|m| (m.key(), m.version_id())))
-            {
-                let Some(k) = k else { continue };
-                let id = ObjectIdentifier::builder()
-                    .key(k)
-                    .set_version_id(v.map(str::to_string))
-                    .build()
-                    .map_err(|e| ApiError::new(e.to_string()))?;
-                ids.push(id);
+            removed += pass.removed;
+            if pass.left == 0 {
+                // Everything listed is gone; the next pass confirms the bucket is empty.
+                clock = None;
+                continue;
             }
-            if ids.is_empty() {
-                return Ok(removed);
+            let c = clock.get_or_insert_with(|| retry.backoff());
+            if c.timed_out() {
+                return Err(ApiError {
+                    code: Some("DeletionDenied".into()),
+                    message: format!(
+                        "s3://{bucket}: {} object versions could not be deleted (retried for {} s): {}{}",
+                        pass.left,
+                        retry.timeout.as_secs(),
+                        pass.denied.join("; "),
+                        if pass.left > pass.denied.len() { "; …" } else { "" }
+                    ),
+                });
             }
-            // Listing again from the start after each batch: deleted versions are gone, so no
-            // markers are needed and at most 1000 keys are handled per round.
-            for chunk in ids.chunks(1000) {
-                let del = Delete::builder()
-                    .set_objects(Some(chunk.to_vec()))
-                    .quiet(true)
-                    .build()
-                    .map_err(|e| ApiError::new(e.to_string()))?;
-                s3.delete_objects()
-                    .bucket(bucket)
-                    .delete(del)
-                    .send()
-                    .await
-                    .map_err(|e| ApiError::from_sdk("DeleteObjects", &e))?;
-                removed += chunk.len();
-            }
+            c.sleep().await;
         }
     }
 
@@ -617,6 +687,108 @@ impl TargetApi for CfnStacks {
     }
 }
 
+/// True when a stack resource in this status is (still) the stack's: created and not deleted.
+/// A bucket whose creation failed (CREATE_FAILED: its name was taken) is someone else's.
+fn resource_held(status: &str) -> bool {
+    let never_created = status.starts_with("CREATE_") && status != "CREATE_COMPLETE";
+    let gone = matches!(status, "DELETE_COMPLETE" | "DELETE_SKIPPED" | "");
+    !(never_created || gone)
+}
+
+/// How many denied versions an error message names.
+const DENIED_SHOWN: usize = 5;
+
+/// One pass of [`CfnStacks::empty_bucket`] over every page of versions.
+struct EmptyPass {
+    removed: usize,
+    /// Versions listed but not deleted.
+    left: usize,
+    /// The first few of them, with S3's reason.
+    denied: Vec<String>,
+}
+
+/// Lists every object version and delete marker (following the markers, so denied versions
+/// never hide the ones after them) and deletes each page. `None`: the bucket is empty or gone.
+async fn empty_pass(s3: &aws_sdk_s3::Client, bucket: &str) -> Result<Option<EmptyPass>, ApiError> {
+    use aws_sdk_s3::types::{Delete, ObjectIdentifier};
+    let mut pass = EmptyPass { removed: 0, left: 0, denied: Vec::new() };
+    let mut listed = 0;
+    let (mut key_marker, mut version_marker) = (None::<String>, None::<String>);
+    loop {
+        let page = match s3
+            .list_object_versions()
+            .bucket(bucket)
+            .set_key_marker(key_marker.take())
+            .set_version_id_marker(version_marker.take())
+            .send()
+            .await
+        {
+            Ok(p) => p,
+            Err(e) if e.code() == Some("NoSuchBucket") => return Ok(None),
+            Err(e) => return Err(ApiError::from_sdk("ListObjectVersions", &e)),
+        };
+        let mut ids = Vec::new();
+        for (k, v) in page
+            .versions()
+            .iter()
+            .map(|v| (v.key(), v.version_id()))
+            .chain(page.delete_markers().iter().map(|m| (m.key(), m.version_id())))
+        {
+            let Some(k) = k else { continue };
+            let id = ObjectIdentifier::builder()
+                .key(k)
+                .set_version_id(v.map(str::to_string))
+                .build()
+                .map_err(|e| ApiError::new(e.to_string()))?;
+            ids.push(id);
+        }
+        listed += ids.len();
+        // A page holds at most 1000 keys, DeleteObjects' limit.
+        for chunk in ids.chunks(1000) {
+            let del = Delete::builder()
+                .set_objects(Some(chunk.to_vec()))
+                .quiet(true)
+                .build()
+                .map_err(|e| ApiError::new(e.to_string()))?;
+            match s3.delete_objects().bucket(bucket).delete(del).send().await {
+                Ok(out) => {
+                    let errors = out.errors();
+                    pass.removed += chunk.len().saturating_sub(errors.len());
+                    pass.left += errors.len();
+                    for e in errors.iter().take(DENIED_SHOWN.saturating_sub(pass.denied.len())) {
+                        pass.denied.push(format!(
+                            "{} (version {}): {}: {}",
+                            e.key().unwrap_or_default(),
+                            e.version_id().unwrap_or("null"),
+                            e.code().unwrap_or("error"),
+                            e.message().unwrap_or_default()
+                        ));
+                    }
+                }
+                // The whole request denied (no s3:DeleteObjectVersion at all): every version
+                // of the chunk is left; retried like a per-key denial.
+                Err(e) if e.code() == Some("AccessDenied") => {
+                    pass.left += chunk.len();
+                    if pass.denied.len() < DENIED_SHOWN {
+                        pass.denied.push(format!("DeleteObjects: {}", err_text(&e)));
+                    }
+                }
+                Err(e) => return Err(ApiError::from_sdk("DeleteObjects", &e)),
+            }
+        }
+        if page.is_truncated() == Some(true) {
+            key_marker = page.next_key_marker().map(str::to_string);
+            version_marker = page.next_version_id_marker().map(str::to_string);
+            if key_marker.is_none() {
+                break;
+            }
+        } else {
+            break;
+        }
+    }
+    Ok((listed > 0).then_some(pass))
+}
+
 // ------------------------------------------------------------------------------------------
 // Fake (test code only: unit tests, or the `test-support` feature for other crates' tests)
 
@@ -638,6 +810,10 @@ pub struct FakeWorld {
     /// Targets where a StackSet instance holds ctguard's fixed resource names (set by
     /// [`crate::stacksets::FakeOrg`]): a direct stack created there fails as on AWS.
     pub foreign: HashSet<Target>,
+    /// Buckets of ctguard's name that ctguard cannot prove it owns, with the reason.
+    pub unowned_buckets: HashMap<String, String>,
+    /// (bucket, key) whose deletion is denied (an SCP, a bucket policy, Object Lock).
+    pub denied_objects: HashSet<(String, String)>,
     pending: HashMap<(Target, String), (usize, StackState)>,
     pub calls: Vec<String>,
 }
@@ -811,13 +987,49 @@ impl TargetApi for FakeStacks {
         self.cloud.with(|w| w.objects.insert((bucket.to_string(), key.to_string())));
         Ok(())
     }
-    async fn empty_bucket(&self, bucket: &str) -> Result<usize, ApiError> {
-        self.call("DeleteObjects", bucket);
-        Ok(self.cloud.with(|w| {
-            let before = w.objects.len();
-            w.objects.retain(|(b, _)| b != bucket);
-            before - w.objects.len()
-        }))
+    async fn bucket_ownership(
+        &self,
+        stack: &str,
+        _logical_id: &str,
+        bucket: &str,
+    ) -> Result<BucketOwnership, ApiError> {
+        self.call("DescribeStackResource", stack);
+        let key = (self.target.clone(), stack.to_string());
+        let held = self.cloud.with(|w| w.stacks.get(&key).is_some_and(|s| s.owned() && s.healthy()));
+        if !held {
+            return Ok(BucketOwnership::Unproven(format!("stack {stack} did not create it")));
+        }
+        self.call("GetBucketTagging", bucket);
+        Ok(match self.cloud.with(|w| w.unowned_buckets.get(bucket).cloned()) {
+            Some(why) => BucketOwnership::Unproven(why),
+            None => BucketOwnership::Proven,
+        })
+    }
+    async fn empty_bucket(&self, bucket: &str, retry: &PollOptions) -> Result<usize, ApiError> {
+        let mut removed = 0;
+        let mut clock = None;
+        loop {
+            self.call("DeleteObjects", bucket);
+            let (gone, left) = self.cloud.with(|w| {
+                let before = w.objects.len();
+                let denied = w.denied_objects.clone();
+                w.objects.retain(|o| o.0 != bucket || denied.contains(o));
+                let left = w.objects.iter().filter(|o| o.0 == bucket).count();
+                (before - w.objects.len(), left)
+            });
+            removed += gone;
+            if left == 0 {
+                return Ok(removed);
+            }
+            let c = clock.get_or_insert_with(|| retry.backoff());
+            if c.timed_out() {
+                return Err(ApiError {
+                    code: Some("DeletionDenied".into()),
+                    message: format!("s3://{bucket}: {left} object versions could not be deleted: AccessDenied"),
+                });
+            }
+            c.sleep().await;
+        }
     }
     async fn health(&self, _dlq_url: Option<&str>) -> Health {
         self.call("DescribeRule", RULE_NAME);
@@ -844,5 +1056,65 @@ impl TargetApi for FakeStacks {
     }
     fn calls(&self) -> u64 {
         self.counter.get()
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use std::io::{BufRead, BufReader, Write};
+
+    /// A one-request HTTP server on loopback: returns its URL and the request head it received.
+    fn one_shot(reply: &'static str) -> (String, std::sync::mpsc::Receiver<String>) {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", l.local_addr().unwrap());
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let Ok((mut conn, _)) = l.accept() else { return };
+            let mut head = String::new();
+            let mut r = BufReader::new(conn.try_clone().unwrap());
+            loop {
+                let mut line = String::new();
+                if r.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                head.push_str(&line);
+            }
+            let _ = conn.write_all(reply.as_bytes());
+            let _ = tx.send(head.to_ascii_lowercase());
+        });
+        (url, rx)
+    }
+
+    #[tokio::test]
+    async fn every_s3_call_names_the_expected_bucket_owner() {
+        let (url, rx) = one_shot("HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+        let creds = aws_credential_types::Credentials::new("AKIDEXAMPLE", "secret", None, None, "test");
+        let cfg = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new("us-east-1"))
+            .endpoint_url(url)
+            .credentials_provider(creds)
+            .http_client(ctguard_aws::http_client())
+            .load()
+            .await;
+        let api = CfnStacks::new(Target::new("111111111111", "us-east-1"), cfg);
+        let present = api.code_present("ctguard-artifacts-111111111111-us-east-1", "ctguard/x.zip").await.unwrap();
+        assert!(!present);
+        let head = rx.recv_timeout(std::time::Duration::from_secs(10)).unwrap();
+        assert!(head.starts_with("head "), "{head}");
+        assert!(head.contains("x-amz-expected-bucket-owner: 111111111111\r\n"), "{head}");
+        // Signed, so a proxy cannot strip it unnoticed.
+        assert!(head.contains("x-amz-expected-bucket-owner;"), "{head}");
+    }
+
+    #[test]
+    fn a_bucket_resource_that_failed_to_create_is_not_held() {
+        for s in ["CREATE_COMPLETE", "UPDATE_COMPLETE", "UPDATE_FAILED", "DELETE_FAILED", "DELETE_IN_PROGRESS"] {
+            assert!(resource_held(s), "{s}");
+        }
+        for s in ["CREATE_FAILED", "CREATE_IN_PROGRESS", "DELETE_COMPLETE", "DELETE_SKIPPED", ""] {
+            assert!(!resource_held(s), "{s}");
+        }
     }
 }

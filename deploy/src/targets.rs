@@ -83,20 +83,8 @@ impl TargetSet {
     }
 }
 
-/// True for a 12-digit account id.
-pub fn is_account_id(s: &str) -> bool {
-    s.len() == 12 && s.bytes().all(|b| b.is_ascii_digit())
-}
-
-/// True for names shaped like AWS regions (`us-east-1`, `ap-southeast-3`, `us-gov-west-1`).
-pub fn is_region(s: &str) -> bool {
-    let parts: Vec<&str> = s.split('-').collect();
-    parts.len() >= 3
-        && parts[0].len() == 2
-        && parts[0].bytes().all(|b| b.is_ascii_lowercase())
-        && parts[1..parts.len() - 1].iter().all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_lowercase()))
-        && parts[parts.len() - 1].parse::<u8>().is_ok()
-}
+/// Account id and region shapes: one definition for every crate (forensics checks them too).
+pub use ctguard_aws::{is_account_id, is_region};
 
 /// Validates and expands a selection. Accounts and regions are de-duplicated and sorted
 /// (us-east-1 first among regions, so global events are covered first).
@@ -202,15 +190,5 @@ mod tests {
             expand(&s(&["111111111111"]), &s(&["us-east-1", "mars"]), "us-east-1", false),
             Err(TargetError::BadRegion("mars".into()))
         );
-    }
-
-    #[test]
-    fn region_shapes() {
-        for ok in ["us-east-1", "ap-southeast-3", "us-gov-west-1", "eu-central-2"] {
-            assert!(is_region(ok), "{ok}");
-        }
-        for bad in ["", "us-east", "US-EAST-1", "us--1", "useast1", "us-east-x"] {
-            assert!(!is_region(bad), "{bad}");
-        }
     }
 }

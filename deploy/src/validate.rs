@@ -52,6 +52,8 @@ pub const KNOWN_REGIONS: &[&str] = &[
 pub enum InputError {
     #[error("`{0}` is not an SNS topic ARN (arn:aws:sns:<region>:<12-digit account>:<topic name>)")]
     TopicArn(String),
+    #[error("`{0}` is a FIFO topic: alerts need a standard SNS topic (a FIFO topic refuses the detector's messages, which carry no message group id, and delivers to SQS queues only, not to email)")]
+    FifoTopic(String),
     #[error("`{0}` is not an email address (name@domain.tld)")]
     Email(String),
     #[error("unknown region {name}: {why}")]
@@ -72,7 +74,11 @@ pub fn topic_arn(arn: &str) -> Result<(), InputError> {
         && crate::targets::is_region(region)
         && crate::targets::is_account_id(account)
         && name_ok;
-    ok.then_some(()).ok_or_else(bad)
+    ok.then_some(()).ok_or_else(bad)?;
+    if name.ends_with(".fifo") {
+        return Err(InputError::FifoTopic(arn.to_string()));
+    }
+    Ok(())
 }
 
 /// Checks an email address's shape (one `@`, a local part, a dotted domain, no spaces or
@@ -110,7 +116,10 @@ mod tests {
     #[test]
     fn topic_arns() {
         assert!(topic_arn("arn:aws:sns:us-east-1:123456789012:central-alerts").is_ok());
-        assert!(topic_arn("arn:aws-us-gov:sns:us-gov-west-1:123456789012:t.fifo").is_ok());
+        assert!(topic_arn("arn:aws-us-gov:sns:us-gov-west-1:123456789012:t.v2").is_ok());
+        let fifo = "arn:aws:sns:us-east-1:123456789012:alerts.fifo";
+        assert_eq!(topic_arn(fifo), Err(InputError::FifoTopic(fifo.into())));
+        assert!(InputError::FifoTopic(fifo.into()).to_string().contains("standard SNS topic"));
         for bad in [
             "foo",
             "",

@@ -820,7 +820,7 @@ impl AwsConnector {
 
 impl VerifyApi for AwsConnector {
     async fn function(&self, at: &Place) -> Result<FunctionFacts, ApiError> {
-        let c = aws_sdk_lambda::Client::new(&self.config_at(at).await)
+        let c = ctguard_aws::client!(aws_sdk_lambda, &self.config_at(at).await)
             .get_function_configuration()
             .function_name(FUNCTION_NAME)
             .send()
@@ -837,7 +837,7 @@ impl VerifyApi for AwsConnector {
     }
 
     async fn rule(&self, at: &Place) -> Result<RuleFacts, ApiError> {
-        let r = aws_sdk_eventbridge::Client::new(&self.config_at(at).await)
+        let r = ctguard_aws::client!(aws_sdk_eventbridge, &self.config_at(at).await)
             .describe_rule()
             .name(RULE_NAME)
             .send()
@@ -851,7 +851,7 @@ impl VerifyApi for AwsConnector {
     }
 
     async fn function_policy(&self, at: &Place) -> Result<Option<String>, ApiError> {
-        match aws_sdk_lambda::Client::new(&self.config_at(at).await)
+        match ctguard_aws::client!(aws_sdk_lambda, &self.config_at(at).await)
             .get_policy()
             .function_name(FUNCTION_NAME)
             .send()
@@ -864,7 +864,7 @@ impl VerifyApi for AwsConnector {
     }
 
     async fn test_pattern(&self, at: &Place, pattern: &str, event: &str) -> Result<bool, ApiError> {
-        aws_sdk_eventbridge::Client::new(&self.config_at(at).await)
+        ctguard_aws::client!(aws_sdk_eventbridge, &self.config_at(at).await)
             .test_event_pattern()
             .event_pattern(pattern)
             .event(event)
@@ -875,7 +875,7 @@ impl VerifyApi for AwsConnector {
     }
 
     async fn ttl_status(&self, at: &Place, table: &str) -> Result<Option<String>, ApiError> {
-        let o = aws_sdk_dynamodb::Client::new(&self.config_at(at).await)
+        let o = ctguard_aws::client!(aws_sdk_dynamodb, &self.config_at(at).await)
             .describe_time_to_live()
             .table_name(table)
             .send()
@@ -890,7 +890,7 @@ impl VerifyApi for AwsConnector {
     }
 
     async fn create_queue(&self, at: &Place, name: &str, policy: &str) -> Result<String, ApiError> {
-        aws_sdk_sqs::Client::new(&self.config_at(at).await)
+        ctguard_aws::client!(aws_sdk_sqs, &self.config_at(at).await)
             .create_queue()
             .queue_name(name)
             .attributes(aws_sdk_sqs::types::QueueAttributeName::Policy, policy)
@@ -910,7 +910,7 @@ impl VerifyApi for AwsConnector {
         queue_arn: &str,
         filter_policy: &str,
     ) -> Result<String, ApiError> {
-        aws_sdk_sns::Client::new(&self.config_at(at).await)
+        ctguard_aws::client!(aws_sdk_sns, &self.config_at(at).await)
             .subscribe()
             .topic_arn(topic)
             .protocol("sqs")
@@ -931,7 +931,7 @@ impl VerifyApi for AwsConnector {
             .detail_type(ctguard_detector::event::CLOUDTRAIL_DETAIL_TYPE)
             .detail(detail)
             .build();
-        let out = aws_sdk_eventbridge::Client::new(&self.config_at(at).await)
+        let out = ctguard_aws::client!(aws_sdk_eventbridge, &self.config_at(at).await)
             .put_events()
             .entries(entry)
             .send()
@@ -954,7 +954,7 @@ impl VerifyApi for AwsConnector {
             Some(e) => cfg.into_builder().endpoint_url(e).build(),
             None => cfg,
         };
-        let out = aws_sdk_lambda::Client::new(&lambda_cfg)
+        let out = ctguard_aws::client!(aws_sdk_lambda, &lambda_cfg)
             .invoke()
             .function_name(FUNCTION_NAME)
             .payload(aws_sdk_lambda::primitives::Blob::new(payload))
@@ -982,7 +982,7 @@ impl VerifyApi for AwsConnector {
     }
 
     async fn receive(&self, at: &Place, url: &str) -> Result<Vec<String>, ApiError> {
-        let out = aws_sdk_sqs::Client::new(&self.config_at(at).await)
+        let out = ctguard_aws::client!(aws_sdk_sqs, &self.config_at(at).await)
             .receive_message()
             .queue_url(url)
             .max_number_of_messages(10)
@@ -995,7 +995,7 @@ impl VerifyApi for AwsConnector {
     }
 
     async fn state_item_has_ttl(&self, at: &Place, table: &str, pk: &str) -> Result<Option<bool>, ApiError> {
-        let item = aws_sdk_dynamodb::Client::new(&self.config_at(at).await)
+        let item = ctguard_aws::client!(aws_sdk_dynamodb, &self.config_at(at).await)
             .get_item()
             .table_name(table)
             .key("pk", aws_sdk_dynamodb::types::AttributeValue::S(pk.to_string()))
@@ -1009,21 +1009,21 @@ impl VerifyApi for AwsConnector {
 
     async fn remove(&self, c: &Created) -> Result<(), ApiError> {
         let r = match c {
-            Created::Subscription { at, arn } => aws_sdk_sns::Client::new(&self.config_at(at).await)
+            Created::Subscription { at, arn } => ctguard_aws::client!(aws_sdk_sns, &self.config_at(at).await)
                 .unsubscribe()
                 .subscription_arn(arn)
                 .send()
                 .await
                 .map(|_| ())
                 .map_err(|e| ApiError::from_sdk_text(&e)),
-            Created::Queue { at, url } => aws_sdk_sqs::Client::new(&self.config_at(at).await)
+            Created::Queue { at, url } => ctguard_aws::client!(aws_sdk_sqs, &self.config_at(at).await)
                 .delete_queue()
                 .queue_url(url)
                 .send()
                 .await
                 .map(|_| ())
                 .map_err(|e| ApiError::from_sdk_text(&e)),
-            Created::StateItem { at, table, pk } => aws_sdk_dynamodb::Client::new(&self.config_at(at).await)
+            Created::StateItem { at, table, pk } => ctguard_aws::client!(aws_sdk_dynamodb, &self.config_at(at).await)
                 .delete_item()
                 .table_name(table)
                 .key("pk", aws_sdk_dynamodb::types::AttributeValue::S(pk.clone()))

@@ -17,3 +17,7 @@ pub const CHANGES_PENDING: u8 = 4;
 /// (`scan`, `trace`) The input held nothing to check: not one CloudTrail or ActionTrail record
 /// (a wrong path, a file that is not a log, every file unreadable). Never "clean".
 pub const NO_RECORDS: u8 = 5;
+/// `uninstall`: something ctguard created is still there. The output names every resource
+/// left, per target, and why (a denied deletion, a target that failed or could not be reached,
+/// a bucket of ctguard's name that ctguard cannot prove it owns). A re-run resumes.
+pub const LEFT_BEHIND: u8 = 6;

@@ -10,6 +10,7 @@ pub mod config;
 pub mod exit;
 pub mod output;
 pub mod progress;
+pub mod prompt;
 
 use cli::{Cli, Command};
 

@@ -137,8 +137,16 @@ fn stderr_lines(child: &mut Child) -> mpsc::Receiver<String> {
     rx
 }
 
-fn athena_client(moto: &Moto) -> aws_sdk_athena::Client {
+/// The execution `id` as Athena (the emulator) reports it.
+async fn execution(moto: &Moto, id: &str) -> aws_sdk_athena::types::QueryExecution {
     aws_sdk_athena::Client::new(&moto.config("us-east-1"))
+        .get_query_execution()
+        .query_execution_id(id)
+        .send()
+        .await
+        .expect("GetQueryExecution")
+        .query_execution
+        .expect("an execution")
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -182,14 +190,7 @@ async fn scan_athena_polls_reads_and_replays_the_rows_through_the_detector() {
     assert_eq!(alerts[0]["seen_identity"], "ip:203.0.113.9");
     assert_eq!(alerts[0]["offending"]["event_id"], "e-2");
     // The execution Athena ran is ctguard's scan query, in the database named by the table.
-    let exec = athena_client(&moto)
-        .get_query_execution()
-        .query_execution_id(&id)
-        .send()
-        .await
-        .expect("GetQueryExecution")
-        .query_execution
-        .expect("an execution");
+    let exec = execution(&moto, &id).await;
     let sql = exec.query.unwrap_or_default();
     assert!(sql.contains("FROM ct.cloudtrail") && sql.contains("row_number() OVER"), "{sql}");
     assert_eq!(exec.query_execution_context.and_then(|c| c.database), Some("ct".to_string()));
@@ -235,14 +236,6 @@ async fn ctrl_c_stops_the_query_in_athena() {
     let rest = rest.join("\n");
     assert_eq!(code, 2, "a cancelled query is an error exit, not death by signal or a clean run: {rest}");
     assert!(rest.contains("was cancelled: stopped by the user"), "the user is told: {rest}");
-    let state = athena_client(&moto)
-        .get_query_execution()
-        .query_execution_id(&id)
-        .send()
-        .await
-        .expect("GetQueryExecution")
-        .query_execution
-        .and_then(|e| e.status)
-        .and_then(|s| s.state);
+    let state = execution(&moto, &id).await.status.and_then(|s| s.state);
     assert_eq!(state, Some(aws_sdk_athena::types::QueryExecutionState::Cancelled), "the query was stopped in Athena");
 }

@@ -23,7 +23,10 @@
 //! - moto's GetEventSelectors returns nothing until PutEventSelectors is called (AWS defaults
 //!   to all management events) and organization trails do not show in member accounts, so
 //!   each account gets its own multi-region trail with explicit selectors.
-//! - account:ListRegions is not emulated: every run passes `--regions`.
+//! - account:ListRegions is not emulated: every run passes `--regions` (the preflight warns
+//!   that regions were checked against the published names only).
+//! - `cloudformation:ActivateOrganizationsAccess` is not emulated: the test organization gets
+//!   StackSets trusted access and the service-linked role through Organizations and IAM.
 
 use std::collections::BTreeSet;
 use std::process::Output;
@@ -32,20 +35,20 @@ use aws_config::SdkConfig;
 use ctguard_tests::*;
 use serde_json::Value;
 
-const MGMT: &str = "123456789012";
-const HOME: &str = "us-east-1";
+pub(crate) const MGMT: &str = "123456789012";
+pub(crate) const HOME: &str = "us-east-1";
 const REGIONS: [&str; 2] = ["us-east-1", "us-west-2"];
 const RULE_STATE: &str = "ENABLED_WITH_ALL_CLOUDTRAIL_MANAGEMENT_EVENTS";
 
 /// The emulated organization.
-struct Org {
-    moto: Moto,
+pub(crate) struct Org {
+    pub(crate) moto: Moto,
     /// Member accounts (the management account is [`MGMT`]).
-    members: Vec<String>,
+    pub(crate) members: Vec<String>,
 }
 
 impl Org {
-    fn endpoint(&self) -> String {
+    pub(crate) fn endpoint(&self) -> String {
         self.moto.endpoint()
     }
     fn all_accounts(&self) -> Vec<String> {
@@ -54,7 +57,7 @@ impl Org {
 }
 
 /// Management account + 4 members, 2 per OU ("prod", "dev").
-async fn organization() -> Org {
+pub(crate) async fn organization() -> Org {
     use aws_sdk_organizations::types::OrganizationFeatureSet;
     let moto = Moto::start();
     let org = aws_sdk_organizations::Client::new(&moto.config(HOME));
@@ -85,7 +88,30 @@ async fn organization() -> Org {
             .expect("move account");
         members.push(id);
     }
+    stacksets_trusted_access(&moto.config(HOME)).await;
     Org { moto, members }
+}
+
+/// What `aws cloudformation activate-organizations-access` does, which moto does not emulate:
+/// StackSets get trusted access, and the management account its service-linked role (install's
+/// preflight checks both before auto-deployment).
+pub(crate) async fn stacksets_trusted_access(cfg: &SdkConfig) {
+    aws_sdk_organizations::Client::new(cfg)
+        .enable_aws_service_access()
+        .service_principal("member.org.stacksets.cloudformation.amazonaws.com")
+        .send()
+        .await
+        .expect("trusted access");
+    aws_sdk_iam::Client::new(cfg)
+        .create_role()
+        .role_name("AWSServiceRoleForCloudFormationStackSetsOrgAdmin")
+        .path("/aws-service-role/stacksets.cloudformation.amazonaws.com/")
+        .assume_role_policy_document(
+            r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"stacksets.cloudformation.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#,
+        )
+        .send()
+        .await
+        .expect("service-linked role");
 }
 
 /// Static credentials of `account` (assumed OrganizationAccountAccessRole for members).
@@ -105,7 +131,7 @@ async fn creds(endpoint: &str, account: &str) -> (String, String, Option<String>
     (c.access_key_id().to_string(), c.secret_access_key().to_string(), Some(c.session_token().to_string()))
 }
 
-async fn account_config(endpoint: &str, account: &str, region: &str) -> SdkConfig {
+pub(crate) async fn account_config(endpoint: &str, account: &str, region: &str) -> SdkConfig {
     let (k, s, t) = creds(endpoint, account).await;
     let cfg = sdk_config(endpoint, region, &k, &s, t.as_deref());
     let who = aws_sdk_sts::Client::new(&cfg).get_caller_identity().send().await.expect("caller identity");
@@ -115,19 +141,19 @@ async fn account_config(endpoint: &str, account: &str, region: &str) -> SdkConfi
 
 /// A multi-region trail logging all management events (see the module doc for why each
 /// account gets its own).
-async fn add_trail(endpoint: &str, account: &str) {
+pub(crate) async fn add_trail(endpoint: &str, account: &str) {
     logging_trail(&account_config(endpoint, account, HOME).await).await;
 }
 
-fn run(org: &Org, args: &[&str]) -> Output {
+pub(crate) fn run(org: &Org, args: &[&str]) -> Output {
     ctguard(Some(&org.endpoint())).args(args).output().expect("run ctguard")
 }
 
-fn text(o: &Output) -> String {
+pub(crate) fn text(o: &Output) -> String {
     output_text(o)
 }
 
-fn json_lines(o: &Output) -> Vec<Value> {
+pub(crate) fn json_lines(o: &Output) -> Vec<Value> {
     String::from_utf8_lossy(&o.stdout)
         .lines()
         .filter(|l| !l.trim().is_empty())
@@ -135,7 +161,7 @@ fn json_lines(o: &Output) -> Vec<Value> {
         .collect()
 }
 
-fn summary(lines: &[Value]) -> &Value {
+pub(crate) fn summary(lines: &[Value]) -> &Value {
     lines.iter().find(|l| l["type"] == "summary").expect("a summary line")
 }
 
@@ -161,11 +187,11 @@ print(json.dumps([g["logGroupName"] for g in groups]))
 
 /// Every ctguard resource in `account`, listed through each service with the account's own
 /// credentials: "<region> <kind> <name>" (global ones without a region).
-async fn ctguard_resources(org: &Org, account: &str) -> BTreeSet<String> {
+pub(crate) async fn ctguard_resources(org: &Org, account: &str) -> BTreeSet<String> {
     ctguard_resources_in(org, account, &REGIONS).await
 }
 
-async fn ctguard_resources_in(org: &Org, account: &str, regions: &[&str]) -> BTreeSet<String> {
+pub(crate) async fn ctguard_resources_in(org: &Org, account: &str, regions: &[&str]) -> BTreeSet<String> {
     let endpoint = &org.endpoint();
     let fail = |what: &str, e: &dyn std::fmt::Debug| -> ! {
         let log = org.moto.log();

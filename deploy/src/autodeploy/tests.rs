@@ -65,6 +65,7 @@ fn opts(plan_only: bool) -> RunOptions {
         first_delay: Duration::from_millis(1),
         max_delay: Duration::from_millis(1),
         timeout: Duration::from_secs(5),
+        ..PollOptions::default()
     };
     RunOptions { concurrency: 4, plan_only, allow_missing_trail: true, poll }
 }

@@ -98,15 +98,10 @@ impl Target {
         if parts.len() > 2 || !parts.iter().all(|p| is_ident(p)) {
             return Err(SqlError::Table(self.table.clone()));
         }
-        if let Some(a) = self.accounts.iter().find(|a| a.len() != 12 || !a.bytes().all(|b| b.is_ascii_digit())) {
+        if let Some(a) = self.accounts.iter().find(|a| !ctguard_aws::is_account_id(a)) {
             return Err(SqlError::Account(a.clone()));
         }
-        let region_ok = |r: &str| {
-            !r.is_empty()
-                && r.len() <= 32
-                && r.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        };
-        if let Some(r) = self.regions.iter().find(|r| !region_ok(r)) {
+        if let Some(r) = self.regions.iter().find(|r| !ctguard_aws::is_region_name(r)) {
             return Err(SqlError::Region(r.clone()));
         }
         Ok(())

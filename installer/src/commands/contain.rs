@@ -8,7 +8,7 @@
 //! `release` would remove, and changes nothing. The policy itself is built and explained in
 //! [`ctguard_deploy::contain`].
 
-use std::io::{BufRead, IsTerminal, Write};
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -123,15 +123,6 @@ fn containment(a: &ContainArgs) -> anyhow::Result<Containment> {
     Ok(c)
 }
 
-fn confirm(what: &str) -> anyhow::Result<bool> {
-    let mut err = std::io::stderr().lock();
-    write!(err, "{what}\nType `yes` to continue: ")?;
-    err.flush()?;
-    let mut line = String::new();
-    std::io::stdin().lock().read_line(&mut line)?;
-    Ok(line.trim() == "yes")
-}
-
 /// May the command change anything: `--yes`, or a person typed yes.
 fn approved(who: &SessionArgs, what: &str) -> anyhow::Result<Option<u8>> {
     if who.yes {
@@ -143,7 +134,7 @@ fn approved(who: &SessionArgs, what: &str) -> anyhow::Result<Option<u8>> {
         );
         return Ok(Some(exit::USAGE));
     }
-    if confirm(what)? {
+    if crate::prompt::confirm(what)? {
         Ok(None)
     } else {
         eprintln!("nothing changed");

@@ -2,7 +2,7 @@
 //! session resolves targets, [`ctguard_deploy::deploy::install`] observes, plans and deploys,
 //! [`ctguard_deploy::autodeploy`] covers accounts that join later, and this file renders the results.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 
 use anyhow::Context;
@@ -18,6 +18,7 @@ use ctguard_deploy::deploy::{self, Outcome, PollOptions, Request, RunOptions, Ru
 use ctguard_deploy::org::Selection;
 use ctguard_deploy::ownership::DeployWith;
 use ctguard_deploy::plan::{self, InstallConfig, StackKind, Stated, TargetPlan};
+use ctguard_deploy::preflight::{self, AwsPreflight, Preflight, Verdict};
 use ctguard_deploy::session;
 use ctguard_deploy::stacks::{Connector, StackApi};
 use ctguard_deploy::stacksets::{CfnStackSets, Prefs, StackSetApi};
@@ -47,9 +48,11 @@ pub struct InstallArgs {
     /// Install even where no CloudTrail trail logs management events (the detector is blind there).
     #[arg(long)]
     pub allow_missing_trail: bool,
-    /// Send alerts to this central SNS topic instead of one topic per account. Its policy must
-    /// let the organization publish (aws:PrincipalOrgID) and its KMS key (if any) must be a
-    /// customer managed key that allows the member accounts. Default: as deployed.
+    /// Send alerts to this central SNS topic (a standard topic, not FIFO) instead of one topic
+    /// per account. Its policy must let the organization's detector roles publish
+    /// (aws:PrincipalOrgID). Leave it unencrypted if detectors in other accounts publish to it:
+    /// their role has no KMS permission, so a KMS-encrypted topic only takes alerts from its own
+    /// account. Default: as deployed.
     #[arg(long)]
     pub alert_topic_arn: Option<String>,
     /// Subscribe this email address to each account's own alert topic (`""`: own topic, no
@@ -256,6 +259,37 @@ enum JsonLine<'a> {
     },
 }
 
+/// The preflight section: one line per check on stderr (its fix below a warning or failure),
+/// or one `{"type":"preflight",...}` line per check with `--json`.
+fn render_preflight(fmt: Output, pf: &Preflight) -> anyhow::Result<()> {
+    if fmt == Output::Json {
+        #[derive(Serialize)]
+        struct Line<'a> {
+            r#type: &'static str,
+            #[serde(flatten)]
+            check: &'a preflight::Check,
+        }
+        let lines: Vec<Line> = pf.checks.iter().map(|c| Line { r#type: "preflight", check: c }).collect();
+        output::emit(fmt, &lines, &Table::default())?;
+        return Ok(());
+    }
+    let mut err = std::io::stderr().lock();
+    writeln!(err, "preflight:")?;
+    for c in &pf.checks {
+        let v = match c.verdict {
+            Verdict::Pass => "ok  ",
+            Verdict::Warn => "WARN",
+            Verdict::Fail if c.blocking => "FAIL",
+            Verdict::Fail => "fail",
+        };
+        writeln!(err, "  {v} {}: {}", c.check, c.detail)?;
+        if let Some(f) = &c.fix {
+            writeln!(err, "       fix: {f}")?;
+        }
+    }
+    Ok(())
+}
+
 /// Asks a person to confirm changes that lower protection; `--yes` confirms them up front.
 fn confirm_exposure(lines: &[String], yes: bool) -> Result<(), String> {
     if lines.is_empty() || yes {
@@ -265,7 +299,7 @@ fn confirm_exposure(lines: &[String], yes: bool) -> Result<(), String> {
     if !std::io::stdin().is_terminal() {
         return Err(format!("these changes lower protection and need confirmation (pass --yes):\n{list}"));
     }
-    match crate::commands::uninstall::confirm(&format!("These changes lower protection:\n{list}")) {
+    match crate::prompt::confirm(&format!("These changes lower protection:\n{list}")) {
         Ok(true) => Ok(()),
         _ => Err("changes not confirmed".to_string()),
     }
@@ -297,7 +331,7 @@ pub async fn run(args: &InstallArgs, g: &GlobalArgs) -> anyhow::Result<u8> {
     let stated = want.stated();
     // The StackSets carry one configuration for every account: the caller's own deployed
     // values stand in for what this run does not state.
-    let (cfg, stack_sets_exist) = if org_wide {
+    let (cfg, stack_sets_exist, stacksets_own_members) = if org_wide {
         let api = s.connector.connect(&home).await?;
         let mut seen = std::collections::BTreeMap::new();
         for k in [StackKind::Account, StackKind::Region] {
@@ -312,9 +346,10 @@ pub async fn run(args: &InstallArgs, g: &GlobalArgs) -> anyhow::Result<u8> {
                  deployment off would remove their detector; run `ctguard uninstall` to remove ctguard"
             );
         }
-        (defaults.keeping(stated, &seen), !cov.sets.is_empty())
+        let own = cov.mode() == Some(DeployWith::StackSets) || args.deploy_with == Some(DeployWithArg::Stacksets);
+        (defaults.keeping(stated, &seen), !cov.sets.is_empty(), own)
     } else {
-        (defaults.clone(), false)
+        (defaults.clone(), false, false)
     };
     // Automatic deployment (and so the StackSets mode) is the default for --org and for --ou:
     // joining accounts are covered and no member role is needed. `--ou --deploy-with direct`
@@ -332,6 +367,32 @@ pub async fn run(args: &InstallArgs, g: &GlobalArgs) -> anyhow::Result<u8> {
         if let Some(w) = central_topic_warning(s.connector.base(), arn, &org.id).await {
             eprintln!("warning: {w}");
         }
+    }
+    // Before any change: what the run needs from AWS, each failure with its fix.
+    let assume_in: Vec<String> = if stacksets_own_members {
+        Vec::new()
+    } else {
+        s.set.accounts.iter().filter(|a| **a != s.caller_account).cloned().collect()
+    };
+    let role_name = want.targets.options().role_name;
+    let pf = preflight::check(
+        &AwsPreflight::new(&s.connector),
+        &preflight::Inputs {
+            caller_account: &s.caller_account,
+            org: s.org.as_ref(),
+            org_wide,
+            stacksets: auto || stacksets_own_members,
+            set: &s.set,
+            assume_in: &assume_in,
+            role_name: &role_name,
+            concurrency: g.concurrency as usize,
+        },
+    )
+    .await;
+    render_preflight(g.output(), &pf)?;
+    if !pf.blocking().is_empty() && !args.plan {
+        eprintln!("ctguard: preflight failed (see above); nothing was changed");
+        return Ok(exit::USAGE);
     }
     let opts = RunOptions {
         concurrency: g.concurrency as usize,
@@ -414,6 +475,10 @@ pub async fn run(args: &InstallArgs, g: &GlobalArgs) -> anyhow::Result<u8> {
     drop(rep);
     render(g.output(), &report, &auto_lines, args.plan)?;
     let pending = report.plans.iter().map(TargetPlan::changes).sum::<usize>() + auto_changes;
+    if !pf.blocking().is_empty() {
+        eprintln!("ctguard: preflight failed (see above): install would change nothing");
+        return Ok(exit::USAGE);
+    }
     Ok(if args.plan && report.stopped.is_none() && report.failed() == 0 && pending > 0 {
         exit::CHANGES_PENDING
     } else {
@@ -446,7 +511,7 @@ async fn auto_deploy_off(
 /// when it does or when the topic cannot be read from here (another account's topic).
 async fn central_topic_warning(base: &aws_config::SdkConfig, arn: &str, org_id: &str) -> Option<String> {
     let region = arn.split(':').nth(3)?;
-    let sns = aws_sdk_sns::Client::new(&ctguard_aws::in_region(base, region));
+    let sns = ctguard_aws::client!(aws_sdk_sns, &ctguard_aws::in_region(base, region));
     let attrs = sns.get_topic_attributes().topic_arn(arn).send().await.ok()?;
     let policy = attrs.attributes().and_then(|a| a.get("Policy")).cloned().unwrap_or_default();
     (!(policy.contains("aws:PrincipalOrgID") && policy.contains(org_id))).then(|| {

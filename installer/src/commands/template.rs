@@ -8,7 +8,9 @@ use ctguard_deploy::embedded::TEMPLATES;
 
 #[derive(Debug, Args)]
 pub struct TemplateArgs {
-    /// Template to print (`artifacts`, `state`, `account`, `region`, or `athena-policy`: the IAM policy for `--athena`); all of them when omitted.
+    /// Template to print (`artifacts`, `state`, `account`, `region`; `installer-policy`: the IAM
+    /// policy the installing principal needs; `athena-policy`: the IAM policy for `--athena`);
+    /// all the stack templates when omitted.
     pub name: Option<String>,
     /// Only list the template names.
     #[arg(long)]
@@ -20,7 +22,13 @@ pub fn run(args: &TemplateArgs, _g: &GlobalArgs) -> anyhow::Result<u8> {
         for t in TEMPLATES {
             println!("{}", t.name);
         }
+        println!("installer-policy");
         println!("athena-policy");
+        return Ok(exit::OK);
+    }
+    if args.name.as_deref() == Some("installer-policy") {
+        // Not a stack: the installing principal's least-privilege IAM policy.
+        print!("{}", ctguard_deploy::installer_policy::document());
         return Ok(exit::OK);
     }
     if args.name.as_deref() == Some("athena-policy") {
