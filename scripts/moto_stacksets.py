@@ -58,8 +58,9 @@ What is honoured, as AWS documents it:
   (``SELF``) or by an account registered as delegated administrator for
   ``member.org.stacksets.cloudformation.amazonaws.com`` (``DELEGATED_ADMIN``; the principal is
   added to the ones moto's RegisterDelegatedAdministrator accepts); anyone else, or the wrong
-  ``CallAs``, gets a ValidationError. A delegated administrator may ListAccounts (moto answers
-  a member from its own, empty, view).
+  ``CallAs``, gets a ValidationError. A delegated administrator may ListAccounts,
+  ListDelegatedAdministrators and ListAWSServiceAccessForOrganization, as AWS allows a delegated
+  administrator for any service (moto answers a member from its own, empty, view).
 
 What it does not do, said plainly: operations complete synchronously (AWS runs them for
 minutes; statuses are final when the call returns, so callers' polling sees SUCCEEDED or
@@ -670,6 +671,24 @@ def list_accounts(self: OrganizationsBackend, *args: Any, **kwargs: Any) -> Any:
     return _orig_list_accounts(self, *args, **kwargs)
 
 
+def _as_delegated_admin(name: str) -> Any:
+    """`name` from a delegated administrator answers from the organization, as AWS lets "a member
+    account that is a delegated administrator for an AWS service" call it (moto answers a member
+    from its own, empty, backend)."""
+    orig = getattr(OrganizationsBackend, name)
+
+    def hooked(self: OrganizationsBackend, *args: Any, **kwargs: Any) -> Any:
+        master = organizations_backends.master_accounts.get(self.account_id)
+        if self.org is None and master is not None:
+            backend = organizations_backends[master[0]][master[1]]
+            if any(d.account.id == self.account_id for d in backend.admins):
+                return orig(backend, *args, **kwargs)
+        return orig(self, *args, **kwargs)
+
+    hooked.__name__ = name
+    return hooked
+
+
 # --- STS: a role that does not exist cannot be assumed ---------------------------------------------------
 
 _orig_assume_role = STSBackend.assume_role
@@ -705,5 +724,7 @@ def install_hooks() -> None:
     )
     STSBackend.assume_role = assume_role
     OrganizationsBackend.list_accounts = list_accounts
+    for name in ("list_delegated_administrators", "list_aws_service_access_for_organization"):
+        setattr(OrganizationsBackend, name, _as_delegated_admin(name))
     if STACKSETS_PRINCIPAL not in FakeDelegatedAdministrator.SUPPORTED_SERVICES:
         FakeDelegatedAdministrator.SUPPORTED_SERVICES.append(STACKSETS_PRINCIPAL)

@@ -138,6 +138,7 @@ async fn organization() -> Org {
         ous.push(ou.organizational_unit().and_then(|o| o.id()).expect("ou id").to_string());
     }
     logging_trail(&emu.config(HOME)).await;
+    crate::install::stacksets_trusted_access(&emu.config(HOME)).await;
     let mut org = Org { emu, ous: ous.clone(), members: Vec::new(), observers: BTreeMap::new() };
     for i in 0..4 {
         org.join(&format!("member{i}"), &ous[i % 2]).await;
