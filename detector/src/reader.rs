@@ -133,13 +133,22 @@ pub fn for_each_record<'a>(text: &'a str, mut f: impl FnMut(RecordText<'a>)) -> 
 fn unwrap_envelope(json: &str, position: usize) -> RecordText<'_> {
     // Cheap pre-check: a CloudTrail record never has a `detail-type` key.
     if json.contains("\"detail-type\"") {
-        if let Ok(p) = serde_json::from_str::<EnvelopeProbe>(json) {
-            if let (Some(_), Some(d)) = (p.detail_type, p.detail) {
-                return RecordText { json: Cow::Borrowed(d.get()), source: p.source.map(Cow::into_owned), position };
-            }
+        if let Some((detail, source)) = envelope(json) {
+            return RecordText { json: Cow::Borrowed(detail), source, position };
         }
     }
     RecordText { json: Cow::Borrowed(json), source: None, position }
+}
+
+/// The `detail` and `source` of an EventBridge envelope (`detail-type` and `detail` present);
+/// `None` for anything else. Callers on a hot path check for `"detail-type"` first, as a
+/// CloudTrail record never has that key.
+pub fn envelope(json: &str) -> Option<(&str, Option<String>)> {
+    let p = serde_json::from_str::<EnvelopeProbe>(json).ok()?;
+    match (p.detail_type, p.detail) {
+        (Some(_), Some(d)) => Some((d.get(), p.source.map(Cow::into_owned))),
+        _ => None,
+    }
 }
 
 /// Decodes bytes (gzip or plain) as UTF-8 text.

@@ -8,15 +8,13 @@
 //! dropped silently, and one bad byte costs one record. Files are processed on worker threads by
 //! [`process_parallel`], results merged on the calling thread.
 
-use std::borrow::Cow;
 use std::io::Read;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, LazyLock};
 
 use ctguard_detector::{actiontrail, Record};
 use memchr::memmem;
-use serde::{Deserialize, Serialize};
-use serde_json::value::RawValue;
+use serde::Serialize;
 
 use super::decode::{self, Event, Limits};
 use super::framing::{Framed, Framer, RecordSink, Verdict};
@@ -102,16 +100,6 @@ pub struct ReadOptions {
     pub pipeline: bool,
 }
 
-#[derive(Deserialize)]
-struct EnvelopeProbe<'a> {
-    #[serde(borrow, default, rename = "detail-type")]
-    detail_type: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    source: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    detail: Option<&'a RawValue>,
-}
-
 /// Substring searchers built once: every record is checked for both.
 static DETAIL_TYPE: LazyLock<memmem::Finder<'static>> = LazyLock::new(|| memmem::Finder::new(b"\"detail-type\""));
 static ACS_REGION: LazyLock<memmem::Finder<'static>> = LazyLock::new(|| memmem::Finder::new(b"acsRegion"));
@@ -122,10 +110,8 @@ static EVENT_SOURCE: LazyLock<memmem::Finder<'static>> = LazyLock::new(|| memmem
 fn unwrap_envelope(json: &str) -> (&str, Option<String>) {
     // Cheap pre-check: a CloudTrail record never has a `detail-type` key.
     if DETAIL_TYPE.find(json.as_bytes()).is_some() {
-        if let Ok(p) = serde_json::from_str::<EnvelopeProbe>(json) {
-            if let (Some(_), Some(d)) = (p.detail_type, p.detail) {
-                return (d.get(), p.source.map(Cow::into_owned));
-            }
+        if let Some(found) = ctguard_detector::reader::envelope(json) {
+            return found;
         }
     }
     (json, None)
