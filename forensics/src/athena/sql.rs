@@ -16,42 +16,6 @@ pub const TRACE_SQL: &str = include_str!("../../sql/trace.sql");
 /// The documented CloudTrail table with partition projection by account, region and day.
 pub const TABLE_DDL: &str = include_str!("../../sql/cloudtrail_table.sql");
 
-/// Every commercial Region CloudTrail delivers from, for the projection's region enum.
-pub const DEFAULT_REGIONS: &[&str] = &[
-    "af-south-1",
-    "ap-east-1",
-    "ap-northeast-1",
-    "ap-northeast-2",
-    "ap-northeast-3",
-    "ap-south-1",
-    "ap-south-2",
-    "ap-southeast-1",
-    "ap-southeast-2",
-    "ap-southeast-3",
-    "ap-southeast-4",
-    "ap-southeast-5",
-    "ap-southeast-7",
-    "ca-central-1",
-    "ca-west-1",
-    "eu-central-1",
-    "eu-central-2",
-    "eu-north-1",
-    "eu-south-1",
-    "eu-south-2",
-    "eu-west-1",
-    "eu-west-2",
-    "eu-west-3",
-    "il-central-1",
-    "me-central-1",
-    "me-south-1",
-    "mx-central-1",
-    "sa-east-1",
-    "us-east-1",
-    "us-east-2",
-    "us-west-1",
-    "us-west-2",
-];
-
 /// A bad `--athena` option.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum SqlError {
@@ -178,7 +142,12 @@ impl Target {
             return Err(SqlError::Projection);
         }
         let regions: Vec<String> = if self.regions.is_empty() {
-            DEFAULT_REGIONS.iter().map(|r| r.to_string()).collect()
+            // Every commercial Region CloudTrail delivers from.
+            ctguard_aws::KNOWN_REGIONS
+                .iter()
+                .filter(|r| ctguard_aws::is_commercial_region(r))
+                .map(|r| r.to_string())
+                .collect()
         } else {
             self.regions.clone()
         };
