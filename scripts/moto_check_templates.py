@@ -97,6 +97,8 @@ MOTO_IGNORED_TYPES = {
     "AWS::SNS::Subscription",
     "AWS::SQS::QueuePolicy",
     "AWS::Lambda::EventInvokeConfig",
+    # Created by scripts/moto_lambda.py (the end-to-end tests' emulator), not by plain moto.
+    "AWS::CloudWatch::Alarm",
 }
 
 EXPECTED_EVENT_PATTERN = {
@@ -247,7 +249,7 @@ def static_checks(chk: Checker) -> None:
         sorted(
             [
                 "DetectorVersion", "ArtifactsAccountId", "HomeRegion", "CodeKey",
-                "AlertTopicArn", "Policy", "LogRetentionDays", "DefaultTtlHours",
+                "AlertTopicArn", "Policy", "LogRetentionDays", "DefaultTtlHours", "SecurityHub",
             ]
         ),
         "region template parameters are the same org-wide",
@@ -608,6 +610,8 @@ def check_region(
 ) -> None:
     table_arn = f"arn:aws:dynamodb:{params['HomeRegion']}:{account}:table/ctguard-state"
     topic_arn = params.get("AlertTopicArn") or f"arn:aws:sns:{params['HomeRegion']}:{account}:ctguard-alerts"
+    hub = params.get("SecurityHub") == "true"
+    product_arn = f"arn:aws:securityhub:{region}:{account}:product/{account}/default"
     fn_arn = f"arn:aws:lambda:{region}:{account}:function:ctguard-detector"
     rule_arn = f"arn:aws:events:{region}:{account}:rule/ctguard-detector"
     dlq_arn = f"arn:aws:sqs:{region}:{account}:ctguard-detector-dlq"
@@ -664,6 +668,16 @@ def check_region(
             },
             "role inline policy (least privilege)",
         )
+        names = iam.list_role_policies(RoleName=role_name)["PolicyNames"]
+        chk.eq(sorted(names), sorted(["ctguard-detector"] + (["ctguard-detector-securityhub"] if hub else [])),
+               "role policies: the Security Hub grant only when enabled")
+        if hub:
+            doc = policy_document(
+                iam.get_role_policy(RoleName=role_name, PolicyName="ctguard-detector-securityhub")["PolicyDocument"]
+            )
+            chk.eq([(s["Sid"], s["Action"], s["Resource"]) for s in doc["Statement"]],
+                   [("SecurityHubFindings", "securityhub:BatchImportFindings", product_arn)],
+                   "Security Hub grant: the account's default product in this region only")
 
     # Log group.
     logs = aws.client("logs", region)
@@ -712,6 +726,7 @@ def check_region(
                 "CTGUARD_POLICY": params.get("Policy", "{}"),
                 "CTGUARD_DEFAULT_TTL_HOURS": params.get("DefaultTtlHours", "12"),
                 "CTGUARD_VERSION": VERSION,
+                "CTGUARD_SECURITY_HUB_PRODUCT": product_arn if hub else "",
             },
             "function environment",
         )
@@ -759,6 +774,40 @@ def check_region(
         )
         tags = events.list_tags_for_resource(ResourceARN=rule_arn)["Tags"]
         chk.eq(tag_dict(tags), TAGS, "rule tags")
+
+    # Health: the two alarms, and the rule that takes their state changes to the function.
+    cw = aws.client("cloudwatch", region)
+    alarms = {a["AlarmName"]: a for a in cw.describe_alarms(AlarmNamePrefix="ctguard-detector")["MetricAlarms"]}
+    expected_alarms = {
+        "ctguard-detector-dlq": ("AWS/SQS", "ApproximateNumberOfMessagesVisible", "Maximum",
+                                 [{"Name": "QueueName", "Value": "ctguard-detector-dlq"}]),
+        "ctguard-detector-errors": ("AWS/Lambda", "Errors", "Sum", [{"Name": "FunctionName", "Value": "ctguard-detector"}]),
+    }
+    # Plain moto's CloudFormation creates no alarm (the emulator of the end-to-end tests does,
+    # and tests/it/alert_to_action.rs checks them there); the template's text is checked instead.
+    tpl = load_template("ctguard-region.yaml")["Resources"]
+    for logical, (name, (ns, metric, stat, dims)) in zip(["DetectorDlqAlarm", "DetectorErrorsAlarm"], sorted(expected_alarms.items())):
+        p = tpl[logical]["Properties"]
+        chk.eq(
+            (p["AlarmName"], p["Namespace"], p["MetricName"], p["Statistic"], p["Period"], p["Threshold"],
+             p["ComparisonOperator"], p["TreatMissingData"], p["EvaluationPeriods"]),
+            (name, ns, metric, stat, 300, 0, "GreaterThanThreshold", "notBreaching", 1),
+            f"alarm {name}: metric and threshold (template)",
+        )
+        chk.gap(f"alarm {name} created", lambda name=name: name in alarms)
+    health = chk.attempt("describe_rule ctguard-detector-health", lambda: events.describe_rule(Name="ctguard-detector-health"))
+    if health:
+        chk.eq(
+            json.loads(health["EventPattern"]),
+            {
+                "source": ["aws.cloudwatch"],
+                "detail-type": ["CloudWatch Alarm State Change"],
+                "resources": [f"arn:aws:cloudwatch:{region}:{account}:alarm:{n}" for n in sorted(expected_alarms)],
+            },
+            "health rule pattern: the two alarms only",
+        )
+        targets = events.list_targets_by_rule(Rule="ctguard-detector-health")["Targets"]
+        chk.eq([t["Arn"] for t in targets], [fn_arn], "health rule target: the function")
 
 
 def check_region_deleted(chk: Checker, aws: Aws, region: str) -> None:
@@ -867,8 +916,11 @@ def run(chk: Checker, endpoint: str) -> None:
             "Policy": json.dumps({"allow": [{"role": "ci-deployer", "networks": ["10.0.0.0/8"]}]}),
             "LogRetentionDays": "30" if region == OTHER_REGION else "90",
             "DefaultTtlHours": "12",
+            # Both branches of the Security Hub condition.
+            "SecurityHub": "true" if region == OTHER_REGION else "false",
         }
-        outputs = create_stack(chk, mgmt, region, "ctguard-region", "ctguard-region.yaml", params)
+        off = frozenset() if params["SecurityHub"] == "true" else frozenset({"DetectorSecurityHubPolicy"})
+        outputs = create_stack(chk, mgmt, region, "ctguard-region", "ctguard-region.yaml", params, off=off)
         if outputs is None:
             return
         check_region(chk, mgmt, MGMT_ACCOUNT, region, outputs, params, codes[region][1])
@@ -914,7 +966,7 @@ def run(chk: Checker, endpoint: str) -> None:
             "CodeKey": codes[HOME_REGION][0],
             "AlertTopicArn": central_topic,
         }
-        m_out = create_stack(chk, member, HOME_REGION, "ctguard-region", "ctguard-region.yaml", m_params)
+        m_out = create_stack(chk, member, HOME_REGION, "ctguard-region", "ctguard-region.yaml", m_params, off=frozenset({"DetectorSecurityHubPolicy"}))
         if m_out is not None:
             check_region(chk, member, member_id, HOME_REGION, m_out, m_params, codes[HOME_REGION][1])
             topics = [t["TopicArn"] for t in member.client("sns").list_topics()["Topics"]]

@@ -51,9 +51,15 @@ What it cannot honour, said plainly:
 - no layers, no extensions, no container images, no function-level DeadLetterConfig (moto does
   not store it), no reserved-concurrency throttling, no InputPath beyond ``$.a.b`` paths.
 
-moto's CloudFormation also ignores three resource settings the ctguard stacks rely on; they are
+CloudWatch alarms tell EventBridge when their state changes (a "CloudWatch Alarm State Change"
+event from ``aws.cloudwatch`` on the alarm's account and region default bus, as AWS documents
+it); moto does not, so a state change (``SetAlarmState``; moto evaluates no metrics) emits that
+event here. Only a change emits one, as on AWS.
+
+moto's CloudFormation also ignores four resource settings the ctguard stacks rely on; they are
 applied here as CloudFormation would: DynamoDB ``TimeToLiveSpecification``,
-``AWS::Lambda::EventInvokeConfig`` and ``AWS::SQS::QueuePolicy``.
+``AWS::Lambda::EventInvokeConfig``, ``AWS::SQS::QueuePolicy`` and ``AWS::CloudWatch::Alarm``
+(metric alarms: name, metric, statistic, period, threshold, comparison, missing data, tags).
 
 Service-managed StackSets (OU targeting, account filters, automatic deployment, no instance in
 the management account, instances as real stacks in the member accounts) and the refusal of
@@ -108,6 +114,7 @@ from typing import Any
 os.environ.setdefault("MOTO_ALLOW_NONEXISTENT_REGION", "true")
 
 from moto.awslambda import models as lambda_models  # noqa: E402
+from moto.cloudwatch import models as cloudwatch_models  # noqa: E402
 from moto.cloudformation import parsing as cfn_parsing  # noqa: E402
 from moto.cloudtrail.models import cloudtrail_backends  # noqa: E402
 from moto.core.common_models import CloudFormationModel  # noqa: E402
@@ -1109,6 +1116,69 @@ class EventInvokeConfigResource(CloudFormationModel):
             pass
 
 
+class AlarmResource(CloudFormationModel):
+    """AWS::CloudWatch::Alarm (a metric alarm), which moto's CloudFormation skips."""
+
+    __module__ = "moto.cloudwatch.ctguard_emulator"
+
+    def __init__(self, name: str, arn: str):
+        self.name = name
+        self.arn = arn
+
+    @property
+    def physical_resource_id(self) -> str:
+        return self.name
+
+    @staticmethod
+    def cloudformation_name_type() -> str:
+        return "AlarmName"
+
+    @staticmethod
+    def cloudformation_type() -> str:
+        return "AWS::CloudWatch::Alarm"
+
+    @classmethod
+    def has_cfn_attr(cls, attr: str) -> bool:
+        return attr == "Arn"
+
+    def get_cfn_attribute(self, attribute_name: str) -> Any:
+        if attribute_name == "Arn":
+            return self.arn
+        raise KeyError(attribute_name)
+
+    @classmethod
+    def create_from_cloudformation_json(  # type: ignore[override]
+        cls, resource_name: str, cloudformation_json: Any, account_id: str, region_name: str, **kwargs: Any
+    ) -> AlarmResource:
+        p = cloudformation_json["Properties"]
+        name = str(p.get("AlarmName") or resource_name)
+        alarm = cloudwatch_models.cloudwatch_backends[account_id][region_name].put_metric_alarm(
+            name=name,
+            namespace=p.get("Namespace"),
+            metric_name=p.get("MetricName"),
+            comparison_operator=p.get("ComparisonOperator"),
+            evaluation_periods=int(p.get("EvaluationPeriods", 1)),
+            period=int(p["Period"]) if "Period" in p else None,
+            threshold=float(p["Threshold"]) if "Threshold" in p else None,
+            statistic=p.get("Statistic"),
+            description=p.get("AlarmDescription"),
+            dimensions=[{"Name": d.get("Name"), "Value": d.get("Value")} for d in p.get("Dimensions", [])],
+            alarm_actions=p.get("AlarmActions", []),
+            ok_actions=p.get("OKActions", []),
+            insufficient_data_actions=p.get("InsufficientDataActions", []),
+            treat_missing_data=p.get("TreatMissingData"),
+            tags=p.get("Tags", []),
+        )
+        return cls(name, alarm.alarm_arn)
+
+    @classmethod
+    def delete_from_cloudformation_json(  # type: ignore[override]
+        cls, resource_name: str, cloudformation_json: Any, account_id: str, region_name: str
+    ) -> None:
+        name = str(cloudformation_json["Properties"].get("AlarmName") or resource_name)
+        cloudwatch_models.cloudwatch_backends[account_id][region_name].delete_alarms([name])
+
+
 class QueuePolicyResource(CloudFormationModel):
     """AWS::SQS::QueuePolicy, which moto's CloudFormation skips."""
 
@@ -1157,7 +1227,49 @@ class QueuePolicyResource(CloudFormationModel):
             q.policy = None
 
 
+_original_update_state = cloudwatch_models.Alarm.update_state
+
+
+def _alarm_time(t: Any) -> str:
+    """CloudWatch's timestamp form in alarm events: 2026-11-30T10:00:00.000+0000."""
+    if not isinstance(t, dt.datetime):
+        return iso_now()
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=dt.timezone.utc)
+    return t.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.") + f"{t.microsecond // 1000:03d}+0000"
+
+
+def alarm_update_state(self: Any, reason: str, reason_data: str, state_value: str) -> None:
+    """Alarm.update_state, plus the EventBridge event CloudWatch sends on a state change."""
+    previous = (self.state_value, self.state_reason, self.state_updated_timestamp)
+    _original_update_state(self, reason, reason_data, state_value)
+    if previous[0] == state_value:
+        return
+    parts = str(self.alarm_arn).split(":")
+    if len(parts) < 7:
+        return
+    region, account = parts[3], parts[4]
+    detail = {
+        "alarmName": self.name,
+        "state": {"value": state_value, "reason": reason or "", "timestamp": _alarm_time(self.state_updated_timestamp)},
+        "previousState": {"value": previous[0], "reason": previous[1] or "", "timestamp": _alarm_time(previous[2])},
+        "configuration": {"description": getattr(self, "description", None) or "", "metrics": []},
+    }
+    entry = {
+        "Source": "aws.cloudwatch",
+        "DetailType": "CloudWatch Alarm State Change",
+        "Detail": json.dumps(detail),
+        "Resources": [self.alarm_arn],
+        "EventBusName": "default",
+    }
+    try:
+        events_models.events_backends[account][region].put_events([entry])
+    except Exception as e:  # an emulator gap must be visible, never a silent loss
+        log(f"alarm state change event for {self.alarm_arn} not delivered: {e!r}")
+
+
 def install_hooks() -> None:
+    cloudwatch_models.Alarm.update_state = alarm_update_state
     events_models.Rule.send_to_targets = send_to_targets
     lambda_models.LambdaFunction.invoke = lambda_invoke
     EventsHandler.put_events = put_events

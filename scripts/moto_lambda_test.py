@@ -335,6 +335,44 @@ class EventBridgeTest(unittest.TestCase):
         self.assertEqual([e["detail"]["eventName"] for e in self.delivered(a, url)], ["GetCallerIdentity"])
 
 
+class AlarmEventTest(unittest.TestCase):
+    def test_an_alarm_state_change_reaches_eventbridge_as_cloudwatch_sends_it(self):
+        a = Account()
+        cw = a.client("cloudwatch")
+        cw.put_metric_alarm(AlarmName="a1", Namespace="AWS/SQS", MetricName="ApproximateNumberOfMessagesVisible",
+                            Statistic="Maximum", Period=300, EvaluationPeriods=1, Threshold=0,
+                            ComparisonOperator="GreaterThanThreshold")
+        [created] = cw.describe_alarms(AlarmNames=["a1"])["MetricAlarms"]
+        # AWS starts an alarm in INSUFFICIENT_DATA, moto in OK: the event carries whichever it was.
+        alarm_arn, initial = created["AlarmArn"], created["StateValue"]
+        arn = a.function()
+        ev = a.client("events")
+        pattern = {"source": ["aws.cloudwatch"], "detail-type": ["CloudWatch Alarm State Change"], "resources": [alarm_arn]}
+        rule_arn = ev.put_rule(Name="health", EventPattern=json.dumps(pattern))["RuleArn"]
+        ev.put_targets(Rule="health", Targets=[{"Id": "f", "Arn": arn}])
+        a.client("lambda").add_permission(FunctionName="f", StatementId="ev", Action="lambda:InvokeFunction",
+                                          Principal="events.amazonaws.com", SourceArn=rule_arn, SourceAccount=a.id)
+        url, dest = a.queue("seen")
+        a.client("lambda").put_function_event_invoke_config(FunctionName="f", DestinationConfig={"OnSuccess": {"Destination": dest}})
+
+        def delivered():
+            ml.executor().drain(30)
+            return [json.loads(m["Body"])["requestPayload"] for m in a.messages(url)]
+
+        cw.set_alarm_state(AlarmName="a1", StateValue="ALARM", StateReason="Threshold Crossed")
+        [event] = delivered()
+        self.assertEqual((event["source"], event["detail-type"], event["account"], event["region"], event["resources"]),
+                         ("aws.cloudwatch", "CloudWatch Alarm State Change", a.id, "us-east-1", [alarm_arn]))
+        self.assertEqual((event["detail"]["alarmName"], event["detail"]["state"]["value"], event["detail"]["previousState"]["value"]),
+                         ("a1", "ALARM", initial))
+        self.assertRegex(event["detail"]["state"]["timestamp"], r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+0000$")
+        cw.set_alarm_state(AlarmName="a1", StateValue="ALARM", StateReason="still")
+        self.assertEqual(delivered(), [], "no change, no event")
+        cw.set_alarm_state(AlarmName="a1", StateValue="OK", StateReason="fine")
+        [back] = delivered()
+        self.assertEqual((back["detail"]["state"]["value"], back["detail"]["previousState"]["value"]), ("OK", "ALARM"))
+
+
 class CloudFormationGapTest(unittest.TestCase):
     def test_ttl_invoke_config_and_queue_policy_are_applied(self):
         a = Account()
@@ -368,6 +406,31 @@ class CloudFormationGapTest(unittest.TestCase):
         a.client("lambda").invoke(FunctionName="cf", InvocationType="Event", Payload=b'{"fail": true}')
         self.assertTrue(ml.executor().drain(30))
         self.assertEqual(json.loads(a.messages(url)[0]["Body"])["requestContext"]["approximateInvokeCount"], 1)
+
+    def test_a_metric_alarm_is_created_with_its_settings_and_deleted_with_its_stack(self):
+        a = Account()
+        template = {"Resources": {
+            "A": {"Type": "AWS::CloudWatch::Alarm", "Properties": {
+                "AlarmName": "queue-depth", "Namespace": "AWS/SQS", "MetricName": "ApproximateNumberOfMessagesVisible",
+                "Dimensions": [{"Name": "QueueName", "Value": "q"}], "Statistic": "Maximum", "Period": 300,
+                "EvaluationPeriods": 1, "Threshold": 0, "ComparisonOperator": "GreaterThanThreshold",
+                "TreatMissingData": "notBreaching", "Tags": [{"Key": "k", "Value": "v"}]}},
+            "T": {"Type": "AWS::SNS::Topic", "Properties": {"TopicName": {"Fn::Select": [6, {"Fn::Split": [":", {"Fn::GetAtt": ["A", "Arn"]}]}]}}},
+        }}
+        cfn = a.client("cloudformation")
+        cfn.create_stack(StackName="alarms", TemplateBody=json.dumps(template))
+        [alarm] = a.client("cloudwatch").describe_alarms(AlarmNames=["queue-depth"])["MetricAlarms"]
+        self.assertEqual(
+            (alarm["Namespace"], alarm["MetricName"], alarm["Dimensions"], alarm["Statistic"], alarm["Period"],
+             alarm["Threshold"], alarm["ComparisonOperator"], alarm["TreatMissingData"]),
+            ("AWS/SQS", "ApproximateNumberOfMessagesVisible", [{"Name": "QueueName", "Value": "q"}], "Maximum", 300,
+             0.0, "GreaterThanThreshold", "notBreaching"))
+        self.assertEqual(alarm["AlarmArn"], f"arn:aws:cloudwatch:us-east-1:{a.id}:alarm:queue-depth")
+        # Fn::GetAtt Arn resolves to the alarm's ARN (its last part names the topic here).
+        topics = [t["TopicArn"] for t in a.client("sns").list_topics()["Topics"]]
+        self.assertIn(f"arn:aws:sns:us-east-1:{a.id}:queue-depth", topics)
+        cfn.delete_stack(StackName="alarms")
+        self.assertEqual(a.client("cloudwatch").describe_alarms(AlarmNames=["queue-depth"])["MetricAlarms"], [])
 
 
 # A stack whose table has a fixed name (so two copies collide, as ctguard's do) and whose topic

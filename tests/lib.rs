@@ -601,3 +601,26 @@ pub async fn put_detector_rule(
         .await
         .expect("put the rule");
 }
+
+/// Runs a short Python script with boto3 (from the project's venv) against the emulator as
+/// `creds` in `region`, and returns what it prints as JSON: for the services the tests call
+/// once and the Rust SDK is not linked for (Security Hub's SDK crate alone is larger than the
+/// rest of the tests). The script gets a `client(service)` function; it prints one JSON value.
+pub fn boto3(endpoint: &str, creds: &(String, String, String), region: &str, script: &str) -> serde_json::Value {
+    let prelude = "import boto3, json, os\n\
+        def client(service):\n    return boto3.client(service, endpoint_url=os.environ['EP'], region_name=os.environ['REGION'],\n        aws_access_key_id=os.environ['K'], aws_secret_access_key=os.environ['S'], aws_session_token=os.environ['T'])\n";
+    let out = Command::new(venv_tool("python"))
+        .arg("-c")
+        .arg(format!("{prelude}{script}"))
+        .env("EP", endpoint)
+        .env("REGION", region)
+        .env("K", &creds.0)
+        .env("S", &creds.1)
+        .env("T", &creds.2)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run python");
+    assert!(out.status.success(), "boto3 script failed:\n{script}\n{}", output_text(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("boto3 script printed no JSON ({e}): {text}"))
+}

@@ -219,6 +219,7 @@ fn main() -> Result<(), String> {
             policy: "{}".into(),
             log_retention_days: 90,
             default_ttl_hours: 12,
+            security_hub: false,
         };
         let quiet = |_: &DeployEvent| {};
         let poll = PollOptions { first_delay: Duration::from_millis(200), ..PollOptions::default() };

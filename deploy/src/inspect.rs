@@ -253,6 +253,7 @@ mod tests {
             policy: "{}".into(),
             log_retention_days: 90,
             default_ttl_hours: 12,
+            security_hub: false,
         }
     }
     fn bundled() -> Bundled {

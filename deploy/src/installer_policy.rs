@@ -186,6 +186,11 @@ pub const TEMPLATE_RESOURCES: Statement = Statement {
         "logs:TagResource",
         "logs:UntagResource",
         "logs:DescribeLogGroups",
+        "cloudwatch:PutMetricAlarm",
+        "cloudwatch:DeleteAlarms",
+        "cloudwatch:DescribeAlarms",
+        "cloudwatch:TagResource",
+        "cloudwatch:UntagResource",
     ],
 };
 

@@ -274,11 +274,13 @@ pub struct Stated {
     pub policy: bool,
     pub log_retention_days: bool,
     pub default_ttl_hours: bool,
+    pub security_hub: bool,
 }
 
 impl Stated {
     /// Every setting stated: the configuration is applied as given.
-    pub const ALL: Stated = Stated { alert: true, policy: true, log_retention_days: true, default_ttl_hours: true };
+    pub const ALL: Stated =
+        Stated { alert: true, policy: true, log_retention_days: true, default_ttl_hours: true, security_hub: true };
 }
 
 /// Everything to do in one account × region, in order.
@@ -421,6 +423,8 @@ pub struct InstallConfig {
     pub policy: String,
     pub log_retention_days: u32,
     pub default_ttl_hours: u32,
+    /// Import alerts into Security Hub (the regional template's `SecurityHub`).
+    pub security_hub: bool,
 }
 
 impl InstallConfig {
@@ -474,6 +478,7 @@ impl InstallConfig {
             ("Policy".to_string(), self.policy.clone()),
             ("LogRetentionDays".to_string(), self.log_retention_days.to_string()),
             ("DefaultTtlHours".to_string(), self.default_ttl_hours.to_string()),
+            ("SecurityHub".to_string(), self.security_hub.to_string()),
         ]);
         StackSpec::new(StackKind::Region, StackKind::Region.template_body(), p, &self.version)
     }
@@ -510,6 +515,10 @@ impl InstallConfig {
             }
             if !stated.default_ttl_hours {
                 c.default_ttl_hours = number("DefaultTtlHours", c.default_ttl_hours);
+            }
+            if !stated.security_hub {
+                // A stack from before the parameter existed has it off.
+                c.security_hub = param(StackKind::Region, "SecurityHub").is_some_and(|v| v == "true");
             }
         }
         c
@@ -624,6 +633,7 @@ mod tests {
             policy: "{}".into(),
             log_retention_days: 90,
             default_ttl_hours: 12,
+            security_hub: false,
         }
     }
 

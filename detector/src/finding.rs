@@ -11,6 +11,7 @@ use serde_json::{json, Value};
 
 use crate::alert::{Alert, Severity};
 use crate::notify::{clean, commands};
+use crate::time::format_rfc3339;
 
 /// The default product ARN for custom findings of `account` in `region`.
 pub fn default_product_arn(region: &str, account: &str) -> String {
@@ -44,8 +45,18 @@ pub fn asff(alert: &Alert, region: &str, account: &str, now: &str) -> Value {
         "Details": {"AwsIamAccessKey": {"PrincipalName": alert.principal_arn.as_deref().map(clean).unwrap_or_default()}}}));
     let expected: Vec<String> = alert.expected.iter().map(|e| clean(&e.identity)).collect();
     let c = commands(alert);
-    let first_seen =
-        alert.expected.iter().map(|e| e.first_seen.event_time.as_str()).min().unwrap_or(&alert.offending.event_time);
+    // Timestamps re-rendered from the parsed times: Security Hub takes RFC 3339 only, and a
+    // record's own text may be in another accepted form.
+    let seen_at = format_rfc3339(alert.offending.time_ms);
+    let first_seen = format_rfc3339(
+        alert
+            .expected
+            .iter()
+            .map(|e| e.first_seen.time_ms)
+            .min()
+            .unwrap_or(alert.offending.time_ms)
+            .min(alert.offending.time_ms),
+    );
     let mut description =
         format!("{} Expected: {}. Seen: {}.", clean(&alert.reason), expected.join(", "), clean(&alert.seen_identity));
     // ASFF limits Description to 1024 characters.
@@ -61,11 +72,13 @@ pub fn asff(alert: &Alert, region: &str, account: &str, now: &str) -> Value {
         "Id": alert.id,
         "ProductArn": default_product_arn(region, account),
         "GeneratorId": "ctguard/credential-reuse",
-        "AwsAccountId": alert.account.as_deref().unwrap_or(account),
+        // The importing account: the default product accepts findings for its own account
+        // only, and the detector judges its own account's events.
+        "AwsAccountId": account,
         "Types": ["TTPs/Credential Access", "Unusual Behaviors/User"],
-        "CreatedAt": clean(&alert.offending.event_time),
-        "FirstObservedAt": clean(first_seen),
-        "LastObservedAt": clean(&alert.offending.event_time),
+        "CreatedAt": seen_at,
+        "FirstObservedAt": first_seen,
+        "LastObservedAt": seen_at,
         "UpdatedAt": now,
         "Severity": {"Label": label, "Normalized": normalized},
         "Title": title,

@@ -14,6 +14,7 @@ pub mod event;
 pub mod faults;
 pub mod finding;
 pub mod fuzzing;
+pub mod health;
 pub mod identity;
 pub mod memory;
 pub mod notify;

@@ -16,6 +16,7 @@
 //! policy = "allowlist.json"        # relative to this file
 //! log_retention_days = 90
 //! default_ttl_hours = 12
+//! security_hub = false             # import alerts into Security Hub as findings
 //! auto_deploy = true
 //! ```
 
@@ -67,6 +68,7 @@ pub struct FileDetector {
     pub policy: Option<PathBuf>,
     pub log_retention_days: Option<u32>,
     pub default_ttl_hours: Option<u32>,
+    pub security_hub: Option<bool>,
     pub auto_deploy: Option<bool>,
 }
 

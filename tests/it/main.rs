@@ -1,5 +1,6 @@
 //! End-to-end tests: one binary, a module per area (as ripgrep does).
 
+mod alert_to_action;
 mod athena;
 mod contain;
 mod damaged_input;

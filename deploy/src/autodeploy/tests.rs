@@ -31,6 +31,7 @@ fn cfg() -> InstallConfig {
         policy: "{}".into(),
         log_retention_days: 90,
         default_ttl_hours: 12,
+        security_hub: false,
     }
 }
 

@@ -70,6 +70,14 @@ pub struct InstallArgs {
     /// Default: as deployed, 12 on a first install.
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=ctguard_detector::policy::MAX_DEFAULT_TTL_HOURS as i64))]
     pub default_ttl_hours: Option<u32>,
+    /// Import every alert into AWS Security Hub as a finding (ASFF) of each account's default
+    /// product, in the region that saw it; Security Hub must be enabled there. Default: as
+    /// deployed, off on a first install.
+    #[arg(long, conflicts_with = "no_security_hub")]
+    pub security_hub: bool,
+    /// Stop importing alerts into Security Hub.
+    #[arg(long)]
+    pub no_security_hub: bool,
     /// Deploy automatically to accounts that join later (StackSets auto-deployment). Default:
     /// as deployed; on for a first install with --org or --ou (off with --ou --deploy-with direct).
     #[arg(long, conflicts_with = "no_auto_deploy")]
@@ -126,6 +134,7 @@ pub struct Wanted {
     pub policy: Option<String>,
     pub log_retention_days: Option<u32>,
     pub default_ttl_hours: Option<u32>,
+    pub security_hub: Option<bool>,
     pub auto_deploy: Option<bool>,
 }
 
@@ -186,7 +195,12 @@ impl Wanted {
             (_, true) => Some(false),
             _ => file.detector.auto_deploy,
         };
-        Ok(Wanted { targets: t, alert, policy, log_retention_days, default_ttl_hours, auto_deploy })
+        let security_hub = match (args.security_hub, args.no_security_hub) {
+            (true, _) => Some(true),
+            (_, true) => Some(false),
+            _ => file.detector.security_hub,
+        };
+        Ok(Wanted { targets: t, alert, policy, log_retention_days, default_ttl_hours, security_hub, auto_deploy })
     }
 
     /// Which settings are stated (the others keep each target's deployed values).
@@ -196,6 +210,7 @@ impl Wanted {
             policy: self.policy.is_some(),
             log_retention_days: self.log_retention_days.is_some(),
             default_ttl_hours: self.default_ttl_hours.is_some(),
+            security_hub: self.security_hub.is_some(),
         }
     }
 }
@@ -325,6 +340,7 @@ pub async fn run(args: &InstallArgs, g: &GlobalArgs) -> anyhow::Result<u8> {
         policy: want.policy.clone().unwrap_or_else(|| "{}".to_string()),
         log_retention_days: want.log_retention_days.unwrap_or(90),
         default_ttl_hours: want.default_ttl_hours.unwrap_or(12),
+        security_hub: want.security_hub.unwrap_or(false),
     };
     let home = Target::new(s.caller_account.clone(), s.set.home_region.clone());
     let ss = s.stack_sets();

@@ -6,7 +6,10 @@
 //!   (string set of the keys the anchor's identity used); `acc#<identity>` (map `at`, `ev`) per
 //!   identity accepted by a move; `arm#<from>` (window end, ms) per move and `armby#<from>`
 //!   (identity) once taken; `last_key`; `ttl`;
-//! - alert claim `A#<key>#<identity>`: `claimed_at` (ms), `holder` (event id), `sent` (bool), `ttl`.
+//! - alert claim `A#<key>#<identity>`: `claimed_at` (ms), `holder` (event id), `sent` (bool), `ttl`;
+//! - alert record `ALERT#<alert id>`: `alert` (the alert's JSON, as published), `ttl`
+//!   ([`ALERT_RECORD_DAYS`] after it was published), written before each publish so that
+//!   `ctguard contain --alert ID` finds the alert by the id an email shows.
 //!
 //! Only `UpdateItem` is used (the template grants nothing else): a failed condition returns the
 //! item as it is (`ReturnValuesOnConditionCheckFailure`), so no separate read is ever needed.
@@ -23,14 +26,31 @@ use ctguard_detector::{
     AlertClaim, Anchor, Arm, Claim, EventRef, Prune, ScopeState, StateStore, StoreError, Suspect, Trusted, Update,
 };
 
+#[derive(Clone)]
 pub struct DynamoStore {
     client: Client,
     table: String,
 }
 
+/// How long an alert record is kept for `ctguard contain --alert ID`.
+pub const ALERT_RECORD_DAYS: i64 = 30;
+
 impl DynamoStore {
     pub fn new(client: Client, table: String) -> Self {
         DynamoStore { client, table }
+    }
+
+    /// Writes (or rewrites: every copy of one alert writes the same item) the alert's record.
+    pub async fn record_alert(&self, alert_json: &str, alert_id: &str, now_secs: i64) -> Result<(), StoreError> {
+        self.update(&format!("ALERT#{alert_id}"))
+            .update_expression("SET alert = :a, #ttl = :ttl")
+            .expression_attribute_names("#ttl", "ttl")
+            .expression_attribute_values(":a", s(alert_json))
+            .expression_attribute_values(":ttl", n(now_secs + ALERT_RECORD_DAYS * 86_400))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| classify(&e))
     }
 
     fn update(&self, pk: &str) -> aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder {

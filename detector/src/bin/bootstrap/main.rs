@@ -7,6 +7,8 @@
 //! [`ctguard_detector::MemoryStore`] and [`ctguard_detector::CollectingSink`].
 
 mod dynamo;
+mod hub;
+mod notifier;
 mod sns;
 
 use std::time::Duration;
@@ -21,10 +23,13 @@ use lambda_runtime::{service_fn, Diagnostic, LambdaEvent};
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
+use ctguard_detector::health::{self, NotNotice, ALARM_DETAIL_TYPE};
 use dynamo::DynamoStore;
+use hub::SecurityHub;
+use notifier::{HealthSink, Notifier};
 use sns::SnsSink;
 
-type Engine = Detector<DynamoStore, SnsSink>;
+type Engine = Detector<DynamoStore, Notifier>;
 
 /// Per-call limits of the AWS clients. Without them one stalled connection could use up the
 /// whole invocation (30 s); with them a slow call fails fast, the invocation reports the
@@ -123,14 +128,38 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     }
     let topic_cfg = topic_cfg.build();
     let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&table_cfg), table);
-    let sink = SnsSink::new(aws_sdk_sns::Client::new(&topic_cfg), topic);
+    // Security Hub: on when the stack gives the product to import into (install --security-hub).
+    let hub = match std::env::var("CTGUARD_SECURITY_HUB_PRODUCT").ok().filter(|p| !p.trim().is_empty()) {
+        Some(product) => {
+            let credentials = base.credentials_provider().ok_or("no AWS credentials provider")?;
+            let connector = aws_smithy_http_client::Connector::builder()
+                .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
+                    aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
+                ))
+                .build();
+            Some(
+                SecurityHub::new(connector, credentials, product.trim())
+                    .map_err(|e| format!("CTGUARD_SECURITY_HUB_PRODUCT: {e}"))?,
+            )
+        }
+        None => None,
+    };
+    let sink = Notifier {
+        sns: SnsSink::new(aws_sdk_sns::Client::new(&topic_cfg), topic),
+        records: Some(store.clone()),
+        hub,
+        secondary_failures: Default::default(),
+    };
     let engine: &'static Engine = Box::leak(Box::new(Detector::new(store, sink, policy, version)));
-    lambda_runtime::run(service_fn(move |ev: LambdaEvent<Box<RawValue>>| handle(engine, ev.payload))).await
+    lambda_runtime::run(service_fn(move |ev: LambdaEvent<Box<RawValue>>| handle(engine, engine.sink(), ev.payload)))
+        .await
 }
 
 /// Handles one invocation: a single EventBridge event, or an array of them (batch replays).
-async fn handle<S: StateStore, A: AlertSink>(
+/// Alarm state changes of ctguard's own alarms become health notices on `health`.
+async fn handle<S: StateStore, A: AlertSink, H: HealthSink>(
     engine: &Detector<S, A>,
+    health: &H,
     payload: Box<RawValue>,
 ) -> Result<Value, Failure> {
     let before = engine.stats();
@@ -144,6 +173,7 @@ async fn handle<S: StateStore, A: AlertSink>(
     };
     let mut first_error = None;
     let mut failed = 0u64;
+    let mut notices = 0u64;
     for raw in &events {
         // The typed EventBridge envelope; the CloudTrail record in `detail` is parsed once,
         // borrowed, by the engine.
@@ -155,6 +185,25 @@ async fn handle<S: StateStore, A: AlertSink>(
                 continue;
             }
         };
+        if env.detail_type == ALARM_DETAIL_TYPE {
+            let notice = serde_json::from_str::<Value>(raw.get()).map_err(|e| NotNotice::Malformed(e.to_string()));
+            match notice.and_then(|v| health::notice(&v)) {
+                Ok(n) => match health.notify(&n).await {
+                    Ok(()) => notices += 1,
+                    Err(e) => {
+                        failed += 1;
+                        let e = ctguard_detector::Error::Sink(e);
+                        tracing::error!(error = %e, alarm = %n.alarm, "health notice not published");
+                        first_error.get_or_insert(e);
+                    }
+                },
+                Err(why) => {
+                    tracing::info!(reason = ?why, "alarm state change: no notice");
+                    engine.note_skip(Skip::NotCloudTrail);
+                }
+            }
+            continue;
+        }
         if env.detail_type != CLOUDTRAIL_DETAIL_TYPE_STR {
             engine.note_skip(Skip::NotCloudTrail);
             continue;
@@ -173,6 +222,7 @@ async fn handle<S: StateStore, A: AlertSink>(
         "alerts": after.alerts - before.alerts,
         "skipped": after.skipped_total() - before.skipped_total(),
         "failed": failed,
+        "health_notices": notices,
         "totals": after,
     });
     tracing::info!(summary = %summary, "invocation done");
@@ -190,6 +240,57 @@ mod tests {
     const KEY: &str = "ASIAQWERTYQWERTYQWER";
     const ACCT: &str = "123456789012";
     const INSTANCE: &str = "i-0123456789abcdef0";
+
+    /// Health notices received, or a failure to hand back.
+    #[derive(Default)]
+    struct Notices {
+        got: std::sync::Mutex<Vec<health::HealthNotice>>,
+        fail: std::sync::atomic::AtomicBool,
+    }
+
+    impl HealthSink for Notices {
+        async fn notify(&self, n: &health::HealthNotice) -> Result<(), ctguard_detector::SinkError> {
+            if self.fail.swap(false, std::sync::atomic::Ordering::SeqCst) {
+                return Err(ctguard_detector::SinkError::Transient("injected".into()));
+            }
+            self.got.lock().expect("lock").push(n.clone());
+            Ok(())
+        }
+    }
+
+    fn alarm(source: &str, name: &str, state: &str) -> Value {
+        json!({"version": "0", "id": "a1", "detail-type": "CloudWatch Alarm State Change", "source": source,
+               "account": ACCT, "region": "eu-west-1", "time": "2026-11-30T10:00:00Z",
+               "resources": [format!("arn:aws:cloudwatch:eu-west-1:{ACCT}:alarm:{name}")],
+               "detail": {"alarmName": name, "state": {"value": state, "reason": "Threshold Crossed", "timestamp": "2026-11-30T10:00:00.000+0000"},
+                          "previousState": {"value": "OK", "reason": "", "timestamp": "2026-11-30T09:00:00.000+0000"}}})
+    }
+
+    #[tokio::test]
+    async fn alarm_state_changes_become_health_notices_and_a_failed_notice_is_retried() {
+        let d = det();
+        let n = Notices::default();
+        let out = handle(&d, &n, raw(&alarm("aws.cloudwatch", "ctguard-detector-dlq", "ALARM"))).await.expect("notice");
+        assert_eq!(out["health_notices"], 1, "{out}");
+        assert_eq!(n.got.lock().expect("lock")[0].alarm, "ctguard-detector-dlq");
+        // Not ours, not from CloudWatch, or nothing to tell: skipped, never an error.
+        let batch = json!([
+            alarm("custom.forged", "ctguard-detector-dlq", "ALARM"),
+            alarm("aws.cloudwatch", "billing", "ALARM"),
+            alarm("aws.cloudwatch", "ctguard-detector-errors", "INSUFFICIENT_DATA")
+        ]);
+        let out = handle(&d, &n, raw(&batch)).await.expect("skipped");
+        assert_eq!((out["health_notices"].as_u64(), out["skipped"].as_u64()), (Some(0), Some(3)), "{out}");
+        assert_eq!(n.got.lock().expect("lock").len(), 1);
+        assert_eq!(d.sink().alerts().len(), 0, "a notice is not an alert");
+        // A notice that could not be published fails the invocation, so Lambda retries it.
+        n.fail.store(true, std::sync::atomic::Ordering::SeqCst);
+        let f =
+            handle(&d, &n, raw(&alarm("aws.cloudwatch", "ctguard-detector-errors", "ALARM"))).await.expect_err("retry");
+        assert_eq!(f.kind, "AlertSinkUnavailable");
+        handle(&d, &n, raw(&alarm("aws.cloudwatch", "ctguard-detector-errors", "ALARM"))).await.expect("retried");
+        assert_eq!(n.got.lock().expect("lock").len(), 2);
+    }
 
     fn det() -> Detector<MemoryStore, CollectingSink> {
         Detector::new(MemoryStore::new(), CollectingSink::new(), Policy::default(), "unit")
@@ -217,14 +318,18 @@ mod tests {
     #[tokio::test]
     async fn one_event_then_a_batch_with_redeliveries_and_garbage() {
         let d = det();
-        let out = handle(&d, raw(&envelope("aws.sts", call("203.0.113.10", "2024-05-01T10:00:00Z", "e1"))))
-            .await
-            .expect("first use");
+        let out = handle(
+            &d,
+            &Notices::default(),
+            raw(&envelope("aws.sts", call("203.0.113.10", "2024-05-01T10:00:00Z", "e1"))),
+        )
+        .await
+        .expect("first use");
         assert_eq!((out["events"].as_u64(), out["alerts"].as_u64()), (Some(1), Some(0)));
         let reuse = envelope("aws.sts", call("198.51.100.66", "2024-05-01T10:03:00Z", "e2"));
         let batch = json!([reuse, reuse, {"not": "an event"},
                            {"detail-type": "EC2 Instance State-change Notification", "source": "aws.ec2", "detail": {}}]);
-        let out = handle(&d, raw(&batch)).await.expect("batch");
+        let out = handle(&d, &Notices::default(), raw(&batch)).await.expect("batch");
         assert_eq!(out["events"], 4);
         assert_eq!(out["alerts"], 1, "{out}");
         assert_eq!(out["skipped"], 2, "{out}");
@@ -236,7 +341,9 @@ mod tests {
     #[tokio::test]
     async fn an_array_of_non_events_is_counted_not_fatal() {
         let d = det();
-        let out = handle(&d, raw(&json!([1, "x", null]))).await.expect("garbage is skipped, not an error");
+        let out = handle(&d, &Notices::default(), raw(&json!([1, "x", null])))
+            .await
+            .expect("garbage is skipped, not an error");
         assert_eq!((out["events"].as_u64(), out["skipped"].as_u64()), (Some(3), Some(3)), "{out}");
         assert_eq!(out["totals"]["skipped"]["malformed"], 3, "{out}");
     }
@@ -249,7 +356,7 @@ mod tests {
             envelope("aws.sts", call("203.0.113.10", "2024-05-01T10:00:00Z", "e1")),
             envelope("aws.sts", call("203.0.113.10", "2024-05-01T10:00:01Z", "e2")),
         ]);
-        let f = handle(&d, raw(&batch)).await.expect_err("the first event's store call failed");
+        let f = handle(&d, &Notices::default(), raw(&batch)).await.expect_err("the first event's store call failed");
         assert_eq!(f.kind, "StateStoreUnavailable");
         assert!(f.message.starts_with("1 event(s) not processed"), "{}", f.message);
         // The neighbour was processed: the scope is anchored.
@@ -259,16 +366,18 @@ mod tests {
     #[tokio::test]
     async fn a_failed_publish_fails_the_invocation_and_the_retry_publishes_once() {
         let d = det();
-        handle(&d, raw(&envelope("aws.sts", call("203.0.113.10", "2024-05-01T10:00:00Z", "e1")))).await.expect("ok");
+        handle(&d, &Notices::default(), raw(&envelope("aws.sts", call("203.0.113.10", "2024-05-01T10:00:00Z", "e1"))))
+            .await
+            .expect("ok");
         let reuse = envelope("aws.sts", call("198.51.100.66", "2024-05-01T10:03:00Z", "e2"));
         d.sink().fail_next(1);
-        let f = handle(&d, raw(&reuse)).await.expect_err("publish failed");
+        let f = handle(&d, &Notices::default(), raw(&reuse)).await.expect_err("publish failed");
         assert_eq!(f.kind, "AlertSinkUnavailable");
         assert!(d.sink().alerts().is_empty());
         // Lambda's retry of the same event takes its own claim back and publishes.
-        let out = handle(&d, raw(&reuse)).await.expect("retry");
+        let out = handle(&d, &Notices::default(), raw(&reuse)).await.expect("retry");
         assert_eq!(out["alerts"], 1, "{out}");
-        handle(&d, raw(&reuse)).await.expect("redelivery");
+        handle(&d, &Notices::default(), raw(&reuse)).await.expect("redelivery");
         assert_eq!(d.sink().alerts().len(), 1);
     }
 
@@ -280,7 +389,7 @@ mod tests {
             "awsRegion": "us-east-1", "sourceIPAddress": "198.51.100.200", "recipientAccountId": ACCT,
             "userIdentity": {"type": "IAMUser", "accessKeyId": "AKIAAAAAAAAAAAAAAAAA"},
             "requestParameters": {"instanceId": INSTANCE}, "responseElements": {"return": true}});
-        let out = handle(&d, raw(&envelope("custom.app", assoc))).await.expect("processed");
+        let out = handle(&d, &Notices::default(), raw(&envelope("custom.app", assoc))).await.expect("processed");
         assert_eq!(out["totals"]["untrusted_signals"], 1, "{out}");
         assert_eq!(d.store().scope_count(), 0, "a forged move must not touch the instance's scope");
     }

@@ -3,8 +3,10 @@
 //! and for dropping duplicates (`alert_id`, the same for every copy of one alert).
 
 use aws_sdk_sns::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_sns::operation::publish::PublishError;
 use aws_sdk_sns::types::MessageAttributeValue;
 use aws_sdk_sns::Client;
+use ctguard_detector::health::HealthNotice;
 use ctguard_detector::{Alert, AlertSink, SinkError};
 
 pub struct SnsSink {
@@ -24,6 +26,49 @@ fn attr(v: &str) -> Result<MessageAttributeValue, SinkError> {
         .string_value(v)
         .build()
         .map_err(|e| SinkError::Fatal(e.to_string()))
+}
+
+/// An SNS error as a [`SinkError`]: whether SNS may have accepted the message decides whether
+/// a retry can make a second copy: a timeout, a lost connection or a server error may have; an
+/// error answer to the request (throttling, not found, access denied) has not.
+fn sink_error(e: SdkError<PublishError>) -> SinkError {
+    let text = match e.code() {
+        Some(c) => format!("{c}: {}", e.message().unwrap_or_default()),
+        None => format!("{e:?}"),
+    };
+    match &e {
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            SinkError::Ambiguous(text)
+        }
+        _ => match e.code() {
+            Some("InternalError" | "InternalFailure" | "ServiceUnavailable") => SinkError::Ambiguous(text),
+            Some("Throttling" | "ThrottledException" | "KMSThrottlingException") => SinkError::Transient(text),
+            _ => SinkError::Fatal(text),
+        },
+    }
+}
+
+impl SnsSink {
+    /// Publishes a health notice ([`ctguard_detector::health`]): `kind` = `health`, so alert
+    /// subscribers can filter it out; no `alert_id`.
+    pub async fn notify(&self, notice: &HealthNotice) -> Result<(), SinkError> {
+        let severity = if notice.state == "ALARM" { "MEDIUM" } else { "INFO" };
+        let out = self
+            .client
+            .publish()
+            .topic_arn(&self.topic_arn)
+            .subject(notice.subject())
+            .message_structure("json")
+            .message(notice.sns_message())
+            .message_attributes("severity", attr(severity)?)
+            .message_attributes("synthetic", attr("false")?)
+            .message_attributes("kind", attr("health")?)
+            .send()
+            .await
+            .map_err(sink_error)?;
+        tracing::warn!(message_id = out.message_id.as_deref().unwrap_or(""), alarm = %notice.alarm, state = %notice.state, "health notice published");
+        Ok(())
+    }
 }
 
 impl AlertSink for SnsSink {
@@ -53,27 +98,7 @@ impl AlertSink for SnsSink {
                 );
                 Ok(())
             }
-            Err(e) => {
-                let text = match e.code() {
-                    Some(c) => format!("{c}: {}", e.message().unwrap_or_default()),
-                    None => format!("{e:?}"),
-                };
-                // Whether SNS may have accepted the message decides whether a retry can make a
-                // second copy: a timeout, a lost connection or a server error may have; an
-                // error answer to the request (throttling, not found, access denied) has not.
-                Err(match &e {
-                    SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
-                        SinkError::Ambiguous(text)
-                    }
-                    _ => match e.code() {
-                        Some("InternalError" | "InternalFailure" | "ServiceUnavailable") => SinkError::Ambiguous(text),
-                        Some("Throttling" | "ThrottledException" | "KMSThrottlingException") => {
-                            SinkError::Transient(text)
-                        }
-                        _ => SinkError::Fatal(text),
-                    },
-                })
-            }
+            Err(e) => Err(sink_error(e)),
         }
     }
 }
