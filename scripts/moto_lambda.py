@@ -64,7 +64,9 @@ applied here as CloudFormation would: DynamoDB ``TimeToLiveSpecification``,
 Service-managed StackSets (OU targeting, account filters, automatic deployment, no instance in
 the management account, instances as real stacks in the member accounts) and the refusal of
 AssumeRole into a member account's missing role come from ``scripts/moto_stacksets.py``, which
-this launcher loads; its docstring lists what it honours and what it cannot.
+this launcher loads; its docstring lists what it honours and what it cannot. CloudWatch requests
+in the Smithy RPC v2 CBOR protocol (the AWS SDK for Rust's), which moto does not parse, are
+translated to its JSON protocol by ``scripts/moto_cbor.py``.
 
 Test-only endpoints (not AWS APIs; loopback only):
 
@@ -136,6 +138,7 @@ from moto.sts.models import sts_backends  # noqa: E402
 from moto.utilities.utils import get_partition  # noqa: E402
 from werkzeug.serving import make_server  # noqa: E402
 
+import moto_cbor  # noqa: E402  (scripts/: CloudWatch's RPC v2 CBOR protocol, which the Rust SDK speaks)
 import moto_stacksets  # noqa: E402  (scripts/: service-managed StackSets as AWS documents them)
 
 ENABLED_ALL = "ENABLED_WITH_ALL_CLOUDTRAIL_MANAGEMENT_EVENTS"
@@ -1345,7 +1348,7 @@ class App:
     """moto's server application, with the test-only endpoints in front."""
 
     def __init__(self) -> None:
-        self.moto = DomainDispatcherApplication(create_backend_app)
+        self.moto = moto_cbor.CborBridge(DomainDispatcherApplication(create_backend_app))
 
     def __call__(self, environ: dict, start_response: Any) -> Any:
         path = environ.get("PATH_INFO", "")

@@ -21,6 +21,7 @@ cfn-lint templates/*.yaml
 python scripts/moto_check_templates.py
 echo "==> the emulator's Lambda executor (scripts/moto_lambda.py)" >&2
 timeout 600 python scripts/moto_lambda_test.py
+timeout 300 python scripts/moto_cbor_test.py
 echo "==> cargo test" >&2
 cargo test --workspace --features ctguard-detector/lambda --lib --bins --tests
 echo "==> athena: the scan SQL on DuckDB (sqlglot-translated) against the shared datasets" >&2

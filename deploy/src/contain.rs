@@ -17,6 +17,10 @@
 //! An explicit deny beats every allow, so the legitimate host keeps working while the thief's
 //! copy of the credentials is refused. The policy is named after the session, so `release`
 //! finds it without state, and re-running `contain` replaces it (idempotent).
+//!
+//! The alert itself comes from a file, or by its id from the account's state table
+//! ([`AlertRecords`]): the detector keeps a record of every alert it publishes there
+//! (`pk` = `ALERT#<id>`, `alert` = the alert's JSON) for as long as the credential's state.
 
 use std::future::Future;
 use std::net::IpAddr;
@@ -34,6 +38,110 @@ pub enum ContainError {
     Invalid(String),
     #[error("{0}")]
     Iam(String),
+    /// No record of the alert in the state table, or the table could not be read.
+    #[error("{0}")]
+    Alert(String),
+}
+
+/// The state-table key prefix of an alert's record (`ALERT#ctguard-…`).
+pub const ALERT_KEY_PREFIX: &str = "ALERT#";
+
+/// An alert id as the detector makes them (`ctguard-` and 32 hex digits), lower-cased; the
+/// error says what one looks like.
+pub fn alert_id(s: &str) -> Result<String, ContainError> {
+    let id = s.trim().to_ascii_lowercase();
+    let ok = id.strip_prefix("ctguard-").is_some_and(|h| h.len() == 32 && h.bytes().all(|b| b.is_ascii_hexdigit()));
+    if ok {
+        Ok(id)
+    } else {
+        Err(ContainError::Invalid(format!(
+            "`{s}` is not a ctguard alert id (`ctguard-` and 32 hex digits, as in the alert's `id` and its SNS \
+             attribute `alert_id`)"
+        )))
+    }
+}
+
+/// Where alerts are looked up by id: the account's state table.
+pub trait AlertRecords {
+    /// The stored alert JSON of `id`, or `None` when there is no record of it.
+    fn alert_json(&self, id: &str) -> impl Future<Output = Result<Option<String>, ContainError>> + Send;
+    /// Where the records are, for messages (`table ctguard-state in 111122223333/us-east-1`).
+    fn describe(&self) -> String;
+}
+
+/// The alert `id` from its record: parsed, and checked to be that alert. Not found names the
+/// likely reasons and the way around them.
+pub async fn alert_by_id<R: AlertRecords>(records: &R, id: &str) -> Result<Alert, ContainError> {
+    let id = alert_id(id)?;
+    let json = records.alert_json(&id).await?.ok_or_else(|| {
+        ContainError::Alert(format!(
+            "no record of alert {id} in the {}: the record may have expired (it lives as long as the \
+             credential's state, about 12 hours after the session began), or the alert came from another \
+             account (or another home region: --home-region); use --alert-file with the alert's JSON (the \
+             message an SQS/Lambda/HTTP subscriber received)",
+            records.describe()
+        ))
+    })?;
+    let alert: Alert = serde_json::from_str(&json).map_err(|e| {
+        ContainError::Alert(format!(
+            "the record of alert {id} in the {} is not a ctguard alert: {e}",
+            records.describe()
+        ))
+    })?;
+    if alert.id != id {
+        return Err(ContainError::Alert(format!(
+            "the record of alert {id} in the {} holds another alert ({}): refusing to act on it",
+            records.describe(),
+            alert.id
+        )));
+    }
+    Ok(alert)
+}
+
+/// [`AlertRecords`] on DynamoDB: the state table in the account's home region.
+pub struct DynamoAlertRecords {
+    pub client: aws_sdk_dynamodb::Client,
+    pub table: String,
+    pub account: String,
+    pub region: String,
+}
+
+impl AlertRecords for DynamoAlertRecords {
+    async fn alert_json(&self, id: &str) -> Result<Option<String>, ContainError> {
+        use aws_sdk_dynamodb::types::AttributeValue;
+        use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", AttributeValue::S(format!("{ALERT_KEY_PREFIX}{id}")))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| {
+                let why = ctguard_aws::err_text(&e);
+                if e.code() == Some("ResourceNotFoundException") {
+                    ContainError::Alert(format!(
+                        "there is no {}: is ctguard installed in this account with this --home-region? ({why})",
+                        self.describe()
+                    ))
+                } else {
+                    ContainError::Alert(format!("dynamodb:GetItem on the {}: {why}", self.describe()))
+                }
+            })?;
+        let Some(item) = out.item else { return Ok(None) };
+        match item.get("alert") {
+            Some(AttributeValue::S(json)) => Ok(Some(json.clone())),
+            _ => Err(ContainError::Alert(format!(
+                "the record of alert {id} in the {} has no `alert` string attribute",
+                self.describe()
+            ))),
+        }
+    }
+
+    fn describe(&self) -> String {
+        format!("state table {} of account {} in {}", self.table, self.account, self.region)
+    }
 }
 
 /// What to contain: the session of a role in an account, and where it may still call from.
@@ -358,6 +466,63 @@ mod tests {
         assert_eq!(cidr("2001:db8::1").as_deref(), Some("2001:db8::1/128"));
         assert_eq!(cidr("nope"), None);
         assert_eq!(cidr("10.0.0.0/x"), None);
+    }
+
+    struct Records(Option<String>);
+
+    impl AlertRecords for Records {
+        async fn alert_json(&self, _id: &str) -> Result<Option<String>, ContainError> {
+            Ok(self.0.clone())
+        }
+        fn describe(&self) -> String {
+            "state table ctguard-state of account 123456789012 in us-east-1".into()
+        }
+    }
+
+    const ID: &str = "ctguard-0123456789abcdef0123456789abcdef";
+
+    fn stored(id: &str) -> String {
+        serde_json::json!({
+            "schema": "ctguard.alert/v1", "id": id, "kind": "credential-reuse", "severity": "HIGH",
+            "synthetic": false, "title": "t", "account": "123456789012", "regions": ["us-east-1"],
+            "access_key_id": "ASIAQWERTYQWERTYQWER",
+            "principal_arn": "arn:aws:sts::123456789012:assumed-role/app/i-0123456789abcdef0",
+            "scope": "instance",
+            "expected": [{"identity": "ip:203.0.113.10", "first_seen": {"event_time": "2024-05-01T10:00:00Z"}}],
+            "seen_identity": "ip:198.51.100.66",
+            "offending": {"event_time": "2024-05-01T10:03:00Z", "event_name": "ListBuckets"},
+            "out_of_order": false, "reason": "r", "detector_version": "t"
+        })
+        .to_string()
+    }
+
+    #[test]
+    fn alert_ids_are_checked_and_lower_cased() {
+        assert_eq!(alert_id(ID).ok().as_deref(), Some(ID));
+        assert_eq!(alert_id(&ID.to_uppercase().replace("CTGUARD", "ctguard")).ok().as_deref(), Some(ID));
+        for bad in ["", "ctguard-", "ctguard-0123", &format!("{ID}0"), "ctguard-0123456789abcdef0123456789abcdeg", "x"]
+        {
+            let e = alert_id(bad).expect_err(bad).to_string();
+            assert!(e.contains("32 hex digits"), "{e}");
+        }
+    }
+
+    #[tokio::test]
+    async fn an_alert_is_found_by_id_or_the_error_says_why_not() {
+        let a = alert_by_id(&Records(Some(stored(ID))), ID).await.expect("the stored alert");
+        let c = Containment::from_alert(&a).expect("containable");
+        assert_eq!((c.role.as_str(), c.session.as_str()), ("app", "i-0123456789abcdef0"));
+        assert_eq!(c.allow_ips, ["203.0.113.10/32"]);
+
+        let e = alert_by_id(&Records(None), ID).await.expect_err("absent").to_string();
+        for needle in ["no record of alert", "expired", "another account", "--alert-file", "123456789012"] {
+            assert!(e.contains(needle), "{needle}: {e}");
+        }
+        let other = "ctguard-ffffffffffffffffffffffffffffffff";
+        let e = alert_by_id(&Records(Some(stored(other))), ID).await.expect_err("another alert").to_string();
+        assert!(e.contains("holds another alert"), "{e}");
+        let e = alert_by_id(&Records(Some("{\"id\": 1}".into())), ID).await.expect_err("not an alert").to_string();
+        assert!(e.contains("is not a ctguard alert"), "{e}");
     }
 
     #[test]

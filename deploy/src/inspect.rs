@@ -2,13 +2,15 @@
 //! [`Connector`] seam, then [`judge`] it, purely, against the bundled version. A target is
 //! healthy when it is covered (directly or by auto-deployment), its stacks are settled
 //! successes with the bundled code, its trail logs management events, its rule delivers all
-//! management events and its DLQ is empty.
+//! management events and its DLQ is empty. [`crate::metrics`] then adds what CloudWatch says
+//! about the last 24 hours (errors, DLQ depth, the two alarms).
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use futures_util::stream::{self, StreamExt};
 use serde::Serialize;
 
+use crate::metrics::HealthMetrics;
 use crate::plan::{StackKind, StackState};
 use crate::stacks::{Connector, Health, StackApi, TargetApi};
 use crate::targets::{Target, TargetSet};
@@ -50,6 +52,10 @@ pub struct TargetStatus {
     pub health: Health,
     /// Everything wrong here; empty when healthy.
     pub problems: Vec<String>,
+    /// Worth knowing, not wrong: throttles, a DLQ emptied since, metrics that could not be read.
+    pub warnings: Vec<String>,
+    /// CloudWatch over the last 24 h ([`crate::metrics::collect`]; `None`: not read here).
+    pub metrics: Option<HealthMetrics>,
 }
 
 impl TargetStatus {
@@ -103,6 +109,8 @@ pub fn judge(
         trail: trail.cloned(),
         health: health.clone(),
         problems,
+        warnings: Vec::new(),
+        metrics: None,
     }
 }
 
@@ -124,6 +132,8 @@ pub fn judge_instances(target: &Target, sets: &BTreeMap<String, String>, bundled
         trail: None,
         health: Health::default(),
         problems,
+        warnings: Vec::new(),
+        metrics: None,
     }
 }
 
@@ -172,7 +182,10 @@ fn health_problems(health: &Health, covered_by: CoveredBy, problems: &mut Vec<St
         None => {}
     }
     if let Some(n) = health.dlq_depth.filter(|n| *n > 0) {
-        problems.push(format!("{n} events in the DLQ {} (the detector failed on them)", crate::stacks::DLQ_NAME));
+        problems.push(format!(
+            "{n} events in the DLQ {} (the detector failed on them): replay them with `ctguard redrive`",
+            crate::stacks::DLQ_NAME
+        ));
     }
 }
 

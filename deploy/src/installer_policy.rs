@@ -79,9 +79,12 @@ pub const STATEMENTS: &[Statement] = &[
         ],
     },
     Statement {
-        // status's health and uninstall's check of what is left, in each target.
+        // status's health (with its CloudWatch metrics and alarms, and `--cost`) and
+        // uninstall's check of what is left, in each target.
         sid: "HealthAndLeftovers",
         actions: &[
+            "cloudwatch:GetMetricData",
+            "cloudwatch:DescribeAlarms",
             "events:DescribeRule",
             "sqs:GetQueueUrl",
             "sqs:GetQueueAttributes",

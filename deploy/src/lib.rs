@@ -18,6 +18,7 @@
 //! - [`preflight`]: what install needs from AWS, checked before any change;
 //! - [`installer_policy`]: the installing principal's own least-privilege IAM policy;
 //! - [`inspect`]: `status` without the printing;
+//! - [`metrics`]: `status`'s CloudWatch metrics and alarms, and `status --cost`;
 //! - [`verify`]: the end-to-end proof that a reused credential raises an alert;
 //! - [`embedded`]: the Lambda zip and the CloudFormation templates this crate deploys.
 
@@ -27,6 +28,7 @@ pub mod deploy;
 pub mod embedded;
 pub mod inspect;
 pub mod installer_policy;
+pub mod metrics;
 pub mod org;
 pub mod ownership;
 pub mod plan;

@@ -344,6 +344,11 @@ impl CfnStacks {
         )
     }
 
+    /// CloudWatch of this target, with call counting (`status`'s metrics and alarms).
+    pub(crate) fn cloudwatch(&self) -> aws_sdk_cloudwatch::Client {
+        counted_client!(aws_sdk_cloudwatch, &self.cfg, self.counter)
+    }
+
     fn cloudtrail(&self, region: &str) -> aws_sdk_cloudtrail::Client {
         counted_client!(aws_sdk_cloudtrail, &in_region(&self.cfg, region), self.counter)
     }

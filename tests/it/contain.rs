@@ -138,3 +138,109 @@ async fn contain_attaches_the_deny_and_release_removes_it() {
     assert!(text(&o).contains("NoSuchEntity"), "{}", text(&o));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `contain --alert ID --account A` reads the alert from the record the detector keeps in the
+/// account's state table (`pk` = `ALERT#<id>`, `alert` = the alert's JSON as the detector
+/// serialises it, `ttl`), then goes on exactly as `--alert-file`; `release --alert ID` finds the
+/// same session. A missing record says why it may be missing and what to use instead.
+#[tokio::test(flavor = "multi_thread")]
+async fn contain_and_release_by_alert_id_read_the_state_table() {
+    use aws_sdk_dynamodb::types::{AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType};
+    let moto = Moto::start();
+    let endpoint = moto.endpoint();
+    let cfg = moto.config("eu-west-1");
+    let iam = aws_sdk_iam::Client::new(&cfg);
+    let trust = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+        "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}]});
+    let role = iam
+        .create_role()
+        .role_name("app")
+        .assume_role_policy_document(trust.to_string())
+        .send()
+        .await
+        .expect("role")
+        .role
+        .expect("role");
+    // The state table as the ctguard-state stack makes it, in a home region that is not the
+    // default one (so --home-region is exercised).
+    let ddb = aws_sdk_dynamodb::Client::new(&cfg);
+    ddb.create_table()
+        .table_name("ctguard-state")
+        .attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name("pk")
+                .attribute_type(aws_sdk_dynamodb::types::ScalarAttributeType::S)
+                .build()
+                .expect("attribute"),
+        )
+        .key_schema(KeySchemaElement::builder().attribute_name("pk").key_type(KeyType::Hash).build().expect("key"))
+        .billing_mode(BillingMode::PayPerRequest)
+        .send()
+        .await
+        .expect("state table");
+    let alert: ctguard_detector::Alert = serde_json::from_value(alert()).expect("a ctguard alert");
+    let id = alert.id.clone();
+    let ttl = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs() + 12 * 3600;
+    ddb.put_item()
+        .table_name("ctguard-state")
+        .item("pk", AttributeValue::S(format!("ALERT#{id}")))
+        .item("alert", AttributeValue::S(serde_json::to_string(&alert).expect("alert JSON")))
+        .item("ttl", AttributeValue::N(ttl.to_string()))
+        .send()
+        .await
+        .expect("the detector's alert record");
+    let by_id = ["--alert", id.as_str(), "--account", ACCT, "--home-region", "eu-west-1"];
+
+    // --plan: the policy from the record, nothing attached.
+    let o = run(&endpoint, &[&["contain"][..], &by_id, &["--plan"]].concat());
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(text(&o)
+        .contains(&format!("alert {id}: read from the state table ctguard-state of account {ACCT} in eu-west-1")));
+    assert!(text(&o).contains("ctguard-contain-i-0123456789abcdef0"), "{}", text(&o));
+    assert_eq!(policy(&iam).await, None);
+
+    let o = run(&endpoint, &[&["contain"][..], &by_id, &["--yes"]].concat());
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let doc = policy(&iam).await.expect("policy attached");
+    let c = &doc["Statement"][0]["Condition"];
+    assert_eq!(doc["Statement"][0]["Effect"], "Deny");
+    assert_eq!(c["StringEquals"]["aws:userid"], format!("{}:i-0123456789abcdef0", role.role_id));
+    assert_eq!(c["NotIpAddress"]["aws:SourceIp"], json!(["203.0.113.10/32"]));
+    assert_eq!(c["StringNotEqualsIfExists"]["aws:SourceVpce"], json!(["vpce-0abc123"]));
+    assert_eq!(c["BoolIfExists"]["aws:ViaAWSService"], "false");
+
+    let o = run(&endpoint, &[&["release"][..], &by_id, &["--yes"]].concat());
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("released"), "{}", text(&o));
+    assert_eq!(policy(&iam).await, None);
+
+    // No record (expired, or another account's alert): the reasons and the way around, nothing
+    // attached. The default home region has no table at all: said too.
+    let unknown = "ctguard-00000000000000000000000000000000";
+    let o = run(&endpoint, &["contain", "--alert", unknown, "--account", ACCT, "--home-region", "eu-west-1", "--yes"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    for needle in ["no record of alert", "may have expired", "another account", "--alert-file"] {
+        assert!(text(&o).contains(needle), "{needle}: {}", text(&o));
+    }
+    let o = run(&endpoint, &["contain", "--alert", &id, "--account", ACCT, "--yes"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        text(&o).contains("there is no state table ctguard-state of account") && text(&o).contains("us-east-1"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(policy(&iam).await, None);
+
+    // --alert names the session by itself: with --alert-file or --role it is refused, and it
+    // needs the account whose table to read.
+    for bad in [
+        vec!["contain", "--alert", id.as_str(), "--account", ACCT, "--alert-file", "/tmp/x.json", "--yes"],
+        vec!["contain", "--alert", id.as_str(), "--account", ACCT, "--role", "app", "--yes"],
+        vec!["contain", "--alert", id.as_str(), "--yes"],
+        vec!["release", "--alert", "ctguard-nothex", "--account", ACCT, "--yes"],
+    ] {
+        let o = run(&endpoint, &bad);
+        assert_eq!(o.status.code(), Some(2), "{bad:?}: {}", text(&o));
+        assert_eq!(policy(&iam).await, None, "{bad:?}");
+    }
+}

@@ -14,5 +14,6 @@ mod policies;
 mod preflight;
 mod redrive;
 mod stacksets;
+mod status;
 mod uninstall;
 mod verify;

@@ -2,8 +2,9 @@
 //! its trusted identities, and lift the block.
 //!
 //! The session is named by an alert (`--alert-file`, the JSON an SQS/Lambda subscriber
-//! received) or by flags (`--account --role --session --allow-ip/--allow-vpce`, exactly as the
-//! alert's email prints them). Both commands show what they will change and ask; without a
+//! received; or `--alert ID --account A`, the record the detector keeps of every alert in the
+//! account's state table) or by flags (`--account --role --session --allow-ip/--allow-vpce`,
+//! exactly as the alert's email prints them). Both commands show what they will change and ask; without a
 //! terminal they need `--yes`. `--plan` shows the policy `contain` would attach and what
 //! `release` would remove, and changes nothing. The policy itself is built and explained in
 //! [`ctguard_deploy::contain`].
@@ -14,8 +15,11 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use clap::Args;
 use ctguard_aws::{caller_account, load, DEFAULT_MEMBER_ROLE};
-use ctguard_deploy::contain::{self, cidr, Containment, IamRolePolicies, RolePolicies};
-use ctguard_deploy::stacks::AwsConnector;
+use ctguard_deploy::contain::{
+    self, cidr, AlertRecords, Containment, DynamoAlertRecords, IamRolePolicies, RolePolicies,
+};
+use ctguard_deploy::stacks::{AwsConnector, TABLE_NAME};
+use ctguard_deploy::targets::US_EAST_1;
 use ctguard_detector::Alert;
 
 use crate::args::GlobalArgs;
@@ -27,6 +31,19 @@ pub struct SessionArgs {
     /// The alert JSON (as delivered to SQS/Lambda/HTTP subscribers, or the SNS envelope around it).
     #[arg(long, value_name = "FILE")]
     pub alert_file: Option<PathBuf>,
+    /// The alert's id (`ctguard-…`: its `id`, the SNS attribute `alert_id`), read from the
+    /// state table of --account (in --home-region), where the detector keeps every alert it
+    /// published for as long as the credential's state.
+    #[arg(
+        long,
+        value_name = "ID",
+        conflicts_with_all = ["alert_file", "access_key", "role", "session"],
+        requires = "account"
+    )]
+    pub alert: Option<String>,
+    /// Region of the account's state table: `install`'s --home-region [default: us-east-1].
+    #[arg(long, value_name = "REGION", requires = "alert")]
+    pub home_region: Option<String>,
     /// The compromised access key (recorded; the deny covers its whole session).
     #[arg(long, value_name = "KEY")]
     pub access_key: Option<String>,
@@ -80,10 +97,41 @@ fn read_alert(path: &Path) -> anyhow::Result<Alert> {
     serde_json::from_value(v).with_context(|| format!("{} is not a ctguard alert", path.display()))
 }
 
+/// The alert the arguments name, from its file or from the account's state table; `None`
+/// when the session is named by flags.
+async fn named_alert(g: &GlobalArgs, w: &SessionArgs) -> anyhow::Result<Option<Alert>> {
+    if let Some(p) = &w.alert_file {
+        return Ok(Some(read_alert(p)?));
+    }
+    let Some(id) = &w.alert else { return Ok(None) };
+    let id = contain::alert_id(id)?;
+    let account = w.account.clone().ok_or_else(|| anyhow::anyhow!("--alert needs --account"))?;
+    if !ctguard_aws::is_account_id(&account) {
+        anyhow::bail!("--account `{account}` is not a 12-digit AWS account id");
+    }
+    let region = w.home_region.clone().unwrap_or_else(|| US_EAST_1.to_string());
+    if !ctguard_aws::is_region(&region) {
+        anyhow::bail!("--home-region `{region}` is not an AWS region name");
+    }
+    let cfg = ctguard_aws::in_region(&account_config(g, w, &account).await?, &region);
+    let records = DynamoAlertRecords {
+        client: aws_sdk_dynamodb::Client::new(&cfg),
+        table: TABLE_NAME.to_string(),
+        account: account.clone(),
+        region,
+    };
+    let alert = contain::alert_by_id(&records, &id).await?;
+    if let Some(other) = alert.account.as_deref().filter(|a| *a != account) {
+        anyhow::bail!("the record of alert {id} in account {account} names account {other}: refusing to act on it");
+    }
+    eprintln!("alert {id}: read from the {}", records.describe());
+    Ok(Some(alert))
+}
+
 /// The containment the arguments describe: the alert's, with flags overriding its fields.
-fn containment(a: &ContainArgs) -> anyhow::Result<Containment> {
-    let mut c = match &a.who.alert_file {
-        Some(p) => Containment::from_alert(&read_alert(p)?)?,
+fn containment(a: &ContainArgs, alert: Option<&Alert>) -> anyhow::Result<Containment> {
+    let mut c = match alert {
+        Some(alert) => Containment::from_alert(alert)?,
         None => Containment {
             account: String::new(),
             role: String::new(),
@@ -116,8 +164,10 @@ fn containment(a: &ContainArgs) -> anyhow::Result<Containment> {
             c.allow_vpces.push(v.clone());
         }
     }
-    if w.alert_file.is_none() && (w.account.is_none() || w.role.is_none() || w.session.is_none()) {
-        anyhow::bail!("name the session: --alert-file FILE, or --account, --role and --session");
+    if alert.is_none() && (w.account.is_none() || w.role.is_none() || w.session.is_none()) {
+        anyhow::bail!(
+            "name the session: --alert-file FILE, --alert ID --account A, or --account, --role and --session"
+        );
     }
     c.validate()?;
     Ok(c)
@@ -142,15 +192,20 @@ fn approved(who: &SessionArgs, what: &str) -> anyhow::Result<Option<u8>> {
     }
 }
 
-async fn iam_for(g: &GlobalArgs, who: &SessionArgs, account: &str) -> anyhow::Result<IamRolePolicies> {
+/// The account's SDK configuration: the caller's own, or `--assume-role-name` assumed in it.
+async fn account_config(g: &GlobalArgs, who: &SessionArgs, account: &str) -> anyhow::Result<aws_config::SdkConfig> {
     let base = load(&g.aws()).await;
     let me = caller_account(&base).await?;
-    let cfg = AwsConnector::new(base, me, who.assume_role_name.clone()).account_config(account).await;
-    Ok(IamRolePolicies { client: aws_sdk_iam::Client::new(&cfg) })
+    Ok(AwsConnector::new(base, me, who.assume_role_name.clone()).account_config(account).await)
+}
+
+async fn iam_for(g: &GlobalArgs, who: &SessionArgs, account: &str) -> anyhow::Result<IamRolePolicies> {
+    Ok(IamRolePolicies { client: aws_sdk_iam::Client::new(&account_config(g, who, account).await?) })
 }
 
 pub async fn run_contain(args: &ContainArgs, g: &GlobalArgs) -> anyhow::Result<u8> {
-    let c = containment(args)?;
+    let alert = named_alert(g, &args.who).await?;
+    let c = containment(args, alert.as_ref())?;
     let iam = iam_for(g, &args.who, &c.account).await?;
     let role_id = iam.role_id(&c.role).await?;
     let doc = c.policy(&role_id);
@@ -178,9 +233,9 @@ pub async fn run_contain(args: &ContainArgs, g: &GlobalArgs) -> anyhow::Result<u
 
 pub async fn run_release(args: &ReleaseArgs, g: &GlobalArgs) -> anyhow::Result<u8> {
     let w = &args.who;
-    let (account, role, session) = match &w.alert_file {
-        Some(p) => {
-            let c = Containment::from_alert(&read_alert(p)?)?;
+    let (account, role, session) = match named_alert(g, w).await? {
+        Some(alert) => {
+            let c = Containment::from_alert(&alert)?;
             (
                 w.account.clone().unwrap_or(c.account),
                 w.role.clone().unwrap_or(c.role),
@@ -189,7 +244,9 @@ pub async fn run_release(args: &ReleaseArgs, g: &GlobalArgs) -> anyhow::Result<u
         }
         None => match (&w.account, &w.role, &w.session) {
             (Some(a), Some(r), Some(s)) => (a.clone(), r.clone(), s.clone()),
-            _ => anyhow::bail!("name the session: --alert-file FILE, or --account, --role and --session"),
+            _ => anyhow::bail!(
+                "name the session: --alert-file FILE, --alert ID --account A, or --account, --role and --session"
+            ),
         },
     };
     let probe = Containment {
