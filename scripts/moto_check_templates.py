@@ -788,10 +788,12 @@ def check_region(
     tpl = load_template("ctguard-region.yaml")["Resources"]
     for logical, (name, (ns, metric, stat, dims)) in zip(["DetectorDlqAlarm", "DetectorErrorsAlarm"], sorted(expected_alarms.items())):
         p = tpl[logical]["Properties"]
+        # Errors must last 15 minutes (some are by design and retried); any DLQ message counts.
+        periods = 3 if name.endswith("-errors") else 1
         chk.eq(
             (p["AlarmName"], p["Namespace"], p["MetricName"], p["Statistic"], p["Period"], p["Threshold"],
-             p["ComparisonOperator"], p["TreatMissingData"], p["EvaluationPeriods"]),
-            (name, ns, metric, stat, 300, 0, "GreaterThanThreshold", "notBreaching", 1),
+             p["ComparisonOperator"], p["TreatMissingData"], p["EvaluationPeriods"], p.get("DatapointsToAlarm", 1)),
+            (name, ns, metric, stat, 300, 0, "GreaterThanThreshold", "notBreaching", periods, periods),
             f"alarm {name}: metric and threshold (template)",
         )
         chk.gap(f"alarm {name} created", lambda name=name: name in alarms)

@@ -1170,6 +1170,7 @@ class AlarmResource(CloudFormationModel):
             ok_actions=p.get("OKActions", []),
             insufficient_data_actions=p.get("InsufficientDataActions", []),
             treat_missing_data=p.get("TreatMissingData"),
+            datapoints_to_alarm=int(p["DatapointsToAlarm"]) if "DatapointsToAlarm" in p else None,
             tags=p.get("Tags", []),
         )
         return cls(name, alarm.alarm_arn)

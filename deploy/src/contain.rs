@@ -75,10 +75,9 @@ pub async fn alert_by_id<R: AlertRecords>(records: &R, id: &str) -> Result<Alert
     let id = alert_id(id)?;
     let json = records.alert_json(&id).await?.ok_or_else(|| {
         ContainError::Alert(format!(
-            "no record of alert {id} in the {}: the record may have expired (it lives as long as the \
-             credential's state, about 12 hours after the session began), or the alert came from another \
-             account (or another home region: --home-region); use --alert-file with the alert's JSON (the \
-             message an SQS/Lambda/HTTP subscriber received)",
+            "no record of alert {id} in the {}: the record may have expired (it is kept 30 days), or the \
+             alert came from another account (or another home region: --home-region); use --alert-file \
+             with the alert's JSON (the message an SQS/Lambda/HTTP subscriber received)",
             records.describe()
         ))
     })?;
@@ -88,11 +87,24 @@ pub async fn alert_by_id<R: AlertRecords>(records: &R, id: &str) -> Result<Alert
             records.describe()
         ))
     })?;
-    if alert.id != id {
+    // The id is a hash of the key and the identity seen: a record rewritten by someone who can
+    // write to the table (to exempt an address, or to aim the deny at another session) no
+    // longer matches its own key and identity.
+    let derived = ctguard_detector::alert_id(&alert.access_key_id, &alert.seen_identity);
+    if alert.id != id || derived != id {
         return Err(ContainError::Alert(format!(
-            "the record of alert {id} in the {} holds another alert ({}): refusing to act on it",
+            "the record of alert {id} in the {} holds another alert ({}, key and identity hashing to {derived}): \
+             refusing to act on it",
             records.describe(),
             alert.id
+        )));
+    }
+    if alert.expected.iter().any(|e| e.identity == alert.seen_identity) {
+        return Err(ContainError::Alert(format!(
+            "the record of alert {id} in the {} lists the identity it alerts on ({}) as expected: refusing to \
+             act on it",
+            records.describe(),
+            alert.seen_identity
         )));
     }
     Ok(alert)
@@ -213,13 +225,27 @@ impl Containment {
 
     /// The containment an alert calls for: its role and session, its expected identities.
     pub fn from_alert(a: &Alert) -> Result<Containment, ContainError> {
+        if a.synthetic || ctguard_detector::engine::is_synthetic_key(&a.access_key_id) {
+            return Err(ContainError::Invalid(format!(
+                "alert {} is a synthetic test alert (ctguard verify): there is no session to contain",
+                a.id
+            )));
+        }
         let principal = a.principal_arn.as_deref().unwrap_or("");
         let (role, session) = role_session(principal).ok_or_else(|| {
             ContainError::Invalid(format!(
                 "the alert's principal `{principal}` is not an assumed-role session: nothing to contain by policy"
             ))
         })?;
-        let account = a.account.clone().ok_or_else(|| ContainError::Invalid("the alert names no account".into()))?;
+        // The role's own account (the session ARN's), which differs from the account the calls
+        // were made against when another account's role session was used there.
+        let account = principal
+            .split(':')
+            .nth(4)
+            .filter(|a| a.len() == 12 && a.bytes().all(|b| b.is_ascii_digit()))
+            .map(str::to_string)
+            .or_else(|| a.account.clone())
+            .ok_or_else(|| ContainError::Invalid("the alert names no account".into()))?;
         let mut c = Containment {
             account,
             role: role.to_string(),
@@ -507,22 +533,61 @@ mod tests {
         }
     }
 
+    /// The id the detector gives the stored alert: a hash of its key and seen identity.
+    fn real_id() -> String {
+        ctguard_detector::alert_id("ASIAQWERTYQWERTYQWER", "ip:198.51.100.66")
+    }
+
     #[tokio::test]
     async fn an_alert_is_found_by_id_or_the_error_says_why_not() {
-        let a = alert_by_id(&Records(Some(stored(ID))), ID).await.expect("the stored alert");
+        let id = real_id();
+        let a = alert_by_id(&Records(Some(stored(&id))), &id).await.expect("the stored alert");
         let c = Containment::from_alert(&a).expect("containable");
         assert_eq!((c.role.as_str(), c.session.as_str()), ("app", "i-0123456789abcdef0"));
         assert_eq!(c.allow_ips, ["203.0.113.10/32"]);
 
-        let e = alert_by_id(&Records(None), ID).await.expect_err("absent").to_string();
-        for needle in ["no record of alert", "expired", "another account", "--alert-file", "123456789012"] {
+        let e = alert_by_id(&Records(None), &id).await.expect_err("absent").to_string();
+        for needle in ["no record of alert", "expired", "30 days", "another account", "--alert-file", "123456789012"] {
             assert!(e.contains(needle), "{needle}: {e}");
         }
         let other = "ctguard-ffffffffffffffffffffffffffffffff";
-        let e = alert_by_id(&Records(Some(stored(other))), ID).await.expect_err("another alert").to_string();
+        let e = alert_by_id(&Records(Some(stored(other))), &id).await.expect_err("another alert").to_string();
         assert!(e.contains("holds another alert"), "{e}");
-        let e = alert_by_id(&Records(Some("{\"id\": 1}".into())), ID).await.expect_err("not an alert").to_string();
+        let e = alert_by_id(&Records(Some("{\"id\": 1}".into())), &id).await.expect_err("not an alert").to_string();
         assert!(e.contains("is not a ctguard alert"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn a_rewritten_record_is_refused() {
+        let id = real_id();
+        let with = |f: &dyn Fn(&mut Value)| {
+            let mut v: Value = serde_json::from_str(&stored(&id)).expect("json");
+            f(&mut v);
+            Records(Some(v.to_string()))
+        };
+        // The id kept, the identity changed (to aim the deny elsewhere): no longer its hash.
+        let r = with(&|v| v["seen_identity"] = json!("ip:192.0.2.1"));
+        let e = alert_by_id(&r, &id).await.expect_err("rewritten").to_string();
+        assert!(e.contains("holds another alert"), "{e}");
+        // The thief's address added to the trusted ones: refused.
+        let r = with(&|v| {
+            if let Some(e) = v["expected"].as_array_mut() {
+                e.push(json!({"identity": "ip:198.51.100.66", "first_seen": {"event_time": "x"}}));
+            }
+        });
+        let e = alert_by_id(&r, &id).await.expect_err("seen is expected").to_string();
+        assert!(e.contains("as expected"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn synthetic_alerts_are_not_contained_and_the_role_account_is_the_sessions() {
+        let mut a = alert_by_id(&Records(Some(stored(&real_id()))), &real_id()).await.expect("alert");
+        a.synthetic = true;
+        let e = Containment::from_alert(&a).expect_err("synthetic").to_string();
+        assert!(e.contains("synthetic"), "{e}");
+        a.synthetic = false;
+        a.principal_arn = Some("arn:aws:sts::444455556666:assumed-role/app/i-0123456789abcdef0".into());
+        assert_eq!(Containment::from_alert(&a).expect("containable").account, "444455556666");
     }
 
     #[test]

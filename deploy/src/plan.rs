@@ -766,7 +766,7 @@ mod tests {
             assert!(template.contains(&format!("\n  {k}:\n")), "template declares parameter {k}");
         }
         assert_eq!(p["ArtifactsAccountId"], "123456789012");
-        assert_eq!(p.len(), 8);
+        assert_eq!(p.len(), 9);
     }
 
     #[test]

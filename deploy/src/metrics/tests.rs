@@ -125,6 +125,10 @@ async fn each_fault_is_named_with_its_fix() {
     assert_eq!(problems.len(), 4, "{all}");
     assert_eq!(warnings.len(), 1, "{warnings:?}");
     assert!(warnings[0].starts_with("4 throttled invocations"), "{warnings:?}");
+    // With the queue readable and empty, the errors were retried away: a warning.
+    let (problems, warnings) = judge(&m, Some(0));
+    assert!(!problems.join("\n").contains("function errors"), "{problems:?}");
+    assert!(warnings.iter().any(|w| w.contains("3 function errors in the last 24 h, all recovered")), "{warnings:?}");
 }
 
 #[test]
@@ -166,7 +170,8 @@ async fn metrics_that_cannot_be_read_are_a_warning_not_a_problem() {
         points: [("errors", vec![2.0])].into_iter().collect(),
         ..FakeCloudWatch::default()
     };
-    let (problems, warnings) = judge(&read_health(&cw, NOW).await, Some(0));
+    // (A message still in the queue: the errors are a problem.)
+    let (problems, warnings) = judge(&read_health(&cw, NOW).await, Some(1));
     assert_eq!(problems.len(), 1, "{problems:?}");
     assert_eq!(warnings.len(), 1, "{warnings:?}");
 }

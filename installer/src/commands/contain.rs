@@ -124,6 +124,15 @@ async fn named_alert(g: &GlobalArgs, w: &SessionArgs) -> anyhow::Result<Option<A
     if let Some(other) = alert.account.as_deref().filter(|a| *a != account) {
         anyhow::bail!("the record of alert {id} in account {account} names account {other}: refusing to act on it");
     }
+    // The role lives in the account of the session's ARN, which is not always the account the
+    // calls were made against (a session of another account's role).
+    let role_account = alert.principal_arn.as_deref().and_then(|p| p.split(':').nth(4)).filter(|a| !a.is_empty());
+    if let Some(other) = role_account.filter(|a| *a != account) {
+        anyhow::bail!(
+            "alert {id}'s session belongs to a role of account {other}, not {account}: the deny must go on that role; \
+             save the alert's JSON and run `ctguard contain --alert-file FILE` (it acts in account {other})"
+        );
+    }
     eprintln!("alert {id}: read from the {}", records.describe());
     Ok(Some(alert))
 }

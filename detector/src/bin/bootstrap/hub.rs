@@ -19,8 +19,9 @@ use aws_smithy_types::body::SdkBody;
 use aws_smithy_types::byte_stream::ByteStream;
 use serde_json::{json, Value};
 
-/// Per attempt: connect, send, read the answer.
-const ATTEMPT: Duration = Duration::from_secs(3);
+/// Per attempt: connect, send, read the answer. The caller bounds the whole import further
+/// (`notifier::SECONDARY_BUDGET`).
+const ATTEMPT: Duration = Duration::from_millis(1500);
 /// Attempts at one import (a throttle, a 5xx or a timeout is tried again).
 const ATTEMPTS: u32 = 3;
 
@@ -82,7 +83,7 @@ impl SecurityHub {
         let mut last = String::new();
         for attempt in 0..ATTEMPTS {
             if attempt > 0 {
-                tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
+                tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
             }
             match tokio::time::timeout(ATTEMPT, self.send(&body)).await {
                 Err(_) => last = format!("no answer within {ATTEMPT:?}"),

@@ -1,12 +1,13 @@
 //! Everything one alert produces, in order: its record in the state table (for
-//! `ctguard contain --alert ID`), its Security Hub finding (when enabled), then the SNS
-//! message. The SNS alert is the one that must go out: the record and the finding are written
-//! first because both are idempotent (the same item, the same finding id: a retried event
-//! rewrites them, never duplicates them), and a failure of either is logged and counted, never
-//! allowed to hold the alert back.
+//! `ctguard contain --alert ID`) and its Security Hub finding (when enabled), together and
+//! within [`SECONDARY_BUDGET`], then the SNS message. The SNS alert is the one that must go
+//! out: the record and the finding come first because both are idempotent (the same item, the
+//! same finding id: a retried event rewrites them, never duplicates them), and they are bounded
+//! and best effort, so that neither a slow nor a failing Security Hub holds the alert back by
+//! more than the budget. Synthetic alerts (`ctguard verify`'s) produce neither: a test must not
+//! leave a finding behind, nor a record `contain --alert` could act on.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ctguard_detector::health::HealthNotice;
 use ctguard_detector::time::format_rfc3339;
@@ -25,9 +26,10 @@ pub struct Notifier {
     pub sns: SnsSink,
     pub records: Option<DynamoStore>,
     pub hub: Option<SecurityHub>,
-    /// Secondary outputs that failed (logged each time), for the invocation summary.
-    pub secondary_failures: AtomicU64,
 }
+
+/// The most the record and the finding may delay an alert, together.
+pub const SECONDARY_BUDGET: Duration = Duration::from_secs(3);
 
 /// Above this an alert's JSON is not recorded (DynamoDB's item limit is 400 KB); the alert
 /// itself still goes out. The scope's bounds keep real alerts far below it.
@@ -37,29 +39,38 @@ fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
+impl Notifier {
+    async fn record(&self, alert: &Alert, now: i64) {
+        let Some(store) = &self.records else { return };
+        match serde_json::to_string(alert) {
+            Ok(json) if json.len() <= RECORD_MAX => {
+                if let Err(e) = store.record_alert(&json, &alert.id, now / 1000).await {
+                    tracing::error!(alert_id = %alert.id, error = %e, "alert record not written (contain --alert will not find it)");
+                }
+            }
+            Ok(json) => tracing::warn!(alert_id = %alert.id, bytes = json.len(), "alert too large to record"),
+            Err(e) => tracing::error!(alert_id = %alert.id, error = %e, "alert not serializable for its record"),
+        }
+    }
+
+    async fn import(&self, alert: &Alert, now: i64) {
+        let Some(hub) = &self.hub else { return };
+        let finding = ctguard_detector::finding::asff(alert, &hub.region, &hub.account, &format_rfc3339(now));
+        match hub.import(&finding).await {
+            Ok(()) => tracing::info!(alert_id = %alert.id, "finding imported into Security Hub"),
+            Err(e) => tracing::error!(alert_id = %alert.id, error = %e, "Security Hub import failed"),
+        }
+    }
+}
+
 impl AlertSink for Notifier {
     async fn publish(&self, alert: &Alert) -> Result<(), SinkError> {
-        let now = now_ms();
-        if let Some(store) = &self.records {
-            match serde_json::to_string(alert) {
-                Ok(json) if json.len() <= RECORD_MAX => {
-                    if let Err(e) = store.record_alert(&json, &alert.id, now / 1000).await {
-                        self.secondary_failures.fetch_add(1, Ordering::Relaxed);
-                        tracing::error!(alert_id = %alert.id, error = %e, "alert record not written (contain --alert will not find it)");
-                    }
-                }
-                Ok(json) => tracing::warn!(alert_id = %alert.id, bytes = json.len(), "alert too large to record"),
-                Err(e) => tracing::error!(alert_id = %alert.id, error = %e, "alert not serializable for its record"),
-            }
-        }
-        if let Some(hub) = &self.hub {
-            let finding = ctguard_detector::finding::asff(alert, &hub.region, &hub.account, &format_rfc3339(now));
-            match hub.import(&finding).await {
-                Ok(()) => tracing::info!(alert_id = %alert.id, "finding imported into Security Hub"),
-                Err(e) => {
-                    self.secondary_failures.fetch_add(1, Ordering::Relaxed);
-                    tracing::error!(alert_id = %alert.id, error = %e, "Security Hub import failed");
-                }
+        if !alert.synthetic {
+            let now = now_ms();
+            let both = async { tokio::join!(self.record(alert, now), self.import(alert, now)) };
+            if tokio::time::timeout(SECONDARY_BUDGET, both).await.is_err() {
+                tracing::error!(alert_id = %alert.id, budget = ?SECONDARY_BUDGET,
+                    "alert record / Security Hub import cut short: the alert goes out without them");
             }
         }
         self.sns.publish(alert).await

@@ -50,9 +50,9 @@ fn sink_error(e: SdkError<PublishError>) -> SinkError {
 
 impl SnsSink {
     /// Publishes a health notice ([`ctguard_detector::health`]): `kind` = `health`, so alert
-    /// subscribers can filter it out; no `alert_id`.
+    /// subscribers can filter it out; no `alert_id`, and no `severity` (a subscription that
+    /// filters alerts on their severity does not receive notices).
     pub async fn notify(&self, notice: &HealthNotice) -> Result<(), SinkError> {
-        let severity = if notice.state == "ALARM" { "MEDIUM" } else { "INFO" };
         let out = self
             .client
             .publish()
@@ -60,7 +60,6 @@ impl SnsSink {
             .subject(notice.subject())
             .message_structure("json")
             .message(notice.sns_message())
-            .message_attributes("severity", attr(severity)?)
             .message_attributes("synthetic", attr("false")?)
             .message_attributes("kind", attr("health")?)
             .send()
