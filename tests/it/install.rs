@@ -292,6 +292,7 @@ fn expected(account: &str, code_key: &str, skip_region: Option<&str>) -> BTreeSe
         e.insert(format!("{region} stack ctguard-region"));
         e.insert(format!("{region} function ctguard-detector"));
         e.insert(format!("{region} rule ctguard-detector"));
+        e.insert(format!("{region} rule ctguard-detector-health"));
         e.insert(format!("{region} queue ctguard-detector-dlq"));
         e.insert(format!("{region} log-group /aws/lambda/ctguard-detector"));
         e.insert(format!("role ctguard-detector-{region}"));
@@ -586,10 +587,41 @@ fn detector_role_has_no_wildcard_beyond_its_own_log_group() {
             if !ty.starts_with("AWS::IAM::") {
                 continue;
             }
-            roles += 1;
             let props = res.get("Properties").expect("Properties");
             assert!(props.get("ManagedPolicyArns").is_none(), "{t} {id:?}: no managed policies");
-            let policies = props.get("Policies").and_then(Y::as_sequence).expect("inline policies");
+            // The role's inline policies, or one policy of its own attached to the role (the
+            // conditional Security Hub grant).
+            let own = [props.clone()];
+            let (policies, expected_sids): (&[Y], &[&str]) = match ty {
+                "AWS::IAM::Role" => {
+                    roles += 1;
+                    (
+                        props.get("Policies").and_then(Y::as_sequence).expect("inline policies"),
+                        &["Alerts", "DeadLetters", "OwnLogGroup", "StateTable"],
+                    )
+                }
+                "AWS::IAM::Policy" => {
+                    // `!Ref DetectorRole` is a tagged value to the YAML parser.
+                    let attached: Vec<String> = props
+                        .get("Roles")
+                        .and_then(Y::as_sequence)
+                        .into_iter()
+                        .flatten()
+                        .map(|r| format!("{r:?}"))
+                        .collect();
+                    assert!(
+                        attached.len() == 1 && attached[0].contains("Ref") && attached[0].contains("\"DetectorRole\""),
+                        "{t} {id:?}: attached to the detector role only: {attached:?}"
+                    );
+                    assert_eq!(
+                        res.get("Condition").and_then(Y::as_str),
+                        Some("ImportFindings"),
+                        "{t} {id:?}: only when enabled"
+                    );
+                    (&own, &["SecurityHubFindings"])
+                }
+                other => panic!("{t} {id:?}: unexpected IAM resource {other}"),
+            };
             let mut sids = Vec::new();
             for p in policies {
                 let stmts = p
@@ -620,7 +652,7 @@ fn detector_role_has_no_wildcard_beyond_its_own_log_group() {
                 }
             }
             sids.sort();
-            assert_eq!(sids, ["Alerts", "DeadLetters", "OwnLogGroup", "StateTable"], "{t}: the detector role's grants");
+            assert_eq!(sids, expected_sids, "{t}: the detector role's grants");
         }
     }
     assert_eq!(roles, 1, "exactly one IAM resource (the detector role)");
