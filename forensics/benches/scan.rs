@@ -17,6 +17,13 @@
 //! each run through `/proc/self/clear_refs`). Then it scans single large inputs — a 1 GiB
 //! JSON-lines file, a gzip bomb, `/dev/zero` — to show that memory does not follow file size.
 //!
+//! Keys are used as in a live account: [`ACTIVE_SESSIONS`] sessions are alive at any moment,
+//! each with its own temporary key and home address, and each session's key is replaced every
+//! [`KEY_LIFE_MS`] of log time (AssumeRole's default hour), so a key is used hundreds of times
+//! while it lives. At the generator's pace (about 50 calls a second) a 256 MiB corpus holds
+//! about 500 keys. `CTGUARD_BENCH_SESSIONS` changes the number of live sessions: 20000 gives the
+//! worst case for the engine's caches (almost every call a key's first use).
+//!
 //! `CTGUARD_BENCH_MB` sets the decompressed corpus size (default 256), `CTGUARD_BENCH_ROUNDS`
 //! the rounds (default 5), `CTGUARD_BENCH_BIG_MB` the large inputs (default 1024);
 //! `CTGUARD_BENCH_KEEP=1` keeps the corpus directory.
@@ -34,8 +41,12 @@ use serde_json::Value;
 
 /// Decompressed bytes per generated file (CloudTrail files range from kilobytes to tens of MB).
 const FILE_BYTES: usize = 4 << 20;
-/// Distinct temporary keys in the corpus, each with its home address.
-const KEYS: usize = 20_000;
+/// Sessions alive at any moment (default of `CTGUARD_BENCH_SESSIONS`).
+const ACTIVE_SESSIONS: usize = 200;
+/// How long a session keeps one key, in log time: AssumeRole's default session of an hour.
+const KEY_LIFE_MS: i64 = 3_600_000;
+/// One record in this many is a credential move or delivery (see `RecordGen::signals`).
+const SIGNAL_EVERY: u64 = 1_000;
 /// One use in this many comes from a thief's address.
 const THEFT_EVERY: u64 = 5_000;
 
@@ -89,6 +100,17 @@ fn templates() -> Vec<Value> {
     out
 }
 
+/// A record that can carry a rotation or move signal (what the engine and the Athena query
+/// treat as one): STS AssumeRole made by EC2, or an EC2 address/interface/start call.
+fn is_signal(v: &Value) -> bool {
+    let get = |k: &str| v.get(k).and_then(Value::as_str).unwrap_or("");
+    let by_ec2 = get("sourceIPAddress") == "ec2.amazonaws.com"
+        || v.get("userIdentity").and_then(|u| u.get("invokedBy")).and_then(Value::as_str) == Some("ec2.amazonaws.com");
+    (get("eventSource") == "sts.amazonaws.com" && get("eventName") == "AssumeRole" && by_ec2)
+        || (get("eventSource") == "ec2.amazonaws.com"
+            && matches!(get("eventName"), "AssociateAddress" | "AttachNetworkInterface" | "StartInstances"))
+}
+
 fn key_id(prefix: &str, i: usize) -> String {
     const B32: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
     let mut s = String::from(prefix);
@@ -112,6 +134,12 @@ fn format_time(ms: i64) -> String {
 /// Real-shaped records, one after the other, with a few stolen-key uses.
 struct RecordGen {
     templates: Vec<Value>,
+    /// Templates of the calls that move or mint credentials (instance credential delivery,
+    /// address and interface moves): rare in life (about one per instance and hour), so drawn
+    /// once in [`SIGNAL_EVERY`] records, not as often as the data sets (attack detonations)
+    /// hold them.
+    signals: Vec<Value>,
+    sessions: usize,
     rng: Rng,
     t: i64,
     n: u64,
@@ -121,12 +149,17 @@ struct RecordGen {
 impl RecordGen {
     fn new() -> RecordGen {
         let start = ctguard_detector::time::parse_rfc3339("2024-05-01T00:00:00Z").unwrap_or(0);
-        RecordGen { templates: templates(), rng: Rng(0x9e37_79b9_7f4a_7c15), t: start, n: 0, thefts: 0 }
+        let sessions =
+            std::env::var("CTGUARD_BENCH_SESSIONS").ok().and_then(|v| v.parse().ok()).unwrap_or(ACTIVE_SESSIONS).max(1);
+        let (signals, templates): (Vec<Value>, Vec<Value>) = templates().into_iter().partition(is_signal);
+        RecordGen { templates, signals, sessions, rng: Rng(0x9e37_79b9_7f4a_7c15), t: start, n: 0, thefts: 0 }
     }
 
     fn next(&mut self) -> String {
         let rng = &mut self.rng;
-        let mut v = self.templates[rng.below(self.templates.len() as u64) as usize].clone();
+        let signal = !self.signals.is_empty() && (self.templates.is_empty() || rng.below(SIGNAL_EVERY) == 0);
+        let pool = if signal { &self.signals } else { &self.templates };
+        let mut v = pool[rng.below(pool.len() as u64) as usize].clone();
         self.n += 1;
         self.t += 1 + rng.below(40) as i64;
         let Some(o) = v.as_object_mut() else { return v.to_string() };
@@ -134,27 +167,47 @@ impl RecordGen {
         o.remove("@version");
         o.insert("eventTime".into(), Value::String(format_time(self.t)));
         o.insert("eventID".into(), Value::String(format!("{:016x}-{:08x}", rng.next(), self.n)));
-        let k = rng.below(KEYS as u64) as usize;
+        // A live session, and the key it holds now: sessions renew at staggered times.
+        let slot = rng.below(self.sessions as u64) as usize;
+        let phase = slot as i64 * KEY_LIFE_MS / self.sessions as i64;
+        let k = slot + self.sessions * ((self.t + phase).div_euclid(KEY_LIFE_MS) as usize);
         let has_key = o
             .get("userIdentity")
             .and_then(|u| u.get("accessKeyId"))
             .and_then(Value::as_str)
             .map(|s| s.starts_with("ASIA"));
         if let Some(temporary) = has_key {
-            let id = if temporary { key_id("ASIA", k) } else { key_id("AKIA", k % 500) };
+            let id = if temporary { key_id("ASIA", k) } else { key_id("AKIA", slot % 500) };
+            if temporary {
+                // The corpus is one account's trail, and a session is the same on each of its
+                // calls: its account, an API caller (not a console session), API calls.
+                o.insert("recipientAccountId".into(), Value::String("111122223333".into()));
+                o.insert("eventType".into(), Value::String("AwsApiCall".into()));
+                o.remove("sessionCredentialFromConsole");
+                // Console user agents (the data sets' console detonations) belong to console
+                // sessions, not to a workload's key: an SDK's agent instead.
+                let ua = o.get("userAgent").and_then(Value::as_str).unwrap_or("").to_ascii_lowercase();
+                if ua.contains("console") || ua.contains("signin") {
+                    o.insert("userAgent".into(), Value::String("aws-sdk-go-v2/1.30.3 os/linux lang/go#1.22".into()));
+                }
+            }
             if let Some(u) = o.get_mut("userIdentity").and_then(Value::as_object_mut) {
                 u.insert("accessKeyId".into(), Value::String(id));
+                if temporary {
+                    u.insert("type".into(), Value::String("AssumedRole".into()));
+                    u.insert("accountId".into(), Value::String("111122223333".into()));
+                }
                 // One session per key, as in life: the templates' instance sessions would
                 // otherwise put thousands of keys into a handful of instance scopes.
                 if temporary {
-                    let arn = format!("arn:aws:sts::111122223333:assumed-role/bench-role-{}/session-{k}", k % 97);
+                    let arn = format!("arn:aws:sts::111122223333:assumed-role/bench-role-{}/session-{k}", slot % 97);
                     u.insert("arn".into(), Value::String(arn));
                 }
                 u.remove("sessionContext");
             }
             let thief = temporary && rng.below(THEFT_EVERY) == 0;
             self.thefts += u64::from(thief);
-            let ip = if thief { format!("198.51.100.{}", 1 + k % 250) } else { home_ip(k) };
+            let ip = if thief { format!("198.51.100.{}", 1 + k % 250) } else { home_ip(slot) };
             o.insert("sourceIPAddress".into(), Value::String(ip));
             o.remove("vpcEndpointId");
         }
