@@ -508,6 +508,16 @@ pub fn output_text(o: &std::process::Output) -> String {
 /// `ctguard install --regions …` into the account of `creds` (the emulator's default account
 /// when None); panics with the installer's output when it fails.
 pub fn install_ctguard(endpoint: &str, creds: Option<&(String, String, String)>, regions: &[&str]) {
+    install_ctguard_with(endpoint, creds, regions, &[]);
+}
+
+/// [`install_ctguard`] with more flags (`--security-hub`, ...).
+pub fn install_ctguard_with(
+    endpoint: &str,
+    creds: Option<&(String, String, String)>,
+    regions: &[&str],
+    extra: &[&str],
+) {
     let mut c = ctguard(Some(endpoint));
     if let Some((k, s, t)) = creds {
         c.env("AWS_ACCESS_KEY_ID", k).env("AWS_SECRET_ACCESS_KEY", s).env("AWS_SESSION_TOKEN", t);
@@ -515,6 +525,7 @@ pub fn install_ctguard(endpoint: &str, creds: Option<&(String, String, String)>,
     // --wait-timeout bounds every stack wait: a stuck emulator fails the test instead of hanging it.
     let out = c
         .args(["install", "--no-auto-deploy", "--wait-timeout", "120", "--regions", &regions.join(",")])
+        .args(extra)
         .output()
         .expect("run install");
     assert!(

@@ -381,29 +381,16 @@ pub fn estimate(u: &Usage, p: &Prices) -> (Vec<CostLine>, f64) {
         CostLine { item: "logs ingestion", quantity: log_gb, unit: "GB", usd: log_gb * p.logs_ingested_per_gb },
         CostLine { item: "eventbridge (AWS service events, default bus: free)", quantity: 0.0, unit: "-", usd: 0.0 },
     ];
-    if let Some(w) = u.dynamodb_write_units {
-        lines.push(CostLine {
-            item: "dynamodb writes",
-            quantity: w,
-            unit: "WRU",
-            usd: w / 1e6 * p.dynamodb_writes_per_million,
-        });
-    }
-    if let Some(r) = u.dynamodb_read_units {
-        lines.push(CostLine {
-            item: "dynamodb reads",
-            quantity: r,
-            unit: "RRU",
-            usd: r / 1e6 * p.dynamodb_reads_per_million,
-        });
-    }
-    if let Some(n) = u.sns_publishes {
-        lines.push(CostLine {
-            item: "sns publishes",
-            quantity: n,
-            unit: "publishes",
-            usd: n / 1e6 * p.sns_publishes_per_million,
-        });
+    // The account-wide items, read at home only.
+    let account_items = [
+        (u.dynamodb_write_units, "dynamodb writes", "WRU", p.dynamodb_writes_per_million),
+        (u.dynamodb_read_units, "dynamodb reads", "RRU", p.dynamodb_reads_per_million),
+        (u.sns_publishes, "sns publishes", "publishes", p.sns_publishes_per_million),
+    ];
+    for (quantity, item, unit, per_million) in account_items {
+        if let Some(q) = quantity {
+            lines.push(CostLine { item, quantity: q, unit, usd: q / 1e6 * per_million });
+        }
     }
     let total = lines.iter().map(|l| l.usd).sum();
     (lines, total)
@@ -525,16 +512,6 @@ where
 // ------------------------------------------------------------------------------------------
 // AWS
 
-fn cw_err<E>(
-    op: &str,
-    e: &aws_smithy_runtime_api::client::result::SdkError<E, aws_smithy_runtime_api::client::orchestrator::HttpResponse>,
-) -> ApiError
-where
-    E: aws_smithy_types::error::metadata::ProvideErrorMetadata + std::error::Error + 'static,
-{
-    ApiError::from_sdk(op, e)
-}
-
 impl MetricsApi for CfnStacks {
     async fn metric_data(
         &self,
@@ -568,7 +545,7 @@ impl MetricsApi for CfnStacks {
                 .set_next_token(token.take())
                 .send()
                 .await
-                .map_err(|e| cw_err("GetMetricData", &e))?;
+                .map_err(|e| ApiError::from_sdk("GetMetricData", &e))?;
             for r in page.metric_data_results() {
                 if let Some(id) = r.id() {
                     out.entry(id.to_string()).or_default().extend_from_slice(r.values());
@@ -589,7 +566,7 @@ impl MetricsApi for CfnStacks {
             .set_alarm_names(Some(names.iter().map(|n| n.to_string()).collect()))
             .send()
             .await
-            .map_err(|e| cw_err("DescribeAlarms", &e))?;
+            .map_err(|e| ApiError::from_sdk("DescribeAlarms", &e))?;
         let metric = out.metric_alarms().iter().filter_map(|a| {
             Some((a.alarm_name()?.to_string(), a.state_value().map(|s| s.as_str().to_string()).unwrap_or_default()))
         });

@@ -24,6 +24,7 @@ use crate::stacks::{ApiError, AwsConnector, Connector, TargetApi};
 use crate::targets::Target;
 use crate::trail::TrailVerdict;
 use ctguard_aws::in_region;
+use ctguard_detector::time::now_ms;
 
 /// The deterministic names the installer gives the regional resources.
 pub const FUNCTION_NAME: &str = "ctguard-detector";
@@ -526,10 +527,6 @@ pub struct Options {
     pub invoke_endpoint: Option<String>,
     pub bundled_sha256_b64: String,
     pub bundled_version: String,
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
 /// Verifies one installed target; never returns early without cleaning up.

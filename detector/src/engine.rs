@@ -571,10 +571,6 @@ pub struct Detector<S, A> {
 /// Wall clock in Unix milliseconds; replaceable in tests.
 pub type Clock = Box<dyn Fn() -> Millis + Send + Sync>;
 
-fn system_clock() -> Millis {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as Millis).unwrap_or(0)
-}
-
 /// Default cache size: ~100k facts is a few MB and covers a large account's live keys.
 pub const DEFAULT_CACHE_ENTRIES: usize = 100_000;
 
@@ -612,7 +608,7 @@ impl<S: StateStore, A: AlertSink> Detector<S, A> {
             version: version.into(),
             cache: Mutex::new(FactCache::new(DEFAULT_CACHE_ENTRIES)),
             stats: Mutex::new(Stats::default()),
-            clock: Box::new(system_clock),
+            clock: Box::new(crate::time::now_ms),
         }
     }
 

@@ -143,7 +143,6 @@ impl HealthNotice {
     /// The SNS message with `MessageStructure: json`: the notice's JSON by default, the
     /// readable text for email, and the Chatbot custom-notification form for HTTPS.
     pub fn sns_message(&self) -> String {
-        let machine = serde_json::to_string(self).unwrap_or_else(|e| json!({"error": e.to_string()}).to_string());
         let chat = json!({
             "version": "1.0",
             "source": "custom",
@@ -155,7 +154,7 @@ impl HealthNotice {
             },
             "metadata": {"enableCustomActions": false},
         });
-        json!({"default": machine, "email": self.email_text(), "https": chat.to_string()}).to_string()
+        crate::notify::per_protocol(self, self.email_text(), &chat)
     }
 }
 

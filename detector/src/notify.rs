@@ -240,12 +240,17 @@ pub fn chatbot(alert: &Alert) -> Value {
 /// (SQS, Lambda, HTTP, Firehose, `email-json`): one copy, as every byte counts against SNS's
 /// 256 KiB; people get [`email_text`] and [`chatbot`], both of bounded size.
 pub fn sns_message(alert: &Alert) -> String {
-    let machine = serde_json::to_string(alert).unwrap_or_else(|e| json!({"error": e.to_string()}).to_string());
-    let chat = chatbot(alert).to_string();
+    per_protocol(alert, email_text(alert), &chatbot(alert))
+}
+
+/// A `MessageStructure: json` message: `machine`'s JSON as the `default`, `email` for email
+/// subscribers, and the Chatbot form `chat` for HTTPS (see [`sns_message`]).
+pub fn per_protocol<T: serde::Serialize>(machine: &T, email: String, chat: &Value) -> String {
+    let machine = serde_json::to_string(machine).unwrap_or_else(|e| json!({"error": e.to_string()}).to_string());
     json!({
         "default": machine,
-        "email": email_text(alert),
-        "https": chat,
+        "email": email,
+        "https": chat.to_string(),
     })
     .to_string()
 }

@@ -106,6 +106,11 @@ fn parse_java_date(s: &str) -> Option<Millis> {
     Some((days * 86_400 + hour * 3600 + m * 60 + sec) * 1000)
 }
 
+/// The wall clock in Unix milliseconds (0 if the system clock is before 1970).
+pub fn now_ms() -> Millis {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as Millis).unwrap_or(0)
+}
+
 /// Formats Unix milliseconds as `YYYY-MM-DDTHH:MM:SSZ` (UTC, second precision).
 pub fn format_rfc3339(ms: Millis) -> String {
     let secs = ms.div_euclid(1000);

@@ -44,18 +44,7 @@ async fn an_alert_is_one_finding_a_record_and_readable_messages_and_alarms_are_h
     let cfg = sdk_config(&emu.endpoint, "us-east-1", &creds.0, &creds.1, Some(&creds.2));
     logging_trail(&cfg).await;
     boto3(&emu.endpoint, &creds, "us-east-1", "client('securityhub').enable_security_hub(); print('{}')");
-    let install = |extra: &[&str]| {
-        let out = ctguard(Some(&emu.endpoint))
-            .env("AWS_ACCESS_KEY_ID", &creds.0)
-            .env("AWS_SECRET_ACCESS_KEY", &creds.1)
-            .env("AWS_SESSION_TOKEN", &creds.2)
-            .args(["install", "--no-auto-deploy", "--wait-timeout", "120", "--regions", "us-east-1"])
-            .args(extra)
-            .output()
-            .expect("run install");
-        assert!(out.status.success(), "install failed:\n{}", output_text(&out));
-    };
-    install(&["--security-hub"]);
+    install_ctguard_with(&emu.endpoint, Some(&creds), &["us-east-1"], &["--security-hub"]);
     let env_of = || async {
         aws_sdk_lambda::Client::new(&cfg)
             .get_function_configuration()
@@ -70,7 +59,7 @@ async fn an_alert_is_one_finding_a_record_and_readable_messages_and_alarms_are_h
     let product = format!("arn:aws:securityhub:us-east-1:{ACCOUNT}:product/{ACCOUNT}/default");
     assert_eq!(env_of().await.get("CTGUARD_SECURITY_HUB_PRODUCT"), Some(&product));
     // A re-run that does not mention it keeps it on.
-    install(&[]);
+    install_ctguard(&emu.endpoint, Some(&creds), &["us-east-1"]);
     assert_eq!(env_of().await.get("CTGUARD_SECURITY_HUB_PRODUCT"), Some(&product), "a re-run must not undo it");
 
     let topic = format!("arn:aws:sns:us-east-1:{ACCOUNT}:ctguard-alerts");

@@ -52,22 +52,26 @@ async fn policy(iam: &aws_sdk_iam::Client) -> Option<Value> {
     Some(serde_json::from_str(&doc).expect("policy JSON"))
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn contain_attaches_the_deny_and_release_removes_it() {
-    let moto = Moto::start();
-    let endpoint = moto.endpoint();
-    let iam = aws_sdk_iam::Client::new(&moto.config("us-east-1"));
+/// The workload's role `app`, trusted by EC2.
+async fn app_role(iam: &aws_sdk_iam::Client) -> aws_sdk_iam::types::Role {
     let trust = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
         "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}]});
-    let role = iam
-        .create_role()
+    iam.create_role()
         .role_name("app")
         .assume_role_policy_document(trust.to_string())
         .send()
         .await
         .expect("role")
         .role
-        .expect("role");
+        .expect("role")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn contain_attaches_the_deny_and_release_removes_it() {
+    let moto = Moto::start();
+    let endpoint = moto.endpoint();
+    let iam = aws_sdk_iam::Client::new(&moto.config("us-east-1"));
+    let role = app_role(&iam).await;
     let dir = std::env::temp_dir().join(format!("ctguard-contain-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("dir");
     let file = dir.join("alert.json");
@@ -150,17 +154,7 @@ async fn contain_and_release_by_alert_id_read_the_state_table() {
     let endpoint = moto.endpoint();
     let cfg = moto.config("eu-west-1");
     let iam = aws_sdk_iam::Client::new(&cfg);
-    let trust = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
-        "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}]});
-    let role = iam
-        .create_role()
-        .role_name("app")
-        .assume_role_policy_document(trust.to_string())
-        .send()
-        .await
-        .expect("role")
-        .role
-        .expect("role");
+    let role = app_role(&iam).await;
     // The state table as the ctguard-state stack makes it, in a home region that is not the
     // default one (so --home-region is exercised).
     let ddb = aws_sdk_dynamodb::Client::new(&cfg);

@@ -105,26 +105,12 @@ async fn status_reads_metrics_and_alarms_and_prices_the_last_30_days() {
         let summary = lines.iter().find(|l| l["type"] == "summary").cloned().unwrap_or_default();
         (out.status.code(), target, summary, out)
     };
-    let problems = |t: &Value| {
-        t["problems"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
-            .iter()
-            .map(|p| p.as_str().unwrap_or("").to_string())
-            .collect::<Vec<_>>()
-            .join("\n")
+    // A target's problems or warnings, one per line.
+    let lines = |t: &Value, key: &str| {
+        t[key].as_array().into_iter().flatten().map(|p| p.as_str().unwrap_or("")).collect::<Vec<_>>().join("\n")
     };
-    let warnings = |t: &Value| {
-        t["warnings"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
-            .iter()
-            .map(|p| p.as_str().unwrap_or("").to_string())
-            .collect::<Vec<_>>()
-            .join("\n")
-    };
+    let problems = |t: &Value| lines(t, "problems");
+    let warnings = |t: &Value| lines(t, "warnings");
 
     // No alarm: a deployed target without them is unhealthy, each named, with the fix.
     let (code, t, _, out) = run(&[]);

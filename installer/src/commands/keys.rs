@@ -10,7 +10,7 @@
 use std::sync::Arc;
 
 use clap::Args;
-use ctguard_detector::time::Millis;
+use ctguard_detector::time::{now_ms, Millis};
 
 use crate::args::{GlobalArgs, Output};
 use crate::exit;
@@ -46,10 +46,6 @@ pub struct KeysArgs {
     /// Judge idleness as of this time instead of now (2024-06-01 or RFC 3339), for reproducible reports.
     #[arg(long)]
     pub as_of: Option<String>,
-}
-
-fn now_ms() -> Millis {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as Millis).unwrap_or(0)
 }
 
 /// Rows to a table.

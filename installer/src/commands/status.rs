@@ -145,10 +145,7 @@ pub async fn run(args: &StatusArgs, g: &GlobalArgs) -> anyhow::Result<u8> {
         }
     }
     // CloudWatch: the last 24 h of every directly deployed target (and, with --cost, 30 days).
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-        .unwrap_or(0);
+    let now = ctguard_detector::time::now_ms() / 1000;
     let (costs, metric_calls) =
         metrics::collect(&s.connector, &s.set, &mut statuses, args.cost, now, g.concurrency as usize).await;
     let calls = calls + metric_calls + ss.calls() + s.setup_calls.get() + s.connector.shared_calls();

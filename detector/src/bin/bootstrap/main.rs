@@ -183,11 +183,7 @@ async fn handle<S: StateStore, A: AlertSink, H: HealthSink>(
         };
         if env.detail_type == ALARM_DETAIL_TYPE {
             let notice = serde_json::from_str::<Value>(raw.get()).map_err(|e| NotNotice::Malformed(e.to_string()));
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_millis() as i64)
-                .unwrap_or(0);
-            match notice.and_then(|v| health::notice(&v, now)) {
+            match notice.and_then(|v| health::notice(&v, ctguard_detector::time::now_ms())) {
                 Ok(n) => match health.notify(&n).await {
                     Ok(()) => notices += 1,
                     Err(e) => {
@@ -258,13 +254,9 @@ mod tests {
         }
     }
 
-    fn now_ms() -> i64 {
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
-    }
-
     fn alarm(source: &str, name: &str, state: &str) -> Value {
         json!({"version": "0", "id": "a1", "detail-type": "CloudWatch Alarm State Change", "source": source,
-               "account": ACCT, "region": "eu-west-1", "time": ctguard_detector::time::format_rfc3339(now_ms()),
+               "account": ACCT, "region": "eu-west-1", "time": ctguard_detector::time::format_rfc3339(ctguard_detector::time::now_ms()),
                "resources": [format!("arn:aws:cloudwatch:eu-west-1:{ACCT}:alarm:{name}")],
                "detail": {"alarmName": name, "state": {"value": state, "reason": "Threshold Crossed", "timestamp": "2026-11-30T10:00:00.000+0000"},
                           "previousState": {"value": "OK", "reason": "", "timestamp": "2026-11-30T09:00:00.000+0000"}}})

@@ -7,10 +7,10 @@
 //! more than the budget. Synthetic alerts (`ctguard verify`'s) produce neither: a test must not
 //! leave a finding behind, nor a record `contain --alert` could act on.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use ctguard_detector::health::HealthNotice;
-use ctguard_detector::time::format_rfc3339;
+use ctguard_detector::time::{format_rfc3339, now_ms};
 use ctguard_detector::{Alert, AlertSink, SinkError};
 
 use crate::dynamo::DynamoStore;
@@ -34,10 +34,6 @@ pub const SECONDARY_BUDGET: Duration = Duration::from_secs(3);
 /// Above this an alert's JSON is not recorded (DynamoDB's item limit is 400 KB); the alert
 /// itself still goes out. The scope's bounds keep real alerts far below it.
 const RECORD_MAX: usize = 350_000;
-
-fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
-}
 
 impl Notifier {
     async fn record(&self, alert: &Alert, now: i64) {
