@@ -1,47 +1,17 @@
-//! Containment that keeps the workload running: an inline deny policy on the role that blocks
-//! one compromised session everywhere except from its trusted network identities.
+//! `ctguard contain` / `release`: the containment of [`ctguard_detector::contain`] (policy,
+//! checks, the generic contain/release) on IAM through the SDK, and the alert records it reads.
 //!
-//! The statement denies every action to the session (`aws:userid` = `ROLEID:SESSION`, which
-//! every credential of that session shares, including an EC2 instance's rotated ones) when
-//! the call comes neither from a trusted public address (`aws:SourceIp`) nor through a trusted
-//! VPC endpoint (`aws:SourceVpce`), and is not made by an AWS service on the session's behalf
-//! (`aws:ViaAWSService`). Conditions of one statement are ANDed, so the deny applies only when
-//! all of them hold:
-//! - `NotIpAddress aws:SourceIp`: a call through a VPC endpoint has no `aws:SourceIp`; a
-//!   negated operator on a missing key matches, so such calls fall to the next condition;
-//! - `StringNotEqualsIfExists aws:SourceVpce`: a public call has no `aws:SourceVpce` and
-//!   matches; a call through a trusted endpoint does not;
-//! - `BoolIfExists aws:ViaAWSService false`: calls made by a service for the session (KMS by
-//!   S3, CloudFormation) are left alone, as their source is the service's.
-//!
-//! An explicit deny beats every allow, so the legitimate host keeps working while the thief's
-//! copy of the credentials is refused. The policy is named after the session, so `release`
-//! finds it without state, and re-running `contain` replaces it (idempotent).
-//!
-//! The alert itself comes from a file, or by its id from the account's state table
+//! The alert comes from a file, or by its id from the account's state table
 //! ([`AlertRecords`]): the detector keeps a record of every alert it publishes there
-//! (`pk` = `ALERT#<id>`, `alert` = the alert's JSON) for as long as the credential's state.
+//! (`pk` = `ALERT#<id>`, `alert` = the alert's JSON) for 30 days.
 
 use std::future::Future;
-use std::net::IpAddr;
 
-use ctguard_detector::notify::role_session;
+pub use ctguard_detector::contain::{
+    cidr, contain, release, ContainError, Containment, Role, RolePolicies, POLICY_PREFIX,
+};
 use ctguard_detector::Alert;
-use serde_json::{json, Value};
-
-/// Prefix of every policy ctguard attaches; `release` deletes only names it could have written.
-pub const POLICY_PREFIX: &str = "ctguard-contain-";
-
-#[derive(Debug, thiserror::Error)]
-pub enum ContainError {
-    #[error("{0}")]
-    Invalid(String),
-    #[error("{0}")]
-    Iam(String),
-    /// No record of the alert in the state table, or the table could not be read.
-    #[error("{0}")]
-    Alert(String),
-}
+use serde_json::Value;
 
 /// The state-table key prefix of an alert's record (`ALERT#ctguard-…`).
 pub const ALERT_KEY_PREFIX: &str = "ALERT#";
@@ -156,156 +126,6 @@ impl AlertRecords for DynamoAlertRecords {
     }
 }
 
-/// What to contain: the session of a role in an account, and where it may still call from.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Containment {
-    pub account: String,
-    pub role: String,
-    pub session: String,
-    /// The compromised key, for the record (the deny covers the whole session).
-    pub access_key: Option<String>,
-    /// CIDRs (`203.0.113.10/32`, `2001:db8::/64`).
-    pub allow_ips: Vec<String>,
-    pub allow_vpces: Vec<String>,
-}
-
-/// IAM's character set for role, session and policy names.
-fn iam_name(s: &str, min: usize, max: usize) -> bool {
-    (min..=max).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"_+=,.@-".contains(&b))
-}
-
-/// `ip` or `ip/prefix`, as a CIDR; `None` when it is neither.
-pub fn cidr(s: &str) -> Option<String> {
-    let (ip, len) = match s.split_once('/') {
-        Some((ip, len)) => (ip, Some(len)),
-        None => (s, None),
-    };
-    let ip: IpAddr = ip.trim().parse().ok()?;
-    let max = if ip.is_ipv4() { 32 } else { 128 };
-    let len = match len {
-        Some(l) => l.trim().parse::<u8>().ok().filter(|l| *l <= max)?,
-        None => max,
-    };
-    Some(format!("{ip}/{len}"))
-}
-
-fn is_vpce(s: &str) -> bool {
-    s.strip_prefix("vpce-")
-        .is_some_and(|h| !h.is_empty() && h.len() <= 32 && h.bytes().all(|b| b.is_ascii_alphanumeric()))
-}
-
-impl Containment {
-    /// Checks every field; the error names the bad one.
-    pub fn validate(&self) -> Result<(), ContainError> {
-        let bad = |m: String| Err(ContainError::Invalid(m));
-        if !crate::targets::is_account_id(&self.account) {
-            return bad(format!("account `{}` is not a 12-digit AWS account id", self.account));
-        }
-        if !iam_name(&self.role, 1, 64) {
-            return bad(format!("role `{}` is not an IAM role name", self.role));
-        }
-        if !iam_name(&self.session, 2, 64) {
-            return bad(format!("session `{}` is not a role session name", self.session));
-        }
-        if let Some(ip) = self.allow_ips.iter().find(|ip| cidr(ip).as_deref() != Some(ip.as_str())) {
-            return bad(format!("trusted address `{ip}` is not a CIDR"));
-        }
-        if let Some(v) = self.allow_vpces.iter().find(|v| !is_vpce(v)) {
-            return bad(format!("trusted endpoint `{v}` is not a VPC endpoint id (vpce-…)"));
-        }
-        if self.allow_ips.is_empty() && self.allow_vpces.is_empty() {
-            // Without a trusted identity the deny would stop the legitimate workload too.
-            return bad(
-                "no trusted identity: give --allow-ip and/or --allow-vpce (or an alert with expected identities)"
-                    .to_string(),
-            );
-        }
-        Ok(())
-    }
-
-    /// The containment an alert calls for: its role and session, its expected identities.
-    pub fn from_alert(a: &Alert) -> Result<Containment, ContainError> {
-        if a.synthetic || ctguard_detector::engine::is_synthetic_key(&a.access_key_id) {
-            return Err(ContainError::Invalid(format!(
-                "alert {} is a synthetic test alert (ctguard verify): there is no session to contain",
-                a.id
-            )));
-        }
-        let principal = a.principal_arn.as_deref().unwrap_or("");
-        let (role, session) = role_session(principal).ok_or_else(|| {
-            ContainError::Invalid(format!(
-                "the alert's principal `{principal}` is not an assumed-role session: nothing to contain by policy"
-            ))
-        })?;
-        // The role's own account (the session ARN's), which differs from the account the calls
-        // were made against when another account's role session was used there.
-        let account = principal
-            .split(':')
-            .nth(4)
-            .filter(|a| a.len() == 12 && a.bytes().all(|b| b.is_ascii_digit()))
-            .map(str::to_string)
-            .or_else(|| a.account.clone())
-            .ok_or_else(|| ContainError::Invalid("the alert names no account".into()))?;
-        let mut c = Containment {
-            account,
-            role: role.to_string(),
-            session: session.to_string(),
-            access_key: Some(a.access_key_id.clone()),
-            allow_ips: Vec::new(),
-            allow_vpces: Vec::new(),
-        };
-        for e in &a.expected {
-            let id = &e.identity;
-            if let Some(ip) = id.strip_prefix("ip:").or_else(|| id.strip_prefix("ip6:")).and_then(cidr) {
-                c.allow_ips.push(ip);
-            } else if let Some(v) = id.strip_prefix("vpce:") {
-                c.allow_vpces.push(v.split_once('@').map(|(v, _)| v).unwrap_or(v).to_string());
-            }
-        }
-        c.validate()?;
-        Ok(c)
-    }
-
-    /// The inline policy's name on the role.
-    pub fn policy_name(&self) -> String {
-        format!("{POLICY_PREFIX}{}", self.session)
-    }
-
-    /// The deny policy, given the role's unique id (`AROA…`, from `iam:GetRole`).
-    pub fn policy(&self, role_id: &str) -> Value {
-        let mut cond = serde_json::Map::new();
-        cond.insert("StringEquals".into(), json!({ "aws:userid": format!("{role_id}:{}", self.session) }));
-        if !self.allow_ips.is_empty() {
-            cond.insert("NotIpAddress".into(), json!({ "aws:SourceIp": self.allow_ips }));
-        }
-        if !self.allow_vpces.is_empty() {
-            cond.insert("StringNotEqualsIfExists".into(), json!({ "aws:SourceVpce": self.allow_vpces }));
-        }
-        cond.insert("BoolIfExists".into(), json!({ "aws:ViaAWSService": "false" }));
-        json!({
-            "Version": "2012-10-17",
-            "Statement": [{
-                "Sid": "CtguardContainSession",
-                "Effect": "Deny",
-                "Action": "*",
-                "Resource": "*",
-                "Condition": Value::Object(cond),
-            }],
-        })
-    }
-}
-
-/// The IAM calls containment needs, on one account.
-pub trait RolePolicies {
-    /// The role's unique id (`AROA…`).
-    fn role_id(&self, role: &str) -> impl Future<Output = Result<String, ContainError>> + Send;
-    /// The inline policy's document, or `None` when the role has no such policy.
-    fn get(&self, role: &str, name: &str) -> impl Future<Output = Result<Option<Value>, ContainError>> + Send;
-    fn put(&self, role: &str, name: &str, doc: &Value) -> impl Future<Output = Result<(), ContainError>> + Send;
-    /// Deletes the inline policy; `false` when it was not there.
-    fn delete(&self, role: &str, name: &str) -> impl Future<Output = Result<bool, ContainError>> + Send;
-}
-
 /// [`RolePolicies`] on IAM.
 pub struct IamRolePolicies {
     pub client: aws_sdk_iam::Client,
@@ -332,9 +152,11 @@ where
 }
 
 impl RolePolicies for IamRolePolicies {
-    async fn role_id(&self, role: &str) -> Result<String, ContainError> {
+    async fn role(&self, role: &str) -> Result<Role, ContainError> {
         let out = self.client.get_role().role_name(role).send().await.map_err(|e| iam_err("GetRole", &e))?;
-        out.role.map(|r| r.role_id).ok_or_else(|| ContainError::Iam(format!("iam:GetRole returned no role `{role}`")))
+        let r = out.role.ok_or_else(|| ContainError::Iam(format!("iam:GetRole returned no role `{role}`")))?;
+        let tags = r.tags.unwrap_or_default().into_iter().map(|t| (t.key, t.value)).collect();
+        Ok(Role { id: r.role_id, tags })
     }
 
     async fn get(&self, role: &str, name: &str) -> Result<Option<Value>, ContainError> {
@@ -393,106 +215,10 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// Attaches the deny policy; returns the document attached.
-pub async fn contain<R: RolePolicies>(iam: &R, c: &Containment) -> Result<Value, ContainError> {
-    c.validate()?;
-    let doc = c.policy(&iam.role_id(&c.role).await?);
-    iam.put(&c.role, &c.policy_name(), &doc).await?;
-    Ok(doc)
-}
-
-/// Removes the deny policy; `false` when there was none.
-pub async fn release<R: RolePolicies>(iam: &R, role: &str, session: &str) -> Result<bool, ContainError> {
-    if !iam_name(role, 1, 64) || !iam_name(session, 2, 64) {
-        return Err(ContainError::Invalid(format!("`{role}`/`{session}` is not a role and session name")));
-    }
-    iam.delete(role, &format!("{POLICY_PREFIX}{session}")).await
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn c() -> Containment {
-        Containment {
-            account: "123456789012".into(),
-            role: "app".into(),
-            session: "i-0123456789abcdef0".into(),
-            access_key: Some("ASIAQWERTYQWERTYQWER".into()),
-            allow_ips: vec!["203.0.113.10/32".into()],
-            allow_vpces: vec!["vpce-0abc123".into()],
-        }
-    }
-
-    #[test]
-    fn the_deny_names_the_session_and_spares_trusted_identities_and_services() {
-        let p = c().policy("AROAEXAMPLEID");
-        let s = &p["Statement"][0];
-        assert_eq!(
-            (s["Effect"].as_str(), s["Action"].as_str(), s["Resource"].as_str()),
-            (Some("Deny"), Some("*"), Some("*"))
-        );
-        let cond = s["Condition"].as_object().expect("conditions");
-        assert_eq!(cond.len(), 4, "{cond:?}");
-        assert_eq!(cond["StringEquals"], json!({"aws:userid": "AROAEXAMPLEID:i-0123456789abcdef0"}));
-        assert_eq!(cond["NotIpAddress"], json!({"aws:SourceIp": ["203.0.113.10/32"]}));
-        // IfExists: a public call has no SourceVpce and must still be denied.
-        assert_eq!(cond["StringNotEqualsIfExists"], json!({"aws:SourceVpce": ["vpce-0abc123"]}));
-        assert_eq!(cond["BoolIfExists"], json!({"aws:ViaAWSService": "false"}));
-        assert_eq!(p["Version"], "2012-10-17");
-    }
-
-    #[test]
-    fn absent_kinds_of_trust_add_no_condition() {
-        let mut only_ip = c();
-        only_ip.allow_vpces.clear();
-        let p = only_ip.policy("AROAX");
-        let cond = p["Statement"][0]["Condition"].as_object().expect("conditions").clone();
-        assert!(!cond.contains_key("StringNotEqualsIfExists"), "no vpce condition: any endpoint call is denied");
-        let mut only_vpce = c();
-        only_vpce.allow_ips.clear();
-        let p = only_vpce.policy("AROAX");
-        assert!(p["Statement"][0]["Condition"].get("NotIpAddress").is_none());
-    }
-
-    /// A corruption of a valid containment, and the field its error must name.
-    type Case = (fn(&mut Containment), &'static str);
-
-    #[test]
-    fn bad_input_is_refused_with_the_field_named() {
-        let cases: Vec<Case> = vec![
-            (|c| c.account = "12345".into(), "account"),
-            (|c| c.role = "a b".into(), "role"),
-            (|c| c.session = "x".into(), "session"),
-            (|c| c.session = "s\"}],\"x".into(), "session"),
-            (|c| c.allow_ips = vec!["203.0.113.10".into()], "not a CIDR"),
-            (|c| c.allow_ips = vec!["203.0.113.10/33".into()], "not a CIDR"),
-            (|c| c.allow_vpces = vec!["vpc-1".into()], "VPC endpoint"),
-            (
-                |c| {
-                    c.allow_ips.clear();
-                    c.allow_vpces.clear()
-                },
-                "no trusted identity",
-            ),
-        ];
-        for (f, want) in cases {
-            let mut x = c();
-            f(&mut x);
-            let e = x.validate().expect_err(want).to_string();
-            assert!(e.contains(want), "{e}");
-        }
-        assert!(c().validate().is_ok());
-    }
-
-    #[test]
-    fn cidrs_are_normalised() {
-        assert_eq!(cidr("203.0.113.10").as_deref(), Some("203.0.113.10/32"));
-        assert_eq!(cidr("2001:db8::/64").as_deref(), Some("2001:db8::/64"));
-        assert_eq!(cidr("2001:db8::1").as_deref(), Some("2001:db8::1/128"));
-        assert_eq!(cidr("nope"), None);
-        assert_eq!(cidr("10.0.0.0/x"), None);
-    }
+    use serde_json::json;
 
     struct Records(Option<String>);
 

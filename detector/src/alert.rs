@@ -84,6 +84,10 @@ pub struct Alert {
     pub out_of_order: bool,
     pub reason: String,
     pub detector_version: String,
+    /// What the detector's automatic containment did (`install --auto-contain`); absent when
+    /// it is off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub containment: Option<crate::contain::AutoContainment>,
 }
 
 /// Characters SNS accepts in a subject, and its length limit.

@@ -1139,6 +1139,7 @@ impl<S: StateStore, A: AlertSink> Detector<S, A> {
             out_of_order,
             reason,
             detector_version: self.version.clone(),
+            containment: None,
         }
     }
 }

@@ -8,6 +8,7 @@
 
 pub mod actiontrail;
 pub mod alert;
+pub mod contain;
 pub mod engine;
 pub mod error;
 pub mod event;

@@ -299,6 +299,7 @@ pub(crate) mod tests {
             out_of_order: false,
             reason: "an EC2 instance credential was used from a network identity the instance has never used".into(),
             detector_version: "unit".into(),
+            containment: None,
         }
     }
 

@@ -216,8 +216,8 @@ pub async fn run_contain(args: &ContainArgs, g: &GlobalArgs) -> anyhow::Result<u
     let alert = named_alert(g, &args.who).await?;
     let c = containment(args, alert.as_ref())?;
     let iam = iam_for(g, &args.who, &c.account).await?;
-    let role_id = iam.role_id(&c.role).await?;
-    let doc = c.policy(&role_id);
+    let role = iam.role(&c.role).await?;
+    let doc = c.policy(&role.id);
     let name = c.policy_name();
     println!(
         "contain: attach inline policy {name} to role {} in {} (session {}{}):",
