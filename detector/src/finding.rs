@@ -97,6 +97,7 @@ pub fn asff(alert: &Alert, region: &str, account: &str, now: &str) -> Value {
             "ctguard/offending_event_id": alert.offending.event_id.as_deref().map(clean).unwrap_or_default(),
             "ctguard/offending_event_name": alert.offending.event_name.as_deref().map(clean).unwrap_or_default(),
             "ctguard/trace_command": c.first().cloned().unwrap_or_default(),
+            "ctguard/containment": alert.containment.as_ref().map(|c| c.status.as_str()).unwrap_or("off"),
         },
         "Resources": resources,
         "RecordState": "ACTIVE",
@@ -135,6 +136,17 @@ mod tests {
             .starts_with("ctguard trace --access-key"));
         assert!(f["Remediation"]["Recommendation"]["Text"].as_str().unwrap_or("").contains("ctguard contain"));
         assert!(f["Description"].as_str().unwrap_or("").chars().count() <= 1024);
+        assert_eq!(f["ProductFields"]["ctguard/containment"], "off");
+        let mut contained = a.clone();
+        contained.containment = Some(crate::contain::AutoContainment {
+            status: crate::contain::AutoStatus::Applied,
+            role: Some("app".into()),
+            policy: Some("ctguard-contain-i-0123456789abcdef0".into()),
+            detail: "d".into(),
+            release: Some("ctguard release".into()),
+        });
+        let g = asff(&contained, "us-east-1", "123456789012", "2024-05-01T10:05:00Z");
+        assert_eq!(g["ProductFields"]["ctguard/containment"], "applied");
         // The same alert, rendered again (a retry), is the same finding.
         assert_eq!(asff(&a, "us-east-1", "123456789012", "2024-05-01T10:05:00Z"), f);
     }

@@ -125,6 +125,18 @@ fn next_steps(alert: &Alert) -> Vec<String> {
     ]
 }
 
+/// What the automatic containment did, in one line.
+fn containment_line(c: &crate::contain::AutoContainment) -> String {
+    use crate::contain::AutoStatus;
+    let head = match c.status {
+        AutoStatus::Applied => "CONTAINED automatically",
+        AutoStatus::AlreadyContained => "Already contained",
+        AutoStatus::NotEligible | AutoStatus::NotOptedIn => "Not contained",
+        AutoStatus::Failed => "Automatic containment FAILED",
+    };
+    format!("{head}: {}", clean(&c.detail))
+}
+
 /// The email body: plain text, readable without tools.
 pub fn email_text(alert: &Alert) -> String {
     let mut t = String::new();
@@ -170,6 +182,13 @@ pub fn email_text(alert: &Alert) -> String {
     }
     line(&mut t, &format!("Offending call: {}", call_line(&alert.offending)));
     line(&mut t, "");
+    if let Some(c) = &alert.containment {
+        line(&mut t, &containment_line(c));
+        if let Some(r) = &c.release {
+            line(&mut t, &format!("  Undo: {}", clean(r)));
+        }
+        line(&mut t, "");
+    }
     line(&mut t, "What to do next:");
     for (i, s) in next_steps(alert).iter().enumerate() {
         line(&mut t, &format!("  {}. {s}", i + 1));
@@ -201,6 +220,10 @@ pub fn chatbot(alert: &Alert) -> Value {
         shown_identity(&alert.seen_identity),
         call_line(&alert.offending),
     );
+    if let Some(c) = &alert.containment {
+        description.push('\n');
+        description.push_str(&containment_line(c));
+    }
     if alert.synthetic {
         description = format!("_Synthetic test alert from `ctguard verify`: not an incident._\n{description}");
     }
@@ -340,6 +363,37 @@ pub(crate) mod tests {
         }
         assert!(!t.contains("SYNTHETIC"));
         assert!(email_text(&sample(true)).starts_with("*** SYNTHETIC TEST ALERT"));
+    }
+
+    #[test]
+    fn the_containment_outcome_is_told_with_its_undo() {
+        use crate::contain::{AutoContainment, AutoStatus};
+        let mut a = sample(false);
+        assert!(!email_text(&a).contains("contained"), "off: not mentioned");
+        a.containment = Some(AutoContainment {
+            status: AutoStatus::Applied,
+            role: Some("app".into()),
+            policy: Some("ctguard-contain-i-0123456789abcdef0".into()),
+            detail: "session i-0123456789abcdef0 of role app is denied\r\nforged".into(),
+            release: Some("ctguard release --account 123456789012 --role app --session i-0123456789abcdef0".into()),
+        });
+        let t = email_text(&a);
+        assert!(t.contains("CONTAINED automatically: session i-0123456789abcdef0 of role app is denied??forged"), "{t}");
+        assert!(t.contains("  Undo: ctguard release --account 123456789012 --role app --session i-0"), "{t}");
+        let d = chatbot(&a)["content"]["description"].as_str().unwrap_or("").to_string();
+        assert!(d.contains("CONTAINED automatically"), "{d}");
+        a.containment = Some(AutoContainment {
+            status: AutoStatus::Failed,
+            role: None,
+            policy: None,
+            detail: "IAM did not answer".into(),
+            release: None,
+        });
+        assert!(email_text(&a).contains("Automatic containment FAILED: IAM did not answer"));
+        // The machine form carries it as data.
+        let m: Value = serde_json::from_str(&sns_message(&a)).expect("json");
+        let alert: Value = serde_json::from_str(m["default"].as_str().unwrap_or("")).expect("alert");
+        assert_eq!(alert["containment"]["status"], "failed");
     }
 
     #[test]

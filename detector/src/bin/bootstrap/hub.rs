@@ -1,23 +1,11 @@
-//! Security Hub's `BatchImportFindings`, sent as one SigV4-signed `POST /findings/import`.
-//!
-//! Not the SDK crate: `aws-sdk-securityhub` carries the whole ASFF model (thousands of types)
-//! and would add minutes to every build and megabytes to the Lambda zip for one call whose
-//! body [`ctguard_detector::finding::asff`] already builds. The pieces used here (the signer,
-//! the HTTPS connector, the credentials chain) are the ones the SDK clients in this binary
-//! already link.
+//! Security Hub's `BatchImportFindings`, sent as one SigV4-signed `POST /findings/import`
+//! ([`crate::signed`]): the finding's body is [`ctguard_detector::finding::asff`].
 
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
-use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
-use aws_sigv4::sign::v4;
-use aws_smithy_http_client::Connector;
-use aws_smithy_runtime_api::client::http::HttpConnector;
-use aws_smithy_runtime_api::client::identity::Identity;
-use aws_smithy_runtime_api::http::Request as HttpRequest;
-use aws_smithy_types::body::SdkBody;
-use aws_smithy_types::byte_stream::ByteStream;
 use serde_json::{json, Value};
+
+use crate::signed::{endpoint_from_env, Signed};
 
 /// Per attempt: connect, send, read the answer. The caller bounds the whole import further
 /// (`notifier::SECONDARY_BUDGET`).
@@ -26,22 +14,11 @@ const ATTEMPT: Duration = Duration::from_millis(1500);
 const ATTEMPTS: u32 = 3;
 
 pub struct SecurityHub {
-    connector: Connector,
-    credentials: SharedCredentialsProvider,
+    signed: Signed,
     endpoint: String,
     /// The region and account of the product the findings go to: the detector's own.
     pub region: String,
     pub account: String,
-}
-
-/// Where the API is: `AWS_ENDPOINT_URL_SECURITYHUB`, else `AWS_ENDPOINT_URL` (the SDK's own
-/// overrides, honoured the same way), else the public regional endpoint.
-pub fn endpoint(region: &str, service_override: Option<String>, global_override: Option<String>) -> String {
-    service_override
-        .or(global_override)
-        .filter(|u| !u.trim().is_empty())
-        .map(|u| u.trim().trim_end_matches('/').to_string())
-        .unwrap_or_else(|| format!("https://securityhub.{region}.amazonaws.com"))
 }
 
 /// The product ARN `arn:PARTITION:securityhub:REGION:ACCOUNT:product/ACCOUNT/default` as
@@ -62,18 +39,10 @@ pub fn parse_product(arn: &str) -> Result<(String, String), String> {
 }
 
 impl SecurityHub {
-    pub fn new(
-        connector: Connector,
-        credentials: SharedCredentialsProvider,
-        product_arn: &str,
-    ) -> Result<Self, String> {
+    pub fn new(signed: Signed, product_arn: &str) -> Result<Self, String> {
         let (region, account) = parse_product(product_arn)?;
-        let endpoint = endpoint(
-            &region,
-            std::env::var("AWS_ENDPOINT_URL_SECURITYHUB").ok(),
-            std::env::var("AWS_ENDPOINT_URL").ok(),
-        );
-        Ok(SecurityHub { connector, credentials, endpoint, region, account })
+        let endpoint = endpoint_from_env("SECURITYHUB", format!("https://securityhub.{region}.amazonaws.com"));
+        Ok(SecurityHub { signed, endpoint, region, account })
     }
 
     /// Imports one finding; `Err` names what failed. A finding Security Hub refused
@@ -85,48 +54,17 @@ impl SecurityHub {
             if attempt > 0 {
                 tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
             }
-            match tokio::time::timeout(ATTEMPT, self.send(&body)).await {
-                Err(_) => last = format!("no answer within {ATTEMPT:?}"),
-                Ok(Ok((status, text))) => match judge(status, &text) {
+            let url = format!("{}/findings/import", self.endpoint);
+            match self.signed.post(&url, &self.region, "securityhub", "application/json", &body, ATTEMPT).await {
+                Ok((status, text)) => match judge(status, &text) {
                     Verdict::Done => return Ok(()),
                     Verdict::Retry(e) => last = e,
                     Verdict::Fail(e) => return Err(e),
                 },
-                Ok(Err(e)) => last = e,
+                Err(e) => last = e,
             }
         }
         Err(format!("{ATTEMPTS} attempts failed, the last: {last}"))
-    }
-
-    async fn send(&self, body: &str) -> Result<(u16, String), String> {
-        let creds = self.credentials.provide_credentials().await.map_err(|e| format!("credentials: {e}"))?;
-        let identity: Identity = creds.into();
-        let url = format!("{}/findings/import", self.endpoint);
-        let mut request = http::Request::builder()
-            .method("POST")
-            .uri(&url)
-            .header("content-type", "application/json")
-            .body(SdkBody::from(body.to_string()))
-            .map_err(|e| format!("request: {e}"))?;
-        let params = v4::SigningParams::builder()
-            .identity(&identity)
-            .region(&self.region)
-            .name("securityhub")
-            .time(SystemTime::now())
-            .settings(SigningSettings::default())
-            .build()
-            .map_err(|e| format!("signing: {e}"))?
-            .into();
-        let headers = [("content-type", "application/json")];
-        let signable = SignableRequest::new("POST", &url, headers.into_iter(), SignableBody::Bytes(body.as_bytes()))
-            .map_err(|e| format!("signing: {e}"))?;
-        let (instructions, _) = sign(signable, &params).map_err(|e| format!("signing: {e}"))?.into_parts();
-        instructions.apply_to_request_http1x(&mut request);
-        let request = HttpRequest::try_from(request).map_err(|e| format!("request: {e}"))?;
-        let response = self.connector.call(request).await.map_err(|e| format!("sending: {e}"))?;
-        let status = response.status().as_u16();
-        let bytes = ByteStream::new(response.into_body()).collect().await.map_err(|e| format!("reading: {e}"))?;
-        Ok((status, String::from_utf8_lossy(&bytes.into_bytes()).into_owned()))
     }
 }
 
@@ -161,14 +99,6 @@ fn judge(status: u16, body: &str) -> Verdict {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn endpoint_overrides_and_default() {
-        assert_eq!(endpoint("eu-west-1", None, None), "https://securityhub.eu-west-1.amazonaws.com");
-        assert_eq!(endpoint("eu-west-1", None, Some("http://127.0.0.1:5000/".into())), "http://127.0.0.1:5000");
-        assert_eq!(endpoint("eu-west-1", Some("http://a:1".into()), Some("http://b:2".into())), "http://a:1");
-        assert_eq!(endpoint("eu-west-1", Some(" ".into()), None), "https://securityhub.eu-west-1.amazonaws.com");
-    }
 
     #[test]
     fn only_the_default_product_of_an_account() {

@@ -8,7 +8,9 @@
 
 mod dynamo;
 mod hub;
+mod iam;
 mod notifier;
+mod signed;
 mod sns;
 
 use std::time::Duration;
@@ -26,7 +28,8 @@ use serde_json::{json, Value};
 use ctguard_detector::health::{self, NotNotice, ALARM_DETAIL_TYPE};
 use dynamo::DynamoStore;
 use hub::SecurityHub;
-use notifier::{HealthSink, Notifier};
+use notifier::{AutoContain, HealthSink, Notifier};
+use signed::Signed;
 use sns::SnsSink;
 
 type Engine = Detector<DynamoStore, Notifier>;
@@ -128,24 +131,39 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     }
     let topic_cfg = topic_cfg.build();
     let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&table_cfg), table);
+    // Security Hub and IAM are called with signed requests of their own (no SDK crates).
+    let signed = || -> Result<Signed, lambda_runtime::Error> {
+        let credentials = base.credentials_provider().ok_or("no AWS credentials provider")?;
+        let connector = aws_smithy_http_client::Connector::builder()
+            .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
+                aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
+            ))
+            .build();
+        Ok(Signed::new(connector, credentials))
+    };
     // Security Hub: on when the stack gives the product to import into (install --security-hub).
     let hub = match std::env::var("CTGUARD_SECURITY_HUB_PRODUCT").ok().filter(|p| !p.trim().is_empty()) {
-        Some(product) => {
-            let credentials = base.credentials_provider().ok_or("no AWS credentials provider")?;
-            let connector = aws_smithy_http_client::Connector::builder()
-                .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
-                    aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
-                ))
-                .build();
-            Some(
-                SecurityHub::new(connector, credentials, product.trim())
-                    .map_err(|e| format!("CTGUARD_SECURITY_HUB_PRODUCT: {e}"))?,
-            )
-        }
+        Some(product) => Some(
+            SecurityHub::new(signed()?, product.trim()).map_err(|e| format!("CTGUARD_SECURITY_HUB_PRODUCT: {e}"))?,
+        ),
         None => None,
     };
-    let sink =
-        Notifier { sns: SnsSink::new(aws_sdk_sns::Client::new(&topic_cfg), topic), records: Some(store.clone()), hub };
+    // Automatic containment: on when the stack names the account whose opted-in roles the
+    // detector may contain (install --auto-contain): its own.
+    let contain = match std::env::var("CTGUARD_AUTO_CONTAIN_ACCOUNT").ok().map(|a| a.trim().to_string()) {
+        Some(account) if account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit()) => {
+            let region = base.region().map(|r| r.to_string()).unwrap_or_default();
+            Some(AutoContain { iam: iam::Iam::new(signed()?, &region), account })
+        }
+        Some(a) if !a.is_empty() => return Err(format!("CTGUARD_AUTO_CONTAIN_ACCOUNT `{a}` is not an account id").into()),
+        _ => None,
+    };
+    let sink = Notifier {
+        sns: SnsSink::new(aws_sdk_sns::Client::new(&topic_cfg), topic),
+        records: Some(store.clone()),
+        hub,
+        contain,
+    };
     let engine: &'static Engine = Box::leak(Box::new(Detector::new(store, sink, policy, version)));
     lambda_runtime::run(service_fn(move |ev: LambdaEvent<Box<RawValue>>| handle(engine, engine.sink(), ev.payload)))
         .await

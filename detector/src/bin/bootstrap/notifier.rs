@@ -1,6 +1,9 @@
-//! Everything one alert produces, in order: its record in the state table (for
-//! `ctguard contain --alert ID`) and its Security Hub finding (when enabled), together and
-//! within [`SECONDARY_BUDGET`], then the SNS message. The SNS alert is the one that must go
+//! Everything one alert produces, in order: the automatic containment of the session (when
+//! enabled, `install --auto-contain`), within [`CONTAIN_BUDGET`]; then its record in the state
+//! table (for `ctguard contain --alert ID`) and its Security Hub finding (when enabled),
+//! together and within [`SECONDARY_BUDGET`]; then the SNS message. The containment goes first
+//! because it is the step that stops the thief, and its outcome travels in the alert
+//! (`containment`), so the record, the finding and the message all say what was done. The SNS alert is the one that must go
 //! out: the record and the finding come first because both are idempotent (the same item, the
 //! same finding id: a retried event rewrites them, never duplicates them), and they are bounded
 //! and best effort, so that neither a slow nor a failing Security Hub holds the alert back by
@@ -9,12 +12,14 @@
 
 use std::time::Duration;
 
+use ctguard_detector::contain::{auto_contain, AutoContainment, AutoStatus};
 use ctguard_detector::health::HealthNotice;
 use ctguard_detector::time::{format_rfc3339, now_ms};
 use ctguard_detector::{Alert, AlertSink, SinkError};
 
 use crate::dynamo::DynamoStore;
 use crate::hub::SecurityHub;
+use crate::iam::Iam;
 use crate::sns::SnsSink;
 
 /// Where health notices go ([`ctguard_detector::health`]).
@@ -26,7 +31,18 @@ pub struct Notifier {
     pub sns: SnsSink,
     pub records: Option<DynamoStore>,
     pub hub: Option<SecurityHub>,
+    pub contain: Option<AutoContain>,
 }
+
+/// Automatic containment: IAM, and the account whose roles it may act on (the detector's).
+pub struct AutoContain {
+    pub iam: Iam,
+    pub account: String,
+}
+
+/// The most the automatic containment may delay an alert (three IAM calls, each tried again
+/// once or twice when throttled).
+pub const CONTAIN_BUDGET: Duration = Duration::from_secs(4);
 
 /// The most the record and the finding may delay an alert, together.
 pub const SECONDARY_BUDGET: Duration = Duration::from_secs(3);
@@ -59,8 +75,45 @@ impl Notifier {
     }
 }
 
+impl Notifier {
+    /// `alert` with what automatic containment did, when it is on.
+    async fn contained(&self, alert: &Alert) -> Option<AutoContainment> {
+        let auto = self.contain.as_ref()?;
+        let outcome = match tokio::time::timeout(CONTAIN_BUDGET, auto_contain(&auto.iam, alert, &auto.account)).await {
+            Ok(o) => o,
+            Err(_) => AutoContainment {
+                status: AutoStatus::Failed,
+                role: None,
+                policy: None,
+                detail: format!("IAM did not answer within {CONTAIN_BUDGET:?}: contain it by hand"),
+                release: None,
+            },
+        };
+        match outcome.status {
+            AutoStatus::Applied | AutoStatus::AlreadyContained => {
+                tracing::warn!(alert_id = %alert.id, status = outcome.status.as_str(), detail = %outcome.detail, "session contained")
+            }
+            AutoStatus::Failed => {
+                tracing::error!(alert_id = %alert.id, detail = %outcome.detail, "automatic containment failed")
+            }
+            AutoStatus::NotEligible | AutoStatus::NotOptedIn => {
+                tracing::info!(alert_id = %alert.id, status = outcome.status.as_str(), detail = %outcome.detail, "not contained")
+            }
+        }
+        Some(outcome)
+    }
+}
+
 impl AlertSink for Notifier {
     async fn publish(&self, alert: &Alert) -> Result<(), SinkError> {
+        let with_containment;
+        let alert = match self.contained(alert).await {
+            Some(c) => {
+                with_containment = Alert { containment: Some(c), ..alert.clone() };
+                &with_containment
+            }
+            None => alert,
+        };
         if !alert.synthetic {
             let now = now_ms();
             let both = async { tokio::join!(self.record(alert, now), self.import(alert, now)) };
