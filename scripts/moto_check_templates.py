@@ -250,6 +250,7 @@ def static_checks(chk: Checker) -> None:
             [
                 "DetectorVersion", "ArtifactsAccountId", "HomeRegion", "CodeKey",
                 "AlertTopicArn", "Policy", "LogRetentionDays", "DefaultTtlHours", "SecurityHub",
+                "AutoContain",
             ]
         ),
         "region template parameters are the same org-wide",
@@ -611,6 +612,7 @@ def check_region(
     table_arn = f"arn:aws:dynamodb:{params['HomeRegion']}:{account}:table/ctguard-state"
     topic_arn = params.get("AlertTopicArn") or f"arn:aws:sns:{params['HomeRegion']}:{account}:ctguard-alerts"
     hub = params.get("SecurityHub") == "true"
+    auto_contain = params.get("AutoContain") == "true"
     product_arn = f"arn:aws:securityhub:{region}:{account}:product/{account}/default"
     fn_arn = f"arn:aws:lambda:{region}:{account}:function:ctguard-detector"
     rule_arn = f"arn:aws:events:{region}:{account}:rule/ctguard-detector"
@@ -669,8 +671,20 @@ def check_region(
             "role inline policy (least privilege)",
         )
         names = iam.list_role_policies(RoleName=role_name)["PolicyNames"]
-        chk.eq(sorted(names), sorted(["ctguard-detector"] + (["ctguard-detector-securityhub"] if hub else [])),
-               "role policies: the Security Hub grant only when enabled")
+        chk.eq(sorted(names), sorted(["ctguard-detector"] + (["ctguard-detector-securityhub"] if hub else [])
+                                     + (["ctguard-detector-contain"] if auto_contain else [])),
+               "role policies: the Security Hub and containment grants only when enabled")
+        if auto_contain:
+            doc = policy_document(
+                iam.get_role_policy(RoleName=role_name, PolicyName="ctguard-detector-contain")["PolicyDocument"]
+            )
+            chk.eq([(s["Sid"], s["Effect"], s["Action"], s["Resource"], s.get("Condition")) for s in doc["Statement"]],
+                   [("ContainOptedInRoles", "Allow", ["iam:GetRole", "iam:GetRolePolicy", "iam:PutRolePolicy"],
+                     f"arn:aws:iam::{account}:role/*",
+                     {"StringEquals": {"aws:ResourceTag/ctguard-auto-contain": "true"}}),
+                    ("NeverCtguardsOwnRoles", "Deny", "iam:PutRolePolicy", f"arn:aws:iam::{account}:role/ctguard-*",
+                     None)],
+                   "containment grant: this account's opted-in roles only, never ctguard's own")
         if hub:
             doc = policy_document(
                 iam.get_role_policy(RoleName=role_name, PolicyName="ctguard-detector-securityhub")["PolicyDocument"]
@@ -727,6 +741,7 @@ def check_region(
                 "CTGUARD_DEFAULT_TTL_HOURS": params.get("DefaultTtlHours", "12"),
                 "CTGUARD_VERSION": VERSION,
                 "CTGUARD_SECURITY_HUB_PRODUCT": product_arn if hub else "",
+                "CTGUARD_AUTO_CONTAIN_ACCOUNT": account if auto_contain else "",
             },
             "function environment",
         )
@@ -918,10 +933,14 @@ def run(chk: Checker, endpoint: str) -> None:
             "Policy": json.dumps({"allow": [{"role": "ci-deployer", "networks": ["10.0.0.0/8"]}]}),
             "LogRetentionDays": "30" if region == OTHER_REGION else "90",
             "DefaultTtlHours": "12",
-            # Both branches of the Security Hub condition.
+            # Both branches of the Security Hub and containment conditions.
             "SecurityHub": "true" if region == OTHER_REGION else "false",
+            "AutoContain": "true" if region == HOME_REGION else "false",
         }
-        off = frozenset() if params["SecurityHub"] == "true" else frozenset({"DetectorSecurityHubPolicy"})
+        off = frozenset(
+            ([] if params["SecurityHub"] == "true" else ["DetectorSecurityHubPolicy"])
+            + ([] if params["AutoContain"] == "true" else ["DetectorContainPolicy"])
+        )
         outputs = create_stack(chk, mgmt, region, "ctguard-region", "ctguard-region.yaml", params, off=off)
         if outputs is None:
             return
@@ -968,7 +987,7 @@ def run(chk: Checker, endpoint: str) -> None:
             "CodeKey": codes[HOME_REGION][0],
             "AlertTopicArn": central_topic,
         }
-        m_out = create_stack(chk, member, HOME_REGION, "ctguard-region", "ctguard-region.yaml", m_params, off=frozenset({"DetectorSecurityHubPolicy"}))
+        m_out = create_stack(chk, member, HOME_REGION, "ctguard-region", "ctguard-region.yaml", m_params, off=frozenset({"DetectorSecurityHubPolicy", "DetectorContainPolicy"}))
         if m_out is not None:
             check_region(chk, member, member_id, HOME_REGION, m_out, m_params, codes[HOME_REGION][1])
             topics = [t["TopicArn"] for t in member.client("sns").list_topics()["Topics"]]

@@ -220,6 +220,7 @@ fn main() -> Result<(), String> {
             log_retention_days: 90,
             default_ttl_hours: 12,
             security_hub: false,
+            auto_contain: false,
         };
         let quiet = |_: &DeployEvent| {};
         let poll = PollOptions { first_delay: Duration::from_millis(200), ..PollOptions::default() };

@@ -964,6 +964,7 @@ mod tests {
             log_retention_days: 90,
             default_ttl_hours: 12,
             security_hub: false,
+            auto_contain: false,
         }
     }
 

@@ -267,6 +267,7 @@ mod tests {
             log_retention_days: 90,
             default_ttl_hours: 12,
             security_hub: false,
+            auto_contain: false,
         }
     }
     fn bundled() -> Bundled {

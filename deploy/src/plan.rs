@@ -275,12 +275,20 @@ pub struct Stated {
     pub log_retention_days: bool,
     pub default_ttl_hours: bool,
     pub security_hub: bool,
+    pub auto_contain: bool,
 }
 
 impl Stated {
     /// Every setting stated: the configuration is applied as given.
     pub const ALL: Stated =
-        Stated { alert: true, policy: true, log_retention_days: true, default_ttl_hours: true, security_hub: true };
+        Stated {
+            alert: true,
+            policy: true,
+            log_retention_days: true,
+            default_ttl_hours: true,
+            security_hub: true,
+            auto_contain: true,
+        };
 }
 
 /// Everything to do in one account × region, in order.
@@ -425,6 +433,9 @@ pub struct InstallConfig {
     pub default_ttl_hours: u32,
     /// Import alerts into Security Hub (the regional template's `SecurityHub`).
     pub security_hub: bool,
+    /// Let the detector contain opted-in roles' sessions by itself (the regional template's
+    /// `AutoContain`).
+    pub auto_contain: bool,
 }
 
 impl InstallConfig {
@@ -479,6 +490,7 @@ impl InstallConfig {
             ("LogRetentionDays".to_string(), self.log_retention_days.to_string()),
             ("DefaultTtlHours".to_string(), self.default_ttl_hours.to_string()),
             ("SecurityHub".to_string(), self.security_hub.to_string()),
+            ("AutoContain".to_string(), self.auto_contain.to_string()),
         ]);
         StackSpec::new(StackKind::Region, StackKind::Region.template_body(), p, &self.version)
     }
@@ -519,6 +531,9 @@ impl InstallConfig {
             if !stated.security_hub {
                 // A stack from before the parameter existed has it off.
                 c.security_hub = param(StackKind::Region, "SecurityHub").is_some_and(|v| v == "true");
+            }
+            if !stated.auto_contain {
+                c.auto_contain = param(StackKind::Region, "AutoContain").is_some_and(|v| v == "true");
             }
         }
         c
@@ -634,6 +649,7 @@ mod tests {
             log_retention_days: 90,
             default_ttl_hours: 12,
             security_hub: false,
+            auto_contain: false,
         }
     }
 

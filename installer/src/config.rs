@@ -17,6 +17,7 @@
 //! log_retention_days = 90
 //! default_ttl_hours = 12
 //! security_hub = false             # import alerts into Security Hub as findings
+//! auto_contain = false             # contain opted-in roles' sessions automatically
 //! auto_deploy = true
 //! ```
 
@@ -69,6 +70,7 @@ pub struct FileDetector {
     pub log_retention_days: Option<u32>,
     pub default_ttl_hours: Option<u32>,
     pub security_hub: Option<bool>,
+    pub auto_contain: Option<bool>,
     pub auto_deploy: Option<bool>,
 }
 

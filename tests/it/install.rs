@@ -613,12 +613,12 @@ fn detector_role_has_no_wildcard_beyond_its_own_log_group() {
                         attached.len() == 1 && attached[0].contains("Ref") && attached[0].contains("\"DetectorRole\""),
                         "{t} {id:?}: attached to the detector role only: {attached:?}"
                     );
-                    assert_eq!(
-                        res.get("Condition").and_then(Y::as_str),
-                        Some("ImportFindings"),
-                        "{t} {id:?}: only when enabled"
-                    );
-                    (&own, &["SecurityHubFindings"])
+                    // Only when enabled.
+                    match res.get("Condition").and_then(Y::as_str) {
+                        Some("ImportFindings") => (&own, &["SecurityHubFindings"]),
+                        Some("AutoContainSessions") => (&own, &["ContainOptedInRoles", "NeverCtguardsOwnRoles"]),
+                        other => panic!("{t} {id:?}: a grant of its own must be conditional, not {other:?}"),
+                    }
                 }
                 other => panic!("{t} {id:?}: unexpected IAM resource {other}"),
             };
@@ -631,7 +631,24 @@ fn detector_role_has_no_wildcard_beyond_its_own_log_group() {
                     .expect("Statement");
                 for s in stmts {
                     let sid = s.get("Sid").and_then(Y::as_str).unwrap_or("?").to_string();
-                    assert_eq!(s.get("Effect").and_then(Y::as_str), Some("Allow"));
+                    // The one deny: automatic containment may never write ctguard's own roles.
+                    let deny = sid == "NeverCtguardsOwnRoles";
+                    assert_eq!(s.get("Effect").and_then(Y::as_str), Some(if deny { "Deny" } else { "Allow" }), "{sid}");
+                    if deny {
+                        assert_eq!(s.get("Action").and_then(Y::as_str), Some("iam:PutRolePolicy"));
+                        let mut r = Vec::new();
+                        strings(s.get("Resource").expect("Resource"), &mut r);
+                        assert_eq!(r, ["arn:${AWS::Partition}:iam::${AWS::AccountId}:role/ctguard-*"]);
+                        sids.push(sid);
+                        continue;
+                    }
+                    // Any role of the account, but only those carrying the opt-in tag.
+                    let tag_bound = s
+                        .get("Condition")
+                        .and_then(|c| c.get("StringEquals"))
+                        .and_then(|c| c.get("aws:ResourceTag/ctguard-auto-contain"))
+                        .and_then(Y::as_str)
+                        == Some("true");
                     let mut actions = Vec::new();
                     strings(s.get("Action").expect("Action"), &mut actions);
                     for a in &actions {
@@ -644,7 +661,8 @@ fn detector_role_has_no_wildcard_beyond_its_own_log_group() {
                     let mut resources = Vec::new();
                     strings(s.get("Resource").expect("Resource"), &mut resources);
                     for r in &resources {
-                        let allowed = r == own_log_group;
+                        let allowed = r == own_log_group
+                            || (tag_bound && r == "arn:${AWS::Partition}:iam::${AWS::AccountId}:role/*");
                         assert!(!r.contains('*') || allowed, "{t} {sid}: wildcard resource {r}");
                     }
                     assert!(s.get("NotAction").is_none() && s.get("NotResource").is_none(), "{t} {sid}: no Not*");

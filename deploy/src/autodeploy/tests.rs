@@ -32,6 +32,7 @@ fn cfg() -> InstallConfig {
         log_retention_days: 90,
         default_ttl_hours: 12,
         security_hub: false,
+        auto_contain: false,
     }
 }
 

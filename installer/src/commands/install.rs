@@ -78,6 +78,15 @@ pub struct InstallArgs {
     /// Stop importing alerts into Security Hub.
     #[arg(long)]
     pub no_security_hub: bool,
+    /// Let the detector contain by itself: on a HIGH alert of an EC2 instance's credentials,
+    /// attach the deny policy of `ctguard contain` to the instance's role, only for roles
+    /// tagged ctguard-auto-contain=true (the README explains the risk). Default: as deployed,
+    /// off on a first install.
+    #[arg(long, conflicts_with = "no_auto_contain")]
+    pub auto_contain: bool,
+    /// Stop containing automatically (the policies already attached stay: `ctguard release`).
+    #[arg(long)]
+    pub no_auto_contain: bool,
     /// Deploy automatically to accounts that join later (StackSets auto-deployment). Default:
     /// as deployed; on for a first install with --org or --ou (off with --ou --deploy-with direct).
     #[arg(long, conflicts_with = "no_auto_deploy")]
@@ -135,6 +144,7 @@ pub struct Wanted {
     pub log_retention_days: Option<u32>,
     pub default_ttl_hours: Option<u32>,
     pub security_hub: Option<bool>,
+    pub auto_contain: Option<bool>,
     pub auto_deploy: Option<bool>,
 }
 
@@ -200,7 +210,21 @@ impl Wanted {
             (_, true) => Some(false),
             _ => file.detector.security_hub,
         };
-        Ok(Wanted { targets: t, alert, policy, log_retention_days, default_ttl_hours, security_hub, auto_deploy })
+        let auto_contain = match (args.auto_contain, args.no_auto_contain) {
+            (true, _) => Some(true),
+            (_, true) => Some(false),
+            _ => file.detector.auto_contain,
+        };
+        Ok(Wanted {
+            targets: t,
+            alert,
+            policy,
+            log_retention_days,
+            default_ttl_hours,
+            security_hub,
+            auto_contain,
+            auto_deploy,
+        })
     }
 
     /// Which settings are stated (the others keep each target's deployed values).
@@ -211,6 +235,7 @@ impl Wanted {
             log_retention_days: self.log_retention_days.is_some(),
             default_ttl_hours: self.default_ttl_hours.is_some(),
             security_hub: self.security_hub.is_some(),
+            auto_contain: self.auto_contain.is_some(),
         }
     }
 }
@@ -341,6 +366,7 @@ pub async fn run(args: &InstallArgs, g: &GlobalArgs) -> anyhow::Result<u8> {
         log_retention_days: want.log_retention_days.unwrap_or(90),
         default_ttl_hours: want.default_ttl_hours.unwrap_or(12),
         security_hub: want.security_hub.unwrap_or(false),
+        auto_contain: want.auto_contain.unwrap_or(false),
     };
     let home = Target::new(s.caller_account.clone(), s.set.home_region.clone());
     let ss = s.stack_sets();
