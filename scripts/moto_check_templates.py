@@ -741,7 +741,8 @@ def check_region(
                 "CTGUARD_DEFAULT_TTL_HOURS": params.get("DefaultTtlHours", "12"),
                 "CTGUARD_VERSION": VERSION,
                 "CTGUARD_SECURITY_HUB_PRODUCT": product_arn if hub else "",
-                "CTGUARD_AUTO_CONTAIN_ACCOUNT": account if auto_contain else "",
+                "CTGUARD_AUTO_CONTAIN": "true" if auto_contain else "false",
+                "CTGUARD_ACCOUNT": account,
             },
             "function environment",
         )

@@ -280,15 +280,14 @@ pub struct Stated {
 
 impl Stated {
     /// Every setting stated: the configuration is applied as given.
-    pub const ALL: Stated =
-        Stated {
-            alert: true,
-            policy: true,
-            log_retention_days: true,
-            default_ttl_hours: true,
-            security_hub: true,
-            auto_contain: true,
-        };
+    pub const ALL: Stated = Stated {
+        alert: true,
+        policy: true,
+        log_retention_days: true,
+        default_ttl_hours: true,
+        security_hub: true,
+        auto_contain: true,
+    };
 }
 
 /// Everything to do in one account × region, in order.
@@ -782,7 +781,7 @@ mod tests {
             assert!(template.contains(&format!("\n  {k}:\n")), "template declares parameter {k}");
         }
         assert_eq!(p["ArtifactsAccountId"], "123456789012");
-        assert_eq!(p.len(), 9);
+        assert_eq!(p.len(), 10);
     }
 
     #[test]

@@ -13,9 +13,22 @@ use crate::alert::{Alert, Severity};
 use crate::notify::{clean, commands};
 use crate::time::format_rfc3339;
 
+/// The AWS partition of `region` and its DNS suffix: `aws-cn` (`amazonaws.com.cn`) for China,
+/// `aws-us-gov` for GovCloud, `aws` (`amazonaws.com`) everywhere else.
+pub fn partition(region: &str) -> (&'static str, &'static str) {
+    if region.starts_with("cn-") {
+        ("aws-cn", "amazonaws.com.cn")
+    } else if region.starts_with("us-gov-") {
+        ("aws-us-gov", "amazonaws.com")
+    } else {
+        ("aws", "amazonaws.com")
+    }
+}
+
 /// The default product ARN for custom findings of `account` in `region`.
 pub fn default_product_arn(region: &str, account: &str) -> String {
-    format!("arn:aws:securityhub:{region}:{account}:product/{account}/default")
+    let p = partition(region).0;
+    format!("arn:{p}:securityhub:{region}:{account}:product/{account}/default")
 }
 
 /// ASFF `Severity.Label` and the matching normalized score.
@@ -30,18 +43,19 @@ fn severity(s: Severity) -> (&'static str, u8) {
 /// Hub accepts findings only for the product's account). `now` is RFC 3339 (`UpdatedAt`).
 pub fn asff(alert: &Alert, region: &str, account: &str, now: &str) -> Value {
     let (label, normalized) = severity(alert.severity);
+    let part = partition(region).0;
     let mut resources = Vec::new();
     if let Some(role) = &alert.role_arn {
-        resources.push(json!({"Type": "AwsIamRole", "Id": clean(role), "Region": region, "Partition": "aws"}));
+        resources.push(json!({"Type": "AwsIamRole", "Id": clean(role), "Region": region, "Partition": part}));
     }
     if let Some(i) = &alert.instance_id {
         let owner = alert.account.as_deref().unwrap_or(account);
         let r = alert.offending.region.as_deref().unwrap_or(region);
         resources
-            .push(json!({"Type": "AwsEc2Instance", "Id": format!("arn:aws:ec2:{r}:{owner}:instance/{}", clean(i)),
-            "Region": r, "Partition": "aws"}));
+            .push(json!({"Type": "AwsEc2Instance", "Id": format!("arn:{part}:ec2:{r}:{owner}:instance/{}", clean(i)),
+            "Region": r, "Partition": part}));
     }
-    resources.push(json!({"Type": "AwsIamAccessKey", "Id": clean(&alert.access_key_id), "Region": region, "Partition": "aws",
+    resources.push(json!({"Type": "AwsIamAccessKey", "Id": clean(&alert.access_key_id), "Region": region, "Partition": part,
         "Details": {"AwsIamAccessKey": {"PrincipalName": alert.principal_arn.as_deref().map(clean).unwrap_or_default()}}}));
     let expected: Vec<String> = alert.expected.iter().map(|e| clean(&e.identity)).collect();
     let c = commands(alert);
@@ -149,6 +163,17 @@ mod tests {
         assert_eq!(g["ProductFields"]["ctguard/containment"], "applied");
         // The same alert, rendered again (a retry), is the same finding.
         assert_eq!(asff(&a, "us-east-1", "123456789012", "2024-05-01T10:05:00Z"), f);
+    }
+
+    #[test]
+    fn the_partition_follows_the_region() {
+        let a = crate::notify::tests::sample(false);
+        let f = asff(&a, "cn-north-1", "123456789012", "2024-05-01T10:05:00Z");
+        assert_eq!(f["ProductArn"], "arn:aws-cn:securityhub:cn-north-1:123456789012:product/123456789012/default");
+        assert!(f["Resources"].as_array().expect("resources").iter().all(|r| r["Partition"] == "aws-cn"), "{f}");
+        let g = asff(&a, "us-gov-west-1", "123456789012", "now");
+        assert_eq!(g["Resources"][0]["Partition"], "aws-us-gov");
+        assert_eq!(partition("eu-central-2"), ("aws", "amazonaws.com"));
     }
 
     #[test]

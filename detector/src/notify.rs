@@ -378,7 +378,10 @@ pub(crate) mod tests {
             release: Some("ctguard release --account 123456789012 --role app --session i-0123456789abcdef0".into()),
         });
         let t = email_text(&a);
-        assert!(t.contains("CONTAINED automatically: session i-0123456789abcdef0 of role app is denied??forged"), "{t}");
+        assert!(
+            t.contains("CONTAINED automatically: session i-0123456789abcdef0 of role app is denied??forged"),
+            "{t}"
+        );
         assert!(t.contains("  Undo: ctguard release --account 123456789012 --role app --session i-0"), "{t}");
         let d = chatbot(&a)["content"]["description"].as_str().unwrap_or("").to_string();
         assert!(d.contains("CONTAINED automatically"), "{d}");

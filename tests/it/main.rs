@@ -2,6 +2,7 @@
 
 mod alert_to_action;
 mod athena;
+mod auto_contain;
 mod contain;
 mod damaged_input;
 mod desired_state;

@@ -41,7 +41,8 @@ pub fn parse_product(arn: &str) -> Result<(String, String), String> {
 impl SecurityHub {
     pub fn new(signed: Signed, product_arn: &str) -> Result<Self, String> {
         let (region, account) = parse_product(product_arn)?;
-        let endpoint = endpoint_from_env("SECURITYHUB", format!("https://securityhub.{region}.amazonaws.com"));
+        let dns = ctguard_detector::finding::partition(&region).1;
+        let endpoint = endpoint_from_env("SECURITYHUB", format!("https://securityhub.{region}.{dns}"));
         Ok(SecurityHub { signed, endpoint, region, account })
     }
 

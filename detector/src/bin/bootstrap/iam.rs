@@ -30,12 +30,10 @@ pub struct Iam {
 
 /// IAM's global endpoint and signing region for the partition of `region` (the Lambda's own).
 pub fn partition_endpoint(region: &str) -> (String, String) {
-    if region.starts_with("cn-") {
-        ("https://iam.cn-north-1.amazonaws.com.cn".into(), "cn-north-1".into())
-    } else if region.starts_with("us-gov-") {
-        ("https://iam.us-gov.amazonaws.com".into(), "us-gov-west-1".into())
-    } else {
-        ("https://iam.amazonaws.com".into(), "us-east-1".into())
+    match ctguard_detector::finding::partition(region).0 {
+        "aws-cn" => ("https://iam.cn-north-1.amazonaws.com.cn".into(), "cn-north-1".into()),
+        "aws-us-gov" => ("https://iam.us-gov.amazonaws.com".into(), "us-gov-west-1".into()),
+        _ => ("https://iam.amazonaws.com".into(), "us-east-1".into()),
     }
 }
 
@@ -197,9 +195,8 @@ fn parse_role(xml: &str) -> Result<Role, String> {
 /// The `Code` and `Message` of an IAM error answer (`?` when it is not one).
 fn error_of(xml: &str) -> (String, String) {
     let leaves = leaves(xml, &["ErrorResponse", "ErrorResponse/Error"]).unwrap_or_default();
-    let get = |name: &str| {
-        leaves.iter().find(|(p, _)| p == &format!("ErrorResponse/Error/{name}")).map(|(_, v)| v.clone())
-    };
+    let get =
+        |name: &str| leaves.iter().find(|(p, _)| p == &format!("ErrorResponse/Error/{name}")).map(|(_, v)| v.clone());
     let short: String = xml.chars().take(200).collect();
     (get("Code").unwrap_or_else(|| "?".into()), get("Message").unwrap_or(short))
 }
@@ -242,13 +239,15 @@ mod tests {
         assert!(r.opted_in());
         let untagged = GET_ROLE.replace("<Value>true</Value>", "<Value>false</Value>");
         assert!(!parse_role(&untagged).expect("role").opted_in());
-        let no_tags = r#"<GetRoleResponse><GetRoleResult><Role><RoleId>AROAX</RoleId></Role></GetRoleResult></GetRoleResponse>"#;
+        let no_tags =
+            r#"<GetRoleResponse><GetRoleResult><Role><RoleId>AROAX</RoleId></Role></GetRoleResult></GetRoleResponse>"#;
         assert_eq!(parse_role(no_tags).expect("role"), Role { id: "AROAX".into(), tags: vec![] });
     }
 
     #[test]
     fn garbage_is_an_error_not_a_role() {
-        for bad in ["", "not xml", "<GetRoleResponse/>", "<ErrorResponse><Error><Code>x</Code></Error></ErrorResponse>"] {
+        for bad in ["", "not xml", "<GetRoleResponse/>", "<ErrorResponse><Error><Code>x</Code></Error></ErrorResponse>"]
+        {
             assert!(parse_role(bad).is_err(), "{bad}");
         }
     }

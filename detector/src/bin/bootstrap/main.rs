@@ -148,15 +148,19 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         ),
         None => None,
     };
-    // Automatic containment: on when the stack names the account whose opted-in roles the
-    // detector may contain (install --auto-contain): its own.
-    let contain = match std::env::var("CTGUARD_AUTO_CONTAIN_ACCOUNT").ok().map(|a| a.trim().to_string()) {
-        Some(account) if account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit()) => {
+    // Automatic containment (install --auto-contain): of opted-in roles of the detector's own
+    // account only.
+    let contain = match std::env::var("CTGUARD_AUTO_CONTAIN").unwrap_or_default().trim() {
+        "true" => {
+            let account = env("CTGUARD_ACCOUNT")?;
+            if !(account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit())) {
+                return Err(format!("CTGUARD_ACCOUNT `{account}` is not an account id").into());
+            }
             let region = base.region().map(|r| r.to_string()).unwrap_or_default();
             Some(AutoContain { iam: iam::Iam::new(signed()?, &region), account })
         }
-        Some(a) if !a.is_empty() => return Err(format!("CTGUARD_AUTO_CONTAIN_ACCOUNT `{a}` is not an account id").into()),
-        _ => None,
+        "" | "false" => None,
+        other => return Err(format!("CTGUARD_AUTO_CONTAIN `{other}` is neither true nor false").into()),
     };
     let sink = Notifier {
         sns: SnsSink::new(aws_sdk_sns::Client::new(&topic_cfg), topic),
