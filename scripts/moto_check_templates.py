@@ -791,18 +791,20 @@ def check_region(
         tags = events.list_tags_for_resource(ResourceARN=rule_arn)["Tags"]
         chk.eq(tag_dict(tags), TAGS, "rule tags")
 
-    # Health: the two alarms, and the rule that takes their state changes to the function.
+    # Health: the three alarms, and the rule that takes their state changes to the function.
     cw = aws.client("cloudwatch", region)
     alarms = {a["AlarmName"]: a for a in cw.describe_alarms(AlarmNamePrefix="ctguard-detector")["MetricAlarms"]}
     expected_alarms = {
         "ctguard-detector-dlq": ("AWS/SQS", "ApproximateNumberOfMessagesVisible", "Maximum",
                                  [{"Name": "QueueName", "Value": "ctguard-detector-dlq"}]),
         "ctguard-detector-errors": ("AWS/Lambda", "Errors", "Sum", [{"Name": "FunctionName", "Value": "ctguard-detector"}]),
+        "ctguard-detector-side-effects": ("ctguard", "AlertSideEffectFailures", "Sum",
+                                          [{"Name": "FunctionName", "Value": "ctguard-detector"}]),
     }
     # Plain moto's CloudFormation creates no alarm (the emulator of the end-to-end tests does,
     # and tests/it/alert_to_action.rs checks them there); the template's text is checked instead.
     tpl = load_template("ctguard-region.yaml")["Resources"]
-    for logical, (name, (ns, metric, stat, dims)) in zip(["DetectorDlqAlarm", "DetectorErrorsAlarm"], sorted(expected_alarms.items())):
+    for logical, (name, (ns, metric, stat, dims)) in zip(["DetectorDlqAlarm", "DetectorErrorsAlarm", "DetectorSideEffectsAlarm"], sorted(expected_alarms.items())):
         p = tpl[logical]["Properties"]
         # Errors must last 15 minutes (some are by design and retried); any DLQ message counts.
         periods = 3 if name.endswith("-errors") else 1
@@ -822,7 +824,7 @@ def check_region(
                 "detail-type": ["CloudWatch Alarm State Change"],
                 "resources": [f"arn:aws:cloudwatch:{region}:{account}:alarm:{n}" for n in sorted(expected_alarms)],
             },
-            "health rule pattern: the two alarms only",
+            "health rule pattern: the three alarms only",
         )
         targets = events.list_targets_by_rule(Rule="ctguard-detector-health")["Targets"]
         chk.eq([t["Arn"] for t in targets], [fn_arn], "health rule target: the function")

@@ -22,8 +22,11 @@ use crate::targets::{Target, TargetSet};
 pub const DLQ_ALARM: &str = "ctguard-detector-dlq";
 /// The alarm on the function's errors (created with every regional stack).
 pub const ERRORS_ALARM: &str = "ctguard-detector-errors";
-/// Both alarms `status` expects in a deployed target.
-pub const ALARMS: [&str; 2] = [DLQ_ALARM, ERRORS_ALARM];
+/// The alarm on alerts whose record, Security Hub finding or automatic containment failed
+/// (the detector counts them in its log: `ctguard_detector::emf`).
+pub const SIDE_EFFECTS_ALARM: &str = "ctguard-detector-side-effects";
+/// The alarms `status` expects in a deployed target.
+pub const ALARMS: [&str; 3] = [DLQ_ALARM, ERRORS_ALARM, SIDE_EFFECTS_ALARM];
 /// What [`HealthMetrics::alarms`] holds for an alarm that does not exist.
 pub const MISSING: &str = "MISSING";
 /// The function's log group (the regional template names it).
@@ -209,6 +212,10 @@ fn alarm_fix(name: &str) -> String {
     match name {
         DLQ_ALARM => format!("events wait in the DLQ {DLQ_NAME}: replay them with `ctguard redrive`"),
         ERRORS_ALARM => format!("the function is failing: read why in the log group {LOG_GROUP}"),
+        SIDE_EFFECTS_ALARM => format!(
+            "alerts went out, but their record, Security Hub finding or automatic containment failed: read which \
+             and why in the log group {LOG_GROUP}"
+        ),
         _ => "see the alarm in CloudWatch".into(),
     }
 }

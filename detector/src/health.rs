@@ -1,6 +1,8 @@
 //! The detector's own health, told on the alert topic: CloudWatch alarm state changes of the
-//! two alarms every region stack creates (`ctguard-detector-dlq`: events waiting in the
-//! dead-letter queue; `ctguard-detector-errors`: failed invocations) reach the function as
+//! three alarms every region stack creates (`ctguard-detector-dlq`: events waiting in the
+//! dead-letter queue; `ctguard-detector-errors`: failed invocations;
+//! `ctguard-detector-side-effects`: alerts whose record, finding or automatic containment
+//! failed, [`crate::emf`]) reach the function as
 //! EventBridge "CloudWatch Alarm State Change" events, and it publishes a notice on the same
 //! topic as its alerts.
 //!
@@ -94,6 +96,11 @@ pub fn notice(event: &Value, now: i64) -> Result<HealthNotice, NotNotice> {
     let time = text(event, &["detail", "state", "timestamp"]).or(text(event, &["time"])).map(clean).unwrap_or_default();
     let next_steps = if state != "ALARM" {
         vec!["Nothing: the alarm is back to OK.".to_string()]
+    } else if alarm.ends_with("-side-effects") {
+        vec![
+            format!("Alerts of ctguard-detector in {account}/{region} went out, but something they should also have produced did not: their record (for ctguard contain --alert), their Security Hub finding, or their automatic containment."),
+            format!("Find which and why in the log group /aws/lambda/ctguard-detector ({region}): lines \"alert record not written\", \"Security Hub import failed\", \"automatic containment failed\" or \"cut short\", with the alert id; contain by hand what was not contained (the alert names the command)."),
+        ]
     } else if alarm.ends_with("-dlq") {
         vec![
             format!("Events the detector could not process are waiting in the dead-letter queue ctguard-detector-dlq of {account} in {region}: until they are replayed, they are not judged."),
@@ -208,6 +215,18 @@ mod tests {
         assert!(n.next_steps.iter().any(|s| s.contains("/aws/lambda/ctguard-detector")));
         let ok = notice_at(&change("aws.cloudwatch", "ctguard-detector-errors", "OK", "ALARM")).expect("recovery");
         assert_eq!(ok.state, "OK");
+    }
+
+    #[test]
+    fn side_effects_alarm_names_what_failed_and_where_to_look() {
+        let n = notice_at(&change("aws.cloudwatch", "ctguard-detector-side-effects", "ALARM", "OK")).expect("notice");
+        let steps = n.next_steps.join("\n");
+        for needle in
+            ["went out", "Security Hub import failed", "automatic containment failed", "/aws/lambda/ctguard-detector"]
+        {
+            assert!(steps.contains(needle), "{needle}: {steps}");
+        }
+        assert!(!steps.contains("redrive"), "nothing waits in the queue: {steps}");
     }
 
     #[test]

@@ -9,6 +9,7 @@
 pub mod actiontrail;
 pub mod alert;
 pub mod contain;
+pub mod emf;
 pub mod engine;
 pub mod error;
 pub mod event;

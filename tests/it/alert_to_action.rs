@@ -158,7 +158,7 @@ async fn an_alert_is_one_finding_a_record_and_readable_messages_and_alarms_are_h
         "us-east-1",
         "print(json.dumps(sorted(a['AlarmName'] for a in client('cloudwatch').describe_alarms(AlarmNamePrefix='ctguard-')['MetricAlarms'])))",
     );
-    assert_eq!(alarms, json!(["ctguard-detector-dlq", "ctguard-detector-errors"]));
+    assert_eq!(alarms, json!(["ctguard-detector-dlq", "ctguard-detector-errors", "ctguard-detector-side-effects"]));
     boto3(
         &emu.endpoint,
         &creds,

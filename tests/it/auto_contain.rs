@@ -104,12 +104,16 @@ async fn an_opted_in_instance_role_is_contained_by_the_detector_and_nothing_else
         // A person's session of app (key scope): never contained automatically.
         call("app", "alice", "ASIAQ7EXAMPLEPPLAAAD", "203.0.113.30", "2024-05-01T10:00:00Z", "p-1"),
         call("app", "alice", "ASIAQ7EXAMPLEPPLAAAD", "198.51.100.88", "2024-05-01T10:03:00Z", "p-2"),
+        // An instance of a role IAM does not know (deleted since): containment fails, the
+        // alert still goes out, and the failure is counted for the side-effects alarm.
+        call("ghost", "i-0ccccccccccccccc3", "ASIAQ7EXAMPLEGHSAAAE", "203.0.113.40", "2024-05-01T10:00:00Z", "g-1"),
+        call("ghost", "i-0ccccccccccccccc3", "ASIAQ7EXAMPLEGHSAAAE", "198.51.100.44", "2024-05-01T10:03:00Z", "g-2"),
     ];
     let sent = emu.deliver_cloudtrail(&events, None, None);
-    assert_eq!(sent["delivered"], 6, "{sent}");
+    assert_eq!(sent["delivered"], 8, "{sent}");
     assert!(emu.drain(Duration::from_secs(120)), "{}", emu.log());
     let messages = receive_all(&cfg, &queue, Duration::from_secs(3)).await;
-    assert_eq!(messages.len(), 3, "three alerts: {messages:#?}\n{}", emu.log());
+    assert_eq!(messages.len(), 4, "four alerts: {messages:#?}\n{}", emu.log());
     let by_key = |key: &str| {
         messages
             .iter()
@@ -143,6 +147,25 @@ async fn an_opted_in_instance_role_is_contained_by_the_detector_and_nothing_else
     let person = by_key("ASIAQ7EXAMPLEPPLAAAD");
     assert_eq!(person["scope"], "key");
     assert_eq!(person["containment"]["status"], "not-eligible", "{person}");
+
+    let ghost = by_key("ASIAQ7EXAMPLEGHSAAAE");
+    assert_eq!(ghost["containment"]["status"], "failed", "{ghost}");
+    assert!(ghost["containment"]["detail"].as_str().unwrap_or("").contains("NoSuchEntity"), "{ghost}");
+    // Counted once, in the embedded metric format, in the function's log group.
+    let counted = boto3(
+        &emu.endpoint,
+        &creds,
+        "us-east-1",
+        "ev = client('logs').filter_log_events(logGroupName='/aws/lambda/ctguard-detector')['events']\n\
+         print(json.dumps([json.loads(e['message']) for e in ev if 'AlertSideEffectFailures' in e['message']]))",
+    );
+    let counted = counted.as_array().cloned().unwrap_or_default();
+    assert_eq!(counted.len(), 1, "{counted:?}");
+    assert_eq!(
+        (counted[0]["Step"].as_str(), counted[0]["AlertSideEffectFailures"].as_u64()),
+        (Some("containment"), Some(1))
+    );
+    assert_eq!(counted[0]["_aws"]["CloudWatchMetrics"][0]["Namespace"], "ctguard");
 
     // The alert's record carries the outcome too (what `contain --alert` and a responder read).
     let id = app["id"].as_str().expect("id");

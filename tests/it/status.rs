@@ -1,5 +1,6 @@
 //! `ctguard status` reads CloudWatch in every deployed target: the last 24 h's invocations,
-//! errors, throttles and DLQ depth, and the two alarms (`ctguard-detector-dlq`,
+//! errors, throttles and DLQ depth, and the three alarms (`ctguard-detector-dlq`,
+//! `ctguard-detector-side-effects`,
 //! `ctguard-detector-errors`); `--cost` prices the last 30 days.
 //!
 //! What the emulator cannot do, said plainly: moto publishes no metrics for Lambda, SQS,
@@ -21,6 +22,7 @@ use serde_json::Value;
 const ACCT: &str = "210987654321";
 const DLQ_ALARM: &str = "ctguard-detector-dlq";
 const ERRORS_ALARM: &str = "ctguard-detector-errors";
+const SIDE_EFFECTS_ALARM: &str = "ctguard-detector-side-effects";
 
 fn ago(secs: u64) -> DateTime {
     DateTime::from(SystemTime::now() - Duration::from_secs(secs))
@@ -43,7 +45,7 @@ async fn put(cw: &aws_sdk_cloudwatch::Client, namespace: &str, name: &str, dim: 
         .unwrap_or_else(|e| panic!("put {namespace} {name}: {e:?}"));
 }
 
-/// The two alarms as the regional stack defines them (threshold: anything above zero).
+/// The three alarms as the regional stack defines them (threshold: anything above zero).
 async fn put_alarms(cw: &aws_sdk_cloudwatch::Client) {
     for (name, namespace, metric, dim, stat) in [
         (
@@ -54,6 +56,7 @@ async fn put_alarms(cw: &aws_sdk_cloudwatch::Client) {
             Statistic::Maximum,
         ),
         (ERRORS_ALARM, "AWS/Lambda", "Errors", ("FunctionName", FUNCTION_NAME), Statistic::Sum),
+        (SIDE_EFFECTS_ALARM, "ctguard", "AlertSideEffectFailures", ("FunctionName", FUNCTION_NAME), Statistic::Sum),
     ] {
         cw.put_metric_alarm()
             .alarm_name(name)
@@ -87,7 +90,13 @@ async fn status_reads_metrics_and_alarms_and_prices_the_last_30_days() {
     logging_trail(&cfg).await;
     install_ctguard(&emu.endpoint, Some(&creds), &["us-east-1"]);
     let cw = aws_sdk_cloudwatch::Client::new(&cfg);
-    cw.delete_alarms().alarm_names(DLQ_ALARM).alarm_names(ERRORS_ALARM).send().await.expect("delete alarms");
+    cw.delete_alarms()
+        .alarm_names(DLQ_ALARM)
+        .alarm_names(ERRORS_ALARM)
+        .alarm_names(SIDE_EFFECTS_ALARM)
+        .send()
+        .await
+        .expect("delete alarms");
 
     let run = |extra: &[&str]| -> (Option<i32>, Value, Value, Output) {
         let out = ctguard(Some(&emu.endpoint))
@@ -116,7 +125,7 @@ async fn status_reads_metrics_and_alarms_and_prices_the_last_30_days() {
     let (code, t, _, out) = run(&[]);
     assert_eq!(code, Some(1), "{}", output_text(&out));
     let p = problems(&t);
-    for a in [DLQ_ALARM, ERRORS_ALARM] {
+    for a in [DLQ_ALARM, ERRORS_ALARM, SIDE_EFFECTS_ALARM] {
         assert!(p.contains(&format!("alarm {a} is missing")), "{p}");
     }
     assert_eq!(t["metrics"]["alarms"][DLQ_ALARM], "MISSING", "{t}");
@@ -126,6 +135,7 @@ async fn status_reads_metrics_and_alarms_and_prices_the_last_30_days() {
     put_alarms(&cw).await;
     set_state(&cw, DLQ_ALARM, StateValue::Ok).await;
     set_state(&cw, ERRORS_ALARM, StateValue::Ok).await;
+    set_state(&cw, SIDE_EFFECTS_ALARM, StateValue::Ok).await;
     let lambda = ("FunctionName", FUNCTION_NAME);
     let hour = 3600;
     let day = 24 * hour;

@@ -45,8 +45,8 @@ impl MetricsApi for FakeCloudWatch {
     }
 }
 
-fn both_alarms(dlq: &'static str, errors: &'static str) -> BTreeMap<&'static str, &'static str> {
-    [(DLQ_ALARM, dlq), (ERRORS_ALARM, errors)].into_iter().collect()
+fn alarms_in(dlq: &'static str, errors: &'static str) -> BTreeMap<&'static str, &'static str> {
+    [(DLQ_ALARM, dlq), (ERRORS_ALARM, errors), (SIDE_EFFECTS_ALARM, "OK")].into_iter().collect()
 }
 
 /// 2026-12-01T10:00:30Z.
@@ -75,12 +75,12 @@ fn windows_end_at_the_next_whole_minute() {
 }
 
 #[tokio::test]
-async fn a_quiet_target_with_both_alarms_is_healthy() {
+async fn a_quiet_target_with_alarms_in_is_healthy() {
     let cw = FakeCloudWatch {
         points: [("invocations", vec![10.0, 20.0]), ("errors", vec![0.0, 0.0]), ("dlq", vec![0.0])]
             .into_iter()
             .collect(),
-        alarms: both_alarms("OK", "INSUFFICIENT_DATA"),
+        alarms: alarms_in("OK", "INSUFFICIENT_DATA"),
         ..FakeCloudWatch::default()
     };
     let m = read_health(&cw, NOW).await;
@@ -103,7 +103,7 @@ async fn each_fault_is_named_with_its_fix() {
         points: [("errors", vec![1.0, 2.0]), ("throttles", vec![4.0]), ("dlq", vec![0.0, 5.0, 2.0])]
             .into_iter()
             .collect(),
-        alarms: [(ERRORS_ALARM, "ALARM")].into_iter().collect(),
+        alarms: [(ERRORS_ALARM, "ALARM"), (SIDE_EFFECTS_ALARM, "ALARM")].into_iter().collect(),
         ..FakeCloudWatch::default()
     };
     let m = read_health(&cw, NOW).await;
@@ -119,10 +119,11 @@ async fn each_fault_is_named_with_its_fix() {
         "alarm ctguard-detector-errors is in ALARM",
         "alarm ctguard-detector-dlq is missing",
         "run `ctguard install`",
+        "alarm ctguard-detector-side-effects is in ALARM: alerts went out, but their record, Security Hub finding",
     ] {
         assert!(all.contains(needle), "{needle} missing from:\n{all}");
     }
-    assert_eq!(problems.len(), 4, "{all}");
+    assert_eq!(problems.len(), 5, "{all}");
     assert_eq!(warnings.len(), 1, "{warnings:?}");
     assert!(warnings[0].starts_with("4 throttled invocations"), "{warnings:?}");
     // With the queue readable and empty, the errors were retried away: a warning.

@@ -13,6 +13,7 @@
 use std::time::Duration;
 
 use ctguard_detector::contain::{auto_contain, AutoContainment, AutoStatus};
+use ctguard_detector::emf::{side_effect_failure, Step};
 use ctguard_detector::health::HealthNotice;
 use ctguard_detector::time::{format_rfc3339, now_ms};
 use ctguard_detector::{Alert, AlertSink, SinkError};
@@ -51,6 +52,13 @@ pub const SECONDARY_BUDGET: Duration = Duration::from_secs(3);
 /// itself still goes out. The scope's bounds keep real alerts far below it.
 const RECORD_MAX: usize = 350_000;
 
+/// Counts a failed side effect of an alert ([`ctguard_detector::emf`]): one log line that
+/// CloudWatch turns into a data point, which the alarm `ctguard-detector-side-effects` watches.
+fn count_failure(step: Step) {
+    let function = std::env::var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_else(|_| "ctguard-detector".to_string());
+    println!("{}", side_effect_failure(&function, step, now_ms()));
+}
+
 impl Notifier {
     async fn record(&self, alert: &Alert, now: i64) {
         let Some(store) = &self.records else { return };
@@ -58,6 +66,7 @@ impl Notifier {
             Ok(json) if json.len() <= RECORD_MAX => {
                 if let Err(e) = store.record_alert(&json, &alert.id, now / 1000).await {
                     tracing::error!(alert_id = %alert.id, error = %e, "alert record not written (contain --alert will not find it)");
+                    count_failure(Step::Record);
                 }
             }
             Ok(json) => tracing::warn!(alert_id = %alert.id, bytes = json.len(), "alert too large to record"),
@@ -70,7 +79,10 @@ impl Notifier {
         let finding = ctguard_detector::finding::asff(alert, &hub.region, &hub.account, &format_rfc3339(now));
         match hub.import(&finding).await {
             Ok(()) => tracing::info!(alert_id = %alert.id, "finding imported into Security Hub"),
-            Err(e) => tracing::error!(alert_id = %alert.id, error = %e, "Security Hub import failed"),
+            Err(e) => {
+                tracing::error!(alert_id = %alert.id, error = %e, "Security Hub import failed");
+                count_failure(Step::SecurityHub);
+            }
         }
     }
 }
@@ -94,7 +106,8 @@ impl Notifier {
                 tracing::warn!(alert_id = %alert.id, status = outcome.status.as_str(), detail = %outcome.detail, "session contained")
             }
             AutoStatus::Failed => {
-                tracing::error!(alert_id = %alert.id, detail = %outcome.detail, "automatic containment failed")
+                tracing::error!(alert_id = %alert.id, detail = %outcome.detail, "automatic containment failed");
+                count_failure(Step::Containment);
             }
             AutoStatus::NotEligible | AutoStatus::NotOptedIn => {
                 tracing::info!(alert_id = %alert.id, status = outcome.status.as_str(), detail = %outcome.detail, "not contained")
@@ -120,6 +133,7 @@ impl AlertSink for Notifier {
             if tokio::time::timeout(SECONDARY_BUDGET, both).await.is_err() {
                 tracing::error!(alert_id = %alert.id, budget = ?SECONDARY_BUDGET,
                     "alert record / Security Hub import cut short: the alert goes out without them");
+                count_failure(Step::Budget);
             }
         }
         self.sns.publish(alert).await
