@@ -682,7 +682,7 @@ def check_region(
                    [("ContainOptedInRoles", "Allow", ["iam:GetRole", "iam:GetRolePolicy", "iam:PutRolePolicy"],
                      f"arn:aws:iam::{account}:role/*",
                      {"StringEquals": {"aws:ResourceTag/ctguard-auto-contain": "true"}}),
-                    ("NeverCtguardsOwnRoles", "Deny", "iam:PutRolePolicy", f"arn:aws:iam::{account}:role/ctguard-*",
+                    ("NeverCtguardsOwnRoles", "Deny", "iam:PutRolePolicy", f"arn:aws:iam::{account}:role/*ctguard-*",
                      None)],
                    "containment grant: this account's opted-in roles only, never ctguard's own")
         if hub:

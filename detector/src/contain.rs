@@ -52,6 +52,9 @@ pub enum ContainError {
     /// IAM refused the call (`AccessDenied`): for the detector, a role without the opt-in tag.
     #[error("{0}")]
     Denied(String),
+    /// IAM has no such entity (`NoSuchEntity`): the role or the policy.
+    #[error("{0}")]
+    NotFound(String),
     /// No record of the alert in the state table, or the table could not be read.
     #[error("{0}")]
     Alert(String),
@@ -97,6 +100,11 @@ pub struct Containment {
     /// CIDRs (`203.0.113.10/32`, `2001:db8::/64`).
     pub allow_ips: Vec<String>,
     pub allow_vpces: Vec<String>,
+    /// Deny only calls made over the internet (no `aws:SourceVpce`), leaving every call
+    /// through a VPC endpoint alone: what automatic containment writes, since calls through the
+    /// account's own endpoints are trusted without being recorded, so no list of trusted
+    /// endpoints can be complete. `allow_vpces` is then not part of the policy.
+    pub public_only: bool,
 }
 
 impl Containment {
@@ -158,6 +166,7 @@ impl Containment {
             access_key: Some(a.access_key_id.clone()),
             allow_ips: Vec::new(),
             allow_vpces: Vec::new(),
+            public_only: false,
         };
         for e in &a.expected {
             let id = &e.identity;
@@ -188,7 +197,9 @@ impl Containment {
         if !self.allow_ips.is_empty() {
             cond.insert("NotIpAddress".into(), json!({ "aws:SourceIp": self.allow_ips }));
         }
-        if !self.allow_vpces.is_empty() {
+        if self.public_only {
+            cond.insert("Null".into(), json!({ "aws:SourceVpce": "true" }));
+        } else if !self.allow_vpces.is_empty() {
             cond.insert("StringNotEqualsIfExists".into(), json!({ "aws:SourceVpce": self.allow_vpces }));
         }
         cond.insert("BoolIfExists".into(), json!({ "aws:ViaAWSService": "false" }));
@@ -292,9 +303,18 @@ impl AutoStatus {
 }
 
 /// The containment the detector may apply by itself for `alert` in `account` (its own), or
-/// why not: only HIGH alerts (a public address or a foreign VPC endpoint) of an EC2 instance's
-/// credentials, never a synthetic one, and only for a role of `account` (IAM is per account).
-pub fn auto_eligible(alert: &Alert, account: &str) -> Result<Containment, String> {
+/// why not. Only when a person would most likely do the same:
+/// - a HIGH alert, in order (not one whose trusted call arrived late), never a synthetic one;
+/// - of an EC2 instance's credentials, used from a public address (a VPC endpoint identity is
+///   left to a person);
+/// - for a role of `account` (IAM is per account);
+/// - every trusted address was first used by this very session (`principal_arn` of its first
+///   call): the instance's scope is keyed by account and instance id, and a session of another
+///   role named after the instance must not decide which addresses the deny spares.
+///
+/// The deny is [`Containment::public_only`], and `networks` (the allowlist's CIDRs for the
+/// role: calls from them are accepted without being recorded) are trusted too.
+pub fn auto_eligible(alert: &Alert, account: &str, networks: &[String]) -> Result<Containment, String> {
     if alert.synthetic {
         return Err("a synthetic test alert".into());
     }
@@ -312,35 +332,91 @@ pub fn auto_eligible(alert: &Alert, account: &str) -> Result<Containment, String
             crate::notify::clean(&alert.scope)
         ));
     }
-    let c = Containment::from_alert(alert).map_err(|e| e.to_string())?;
+    let public = |id: &str| id.starts_with("ip:") || id.starts_with("ip6:");
+    if !public(&alert.seen_identity) {
+        return Err(format!(
+            "the credentials were used from {} (only uses from a public address are contained automatically)",
+            crate::notify::clean(&alert.seen_identity)
+        ));
+    }
+    let mut c = Containment::from_alert(alert).map_err(|e| e.to_string())?;
     if c.account != account {
         return Err(format!("the role is in account {}, not this detector's ({account})", c.account));
     }
+    for e in alert.expected.iter().filter(|e| public(&e.identity)) {
+        if e.first_seen.principal_arn.is_none() || e.first_seen.principal_arn != alert.principal_arn {
+            return Err(format!(
+                "the trusted address {} was first used by {}, not by this session",
+                crate::notify::clean(&e.identity),
+                e.first_seen
+                    .principal_arn
+                    .as_deref()
+                    .map(crate::notify::clean)
+                    .unwrap_or_else(|| "an unrecorded caller".into())
+            ));
+        }
+    }
+    c.public_only = true;
+    for n in networks {
+        let n = cidr(n).ok_or_else(|| format!("allowlisted network `{}` is not a CIDR", crate::notify::clean(n)))?;
+        if !c.allow_ips.contains(&n) {
+            c.allow_ips.push(n);
+        }
+    }
+    c.validate().map_err(|e| e.to_string())?;
     Ok(c)
 }
 
-/// The detector's automatic containment of `alert`: eligibility, the opt-in tag read on the
-/// role, an existing containment respected, then the deny policy. Never an error: the outcome
-/// says what happened, and goes out with the alert.
-pub async fn auto_contain<R: RolePolicies>(iam: &R, alert: &Alert, account: &str) -> AutoContainment {
-    let c = match auto_eligible(alert, account) {
-        Ok(c) => c,
-        Err(why) => {
-            return AutoContainment {
-                status: AutoStatus::NotEligible,
-                role: None,
-                policy: None,
-                detail: format!("not contained automatically: {why}"),
-                release: None,
-            }
-        }
-    };
+/// What became of a containment whose IAM calls did not finish in time: the role and the
+/// policy are known, whether the policy landed is not.
+pub fn auto_timed_out(c: &Containment, budget: std::time::Duration) -> AutoContainment {
+    AutoContainment {
+        status: AutoStatus::Failed,
+        role: Some(c.role.clone()),
+        policy: Some(c.policy_name()),
+        detail: format!(
+            "IAM did not answer within {budget:?}: the deny may or may not be on role {}; check it, and contain \
+             by hand if it is not",
+            c.role
+        ),
+        release: Some(c.release_command()),
+    }
+}
+
+/// The outcome for an alert [`auto_eligible`] refused.
+pub fn not_eligible(why: &str) -> AutoContainment {
+    AutoContainment {
+        status: AutoStatus::NotEligible,
+        role: None,
+        policy: None,
+        detail: format!("not contained automatically: {why}"),
+        release: None,
+    }
+}
+
+/// The detector's automatic containment of `alert`: [`auto_eligible`], then [`auto_apply`].
+/// Never an error: the outcome says what happened, and goes out with the alert.
+pub async fn auto_contain<R: RolePolicies>(
+    iam: &R,
+    alert: &Alert,
+    account: &str,
+    networks: &[String],
+) -> AutoContainment {
+    match auto_eligible(alert, account, networks) {
+        Ok(c) => auto_apply(iam, &c).await,
+        Err(why) => not_eligible(&why),
+    }
+}
+
+/// Applies an eligible containment: the opt-in tag read on the role, an existing containment
+/// respected, then the deny policy.
+pub async fn auto_apply<R: RolePolicies>(iam: &R, c: &Containment) -> AutoContainment {
     let name = c.policy_name();
     let out = |status: AutoStatus, detail: String| AutoContainment {
         status,
         role: Some(c.role.clone()),
         policy: Some(name.clone()),
-        release: matches!(status, AutoStatus::Applied | AutoStatus::AlreadyContained).then(|| c.release_command()),
+        release: (status == AutoStatus::Applied).then(|| c.release_command()),
         detail,
     };
     let not_tagged = || {
@@ -352,8 +428,11 @@ pub async fn auto_contain<R: RolePolicies>(iam: &R, alert: &Alert, account: &str
     let role = match iam.role(&c.role).await {
         Ok(r) if r.opted_in() => r,
         Ok(_) => return out(AutoStatus::NotOptedIn, not_tagged()),
-        // The detector's permission is conditioned on the tag: a refusal means no tag.
-        Err(ContainError::Denied(e)) => return out(AutoStatus::NotOptedIn, format!("{} ({e})", not_tagged())),
+        // The detector's permission is conditioned on the tag: a refusal means no tag (or a
+        // service control policy or permissions boundary that denies it).
+        Err(ContainError::Denied(e)) => {
+            return out(AutoStatus::NotOptedIn, format!("{}, or IAM denies the detector otherwise ({e})", not_tagged()))
+        }
         Err(e) => return out(AutoStatus::Failed, format!("reading role {}: {e}", c.role)),
     };
     let doc = c.policy(&role.id);
@@ -364,7 +443,12 @@ pub async fn auto_contain<R: RolePolicies>(iam: &R, alert: &Alert, account: &str
         Ok(Some(_)) => {
             return out(
                 AutoStatus::AlreadyContained,
-                format!("role {} already has a containment {name} of this session: left as it is", c.role),
+                format!(
+                    "role {} already has a containment {name} of this session (a person's or an earlier alert's): \
+                     left as it is; `{}` removes it",
+                    c.role,
+                    c.release_command()
+                ),
             )
         }
         Ok(None) => {}
@@ -374,10 +458,11 @@ pub async fn auto_contain<R: RolePolicies>(iam: &R, alert: &Alert, account: &str
         Ok(()) => out(
             AutoStatus::Applied,
             format!(
-                "session {} of role {} is denied everywhere except from its trusted identities ({})",
+                "session {} of role {} is denied over the internet except from {} (calls through VPC endpoints and \
+                 by AWS services for it are left alone)",
                 c.session,
                 c.role,
-                c.allow_ips.iter().chain(&c.allow_vpces).cloned().collect::<Vec<_>>().join(", ")
+                if c.allow_ips.is_empty() { "nowhere".to_string() } else { c.allow_ips.join(", ") }
             ),
         ),
         Err(e) => out(AutoStatus::Failed, format!("attaching {name}: {e}")),
@@ -399,6 +484,7 @@ mod tests {
             access_key: Some("ASIAQWERTYQWERTYQWER".into()),
             allow_ips: vec!["203.0.113.10/32".into()],
             allow_vpces: vec!["vpce-0abc123".into()],
+            public_only: false,
         }
     }
 
@@ -503,7 +589,7 @@ mod tests {
             match self.roles.get(role) {
                 Some(r) if self.deny_untagged && !r.opted_in() => Err(ContainError::Denied("AccessDenied".into())),
                 Some(r) => Ok(r.clone()),
-                None => Err(ContainError::Iam("NoSuchEntity".into())),
+                None => Err(ContainError::NotFound("iam:GetRole: NoSuchEntity".into())),
             }
         }
         async fn get(&self, role: &str, name: &str) -> Result<Option<Value>, ContainError> {
@@ -536,16 +622,21 @@ mod tests {
     #[tokio::test]
     async fn an_opted_in_instance_role_is_contained_once_and_a_retry_agrees() {
         let iam = FakeIam::with_role("app", &[("Ctguard-Auto-Contain", "true")]);
-        let out = auto_contain(&iam, &alert(), ACCT).await;
+        let out = auto_contain(&iam, &alert(), ACCT, &[]).await;
         assert_eq!(out.status, AutoStatus::Applied, "{out:?}");
         assert_eq!((out.role.as_deref(), out.policy.as_deref()), (Some("app"), Some(NAME)));
         let release = out.release.expect("release command");
         assert!(release.contains("ctguard release --account 123456789012 --role app --session i-0123"), "{release}");
         let doc = iam.policy("app", NAME).expect("the deny is attached");
-        let want = Containment::from_alert(&alert()).expect("containable").policy("AROAEXAMPLEID");
+        let want = auto_eligible(&alert(), ACCT, &[]).expect("eligible").policy("AROAEXAMPLEID");
         assert_eq!(doc, want);
+        // Over the internet only: calls through any VPC endpoint are left alone.
+        let cond = &doc["Statement"][0]["Condition"];
+        assert_eq!(cond["Null"], json!({"aws:SourceVpce": "true"}), "{doc}");
+        assert!(cond.get("StringNotEqualsIfExists").is_none(), "{doc}");
+        assert_eq!(cond["NotIpAddress"]["aws:SourceIp"], json!(["203.0.113.10/32"]));
         // A retried delivery of the same alert finds the same policy: applied, not rewritten.
-        let again = auto_contain(&iam, &alert(), ACCT).await;
+        let again = auto_contain(&iam, &alert(), ACCT, &[]).await;
         assert_eq!(again.status, AutoStatus::Applied, "{again:?}");
         assert_eq!(iam.calls().iter().filter(|c| c.starts_with("PutRolePolicy")).count(), 1, "{:?}", iam.calls());
     }
@@ -560,7 +651,7 @@ mod tests {
         ] {
             let mut iam = FakeIam::with_role("app", &tags);
             iam.deny_untagged = deny;
-            let out = auto_contain(&iam, &alert(), ACCT).await;
+            let out = auto_contain(&iam, &alert(), ACCT, &[]).await;
             assert_eq!(out.status, AutoStatus::NotOptedIn, "{tags:?}: {out:?}");
             assert!(out.detail.contains("ctguard-auto-contain=true"), "{}", out.detail);
             assert!(out.release.is_none());
@@ -574,16 +665,26 @@ mod tests {
         let mut wider = Containment::from_alert(&alert()).expect("containable");
         wider.allow_ips.push("192.0.2.0/24".into());
         iam.put("app", NAME, &wider.policy("AROAEXAMPLEID")).await.expect("a person's containment");
-        let out = auto_contain(&iam, &alert(), ACCT).await;
+        let out = auto_contain(&iam, &alert(), ACCT, &[]).await;
         assert_eq!(out.status, AutoStatus::AlreadyContained, "{out:?}");
         assert_eq!(iam.policy("app", NAME), Some(wider.policy("AROAEXAMPLEID")), "not overwritten");
-        assert!(out.release.is_some());
+        assert!(out.release.is_none(), "not ours to undo: {out:?}");
+        assert!(out.detail.contains("ctguard release --account 123456789012 --role app"), "{}", out.detail);
     }
 
     #[tokio::test]
     async fn only_high_instance_alerts_of_this_account_are_eligible_and_ask_nothing_of_iam() {
         type Change = fn(&mut Alert);
-        let cases: [(Change, &str); 6] = [
+        let cases: [(Change, &str); 9] = [
+            (|a| a.seen_identity = "vpce:vpce-0abc@999999999999".into(), "only uses from a public address"),
+            (|a| a.expected[0].first_seen.principal_arn = None, "an unrecorded caller"),
+            (
+                |a| {
+                    a.expected[0].first_seen.principal_arn =
+                        Some("arn:aws:sts::123456789012:assumed-role/other/i-0123456789abcdef0".into())
+                },
+                "first used by arn:aws:sts::123456789012:assumed-role/other/i-0123456789abcdef0",
+            ),
             (|a| a.out_of_order = true, "out-of-order"),
             (|a| a.severity = Severity::Medium, "MEDIUM"),
             (|a| a.scope = "key".into(), "trust scope `key`"),
@@ -598,22 +699,39 @@ mod tests {
             let iam = FakeIam::with_role("app", &[(AUTO_CONTAIN_TAG, AUTO_CONTAIN_VALUE)]);
             let mut a = alert();
             change(&mut a);
-            let out = auto_contain(&iam, &a, ACCT).await;
+            let out = auto_contain(&iam, &a, ACCT, &[]).await;
             assert_eq!(out.status, AutoStatus::NotEligible, "{want}: {out:?}");
             assert!(out.detail.contains(want), "{want}: {}", out.detail);
             assert!(iam.calls().is_empty(), "{want}: {:?}", iam.calls());
         }
     }
 
+    #[test]
+    fn allowlisted_networks_are_trusted_and_endpoint_only_workloads_lose_only_the_internet() {
+        let c = auto_eligible(&alert(), ACCT, &["198.51.100.0/24".into(), "203.0.113.10".into()]).expect("eligible");
+        assert_eq!(c.allow_ips, ["203.0.113.10/32", "198.51.100.0/24"], "normalised, no duplicate");
+        assert!(auto_eligible(&alert(), ACCT, &["nope".into()]).expect_err("bad").contains("not a CIDR"));
+        // An instance seen only through VPC endpoints: every internet call of the session is denied.
+        let mut a = alert();
+        a.expected[0].identity = "vpce:vpce-0abc123@123456789012".into();
+        let c = auto_eligible(&a, ACCT, &[]).expect("eligible");
+        let p = c.policy("AROAX");
+        let cond = &p["Statement"][0]["Condition"];
+        assert!(cond.get("NotIpAddress").is_none() && cond["Null"]["aws:SourceVpce"] == "true", "{p}");
+        let t = auto_timed_out(&c, std::time::Duration::from_secs(4));
+        assert_eq!((t.status, t.policy.as_deref()), (AutoStatus::Failed, Some(NAME)));
+        assert!(t.detail.contains("may or may not") && t.release.is_some(), "{t:?}");
+    }
+
     #[tokio::test]
     async fn iam_failures_are_reported_not_raised() {
         let mut iam = FakeIam::with_role("app", &[(AUTO_CONTAIN_TAG, AUTO_CONTAIN_VALUE)]);
         iam.fail_put = true;
-        let out = auto_contain(&iam, &alert(), ACCT).await;
+        let out = auto_contain(&iam, &alert(), ACCT, &[]).await;
         assert_eq!(out.status, AutoStatus::Failed, "{out:?}");
         assert!(out.detail.contains("throttled"), "{}", out.detail);
         let gone = FakeIam::default();
-        let out = auto_contain(&gone, &alert(), ACCT).await;
+        let out = auto_contain(&gone, &alert(), ACCT, &[]).await;
         assert_eq!(out.status, AutoStatus::Failed, "{out:?}");
         assert!(out.detail.contains("NoSuchEntity"), "{}", out.detail);
     }

@@ -196,6 +196,7 @@ fn event_ref(r: &Record, time_ms: Millis, key: Option<&str>) -> EventRef {
         vpc_endpoint_id: s(&r.vpc_endpoint_id),
         user_agent: s(&r.user_agent),
         access_key_id: key.map(str::to_string),
+        principal_arn: r.user_identity.as_ref().and_then(|u| u.arn.get()).map(stored_text),
     }
 }
 

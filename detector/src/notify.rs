@@ -295,6 +295,7 @@ pub(crate) mod tests {
             vpc_endpoint_id: None,
             user_agent: Some(ua.into()),
             access_key_id: None,
+            principal_arn: Some("arn:aws:sts::123456789012:assumed-role/app/i-0123456789abcdef0".into()),
         }
     }
 

@@ -126,6 +126,22 @@ impl Policy {
     }
 }
 
+impl Policy {
+    /// The allowlisted networks for a principal of `role_arn` (CIDR text): calls from them are
+    /// accepted without being recorded, so a containment must spare them too.
+    pub fn networks_for(&self, role_arn: Option<&str>) -> Vec<String> {
+        let mut out: Vec<String> = self.allow.iter().map(ToString::to_string).collect();
+        if let Some(role) = role_arn {
+            for (pat, cidrs) in &self.roles {
+                if glob_match(pat, role) {
+                    out.extend(cidrs.iter().map(ToString::to_string));
+                }
+            }
+        }
+        out
+    }
+}
+
 /// `*` matches any run of characters (including none); everything else is literal.
 pub fn glob_match(pattern: &str, text: &str) -> bool {
     let p = pattern.as_bytes();
@@ -173,6 +189,20 @@ mod tests {
         assert!(!p.allows(&ip("203.0.113.5"), Some("arn:aws:iam::111122223333:role/web")));
         assert!(!p.allows(&ip("203.0.113.5"), None));
         assert!(!p.allows(&NetworkIdentity::Opaque("x".into()), None));
+    }
+
+    #[test]
+    fn the_networks_a_containment_must_spare() {
+        let p = Policy::from_json(
+            r#"{"allow_cidrs":["198.51.100.0/24"],"roles":[{"role":"arn:aws:iam::*:role/ci-*","cidrs":["203.0.113.0/24"]}]}"#,
+        )
+        .expect("policy");
+        assert_eq!(
+            p.networks_for(Some("arn:aws:iam::111122223333:role/ci-deploy")),
+            ["198.51.100.0/24", "203.0.113.0/24"]
+        );
+        assert_eq!(p.networks_for(Some("arn:aws:iam::111122223333:role/web")), ["198.51.100.0/24"]);
+        assert_eq!(p.networks_for(None), ["198.51.100.0/24"]);
     }
 
     #[test]

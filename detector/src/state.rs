@@ -106,6 +106,10 @@ pub struct EventRef {
     pub user_agent: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub access_key_id: Option<String>,
+    /// The caller (`userIdentity.arn`): for an instance's scope, whose call established the
+    /// trust (automatic containment acts only when it was the alerting session's own).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub principal_arn: Option<String>,
 }
 
 impl EventRef {

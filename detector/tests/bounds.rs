@@ -175,6 +175,7 @@ fn a_scope_at_every_cap_is_under_the_item_limit() {
         vpc_endpoint_id: Some(text.clone()),
         user_agent: Some(text.clone()),
         access_key_id: Some(text.clone()),
+        principal_arn: Some(text.clone()),
     };
     let ident = |i: usize| format!("vpce:vpce-{i:017x}@123456789012{}", "x".repeat(23));
     let long_key = |i: usize| format!("ASIA{i:0124}");

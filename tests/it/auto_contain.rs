@@ -139,6 +139,10 @@ async fn an_opted_in_instance_role_is_contained_by_the_detector_and_nothing_else
     assert_eq!(st["Condition"]["StringEquals"]["aws:userid"], format!("{app_id}:{APP_I}"));
     assert_eq!(st["Condition"]["NotIpAddress"]["aws:SourceIp"], json!(["203.0.113.10/32"]));
     assert_eq!(st["Condition"]["BoolIfExists"]["aws:ViaAWSService"], "false");
+    // Over the internet only: the account's own VPC endpoints are trusted without being
+    // recorded, so calls through any endpoint are left alone.
+    assert_eq!(st["Condition"]["Null"]["aws:SourceVpce"], "true", "{st}");
+    assert!(st["Condition"].get("StringNotEqualsIfExists").is_none(), "{st}");
 
     let batch = by_key("ASIAQ7EXAMPLEBATAAAC");
     assert_eq!(batch["containment"]["status"], "not-opted-in", "{batch}");

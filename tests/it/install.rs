@@ -638,7 +638,7 @@ fn detector_role_has_no_wildcard_beyond_its_own_log_group() {
                         assert_eq!(s.get("Action").and_then(Y::as_str), Some("iam:PutRolePolicy"));
                         let mut r = Vec::new();
                         strings(s.get("Resource").expect("Resource"), &mut r);
-                        assert_eq!(r, ["arn:${AWS::Partition}:iam::${AWS::AccountId}:role/ctguard-*"]);
+                        assert_eq!(r, ["arn:${AWS::Partition}:iam::${AWS::AccountId}:role/*ctguard-*"]);
                         sids.push(sid);
                         continue;
                     }

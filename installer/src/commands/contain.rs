@@ -148,6 +148,7 @@ fn containment(a: &ContainArgs, alert: Option<&Alert>) -> anyhow::Result<Contain
             access_key: None,
             allow_ips: Vec::new(),
             allow_vpces: Vec::new(),
+            public_only: false,
         },
     };
     let w = &a.who;
@@ -265,6 +266,7 @@ pub async fn run_release(args: &ReleaseArgs, g: &GlobalArgs) -> anyhow::Result<u
         access_key: None,
         allow_ips: vec!["0.0.0.0/32".into()],
         allow_vpces: Vec::new(),
+        public_only: false,
     };
     probe.validate()?;
     let name = probe.policy_name();

@@ -58,10 +58,11 @@ impl Iam {
                 Ok((status, text)) => {
                     let (code, message) = error_of(&text);
                     let e = format!("iam:{action}: HTTP {status} {code}: {message}");
-                    match (status, code.as_str()) {
-                        (_, "AccessDenied" | "AccessDeniedException") => return Err(ContainError::Denied(e)),
-                        (429 | 500..=599, _) | (_, "Throttling" | "ServiceFailure") => last = e,
-                        _ => return Err(ContainError::Iam(e)),
+                    match classify(status, &code) {
+                        Answer::Denied => return Err(ContainError::Denied(e)),
+                        Answer::NotFound => return Err(ContainError::NotFound(e)),
+                        Answer::Retry => last = e,
+                        Answer::Fail => return Err(ContainError::Iam(e)),
                     }
                 }
                 Err(e) => last = format!("iam:{action}: {e}"),
@@ -79,6 +80,24 @@ fn form(action: &str, params: &[(&str, &str)]) -> String {
         form.append_pair(k, v);
     }
     form.finish()
+}
+
+/// What an IAM error answer means for the caller.
+#[derive(Debug, PartialEq, Eq)]
+enum Answer {
+    Denied,
+    NotFound,
+    Retry,
+    Fail,
+}
+
+fn classify(status: u16, code: &str) -> Answer {
+    match (status, code) {
+        (_, "AccessDenied" | "AccessDeniedException") => Answer::Denied,
+        (_, "NoSuchEntity") => Answer::NotFound,
+        (429 | 500..=599, _) | (_, "Throttling" | "ServiceFailure") => Answer::Retry,
+        _ => Answer::Fail,
+    }
 }
 
 impl RolePolicies for Iam {
@@ -101,7 +120,7 @@ impl RolePolicies for Iam {
                 let text = percent_encoding::percent_decode_str(doc).decode_utf8_lossy().into_owned();
                 Ok(Some(serde_json::from_str(&text).unwrap_or(Value::String(text))))
             }
-            Err(ContainError::Iam(e)) if e.contains(" NoSuchEntity:") => Ok(None),
+            Err(ContainError::NotFound(_)) => Ok(None),
             Err(e) => Err(e),
         }
     }
@@ -115,7 +134,7 @@ impl RolePolicies for Iam {
     async fn delete(&self, role: &str, name: &str) -> Result<bool, ContainError> {
         match self.call("DeleteRolePolicy", &[("RoleName", role), ("PolicyName", name)]).await {
             Ok(_) => Ok(true),
-            Err(ContainError::Iam(e)) if e.contains(" NoSuchEntity:") => Ok(false),
+            Err(ContainError::NotFound(_)) => Ok(false),
             Err(e) => Err(e),
         }
     }
@@ -270,6 +289,17 @@ mod tests {
             body,
             "Action=PutRolePolicy&Version=2010-05-08&RoleName=app&PolicyDocument=%7B%22a%22%3A%22b+c%26d%22%7D"
         );
+    }
+
+    #[test]
+    fn answers_are_classified_by_code_then_status() {
+        assert_eq!(classify(403, "AccessDenied"), Answer::Denied);
+        assert_eq!(classify(404, "NoSuchEntity"), Answer::NotFound);
+        assert_eq!(classify(400, "Throttling"), Answer::Retry);
+        assert_eq!(classify(503, "?"), Answer::Retry);
+        assert_eq!(classify(429, "?"), Answer::Retry);
+        assert_eq!(classify(400, "MalformedPolicyDocument"), Answer::Fail);
+        assert_eq!(classify(409, "LimitExceeded"), Answer::Fail);
     }
 
     #[test]

@@ -149,18 +149,23 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         None => None,
     };
     // Automatic containment (install --auto-contain): of opted-in roles of the detector's own
-    // account only.
+    // account only. A setting it cannot use turns it off, loudly, and never stops the alerts.
     let contain = match std::env::var("CTGUARD_AUTO_CONTAIN").unwrap_or_default().trim() {
         "true" => {
-            let account = env("CTGUARD_ACCOUNT")?;
-            if !(account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit())) {
-                return Err(format!("CTGUARD_ACCOUNT `{account}` is not an account id").into());
+            let account = std::env::var("CTGUARD_ACCOUNT").unwrap_or_default().trim().to_string();
+            if account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit()) {
+                let region = base.region().map(|r| r.to_string()).unwrap_or_default();
+                Some(AutoContain { iam: iam::Iam::new(signed()?, &region), account, policy: policy.clone() })
+            } else {
+                tracing::error!(account = %account, "CTGUARD_ACCOUNT is not an account id: automatic containment is OFF");
+                None
             }
-            let region = base.region().map(|r| r.to_string()).unwrap_or_default();
-            Some(AutoContain { iam: iam::Iam::new(signed()?, &region), account })
         }
         "" | "false" => None,
-        other => return Err(format!("CTGUARD_AUTO_CONTAIN `{other}` is neither true nor false").into()),
+        other => {
+            tracing::error!(value = %other, "CTGUARD_AUTO_CONTAIN is neither true nor false: automatic containment is OFF");
+            None
+        }
     };
     let sink = Notifier {
         sns: SnsSink::new(aws_sdk_sns::Client::new(&topic_cfg), topic),

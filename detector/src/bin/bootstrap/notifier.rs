@@ -12,7 +12,7 @@
 
 use std::time::Duration;
 
-use ctguard_detector::contain::{auto_contain, AutoContainment, AutoStatus};
+use ctguard_detector::contain::{auto_apply, auto_eligible, auto_timed_out, not_eligible, AutoContainment, AutoStatus};
 use ctguard_detector::emf::{side_effect_failure, Step};
 use ctguard_detector::health::HealthNotice;
 use ctguard_detector::time::{format_rfc3339, now_ms};
@@ -35,10 +35,12 @@ pub struct Notifier {
     pub contain: Option<AutoContain>,
 }
 
-/// Automatic containment: IAM, and the account whose roles it may act on (the detector's).
+/// Automatic containment: IAM, the account whose roles it may act on (the detector's), and
+/// the allowlist (its networks are spared by the deny).
 pub struct AutoContain {
     pub iam: Iam,
     pub account: String,
+    pub policy: ctguard_detector::Policy,
 }
 
 /// The most the automatic containment may delay an alert (three IAM calls, each tried again
@@ -91,14 +93,12 @@ impl Notifier {
     /// `alert` with what automatic containment did, when it is on.
     async fn contained(&self, alert: &Alert) -> Option<AutoContainment> {
         let auto = self.contain.as_ref()?;
-        let outcome = match tokio::time::timeout(CONTAIN_BUDGET, auto_contain(&auto.iam, alert, &auto.account)).await {
-            Ok(o) => o,
-            Err(_) => AutoContainment {
-                status: AutoStatus::Failed,
-                role: None,
-                policy: None,
-                detail: format!("IAM did not answer within {CONTAIN_BUDGET:?}: contain it by hand"),
-                release: None,
+        let networks = auto.policy.networks_for(alert.role_arn.as_deref());
+        let outcome = match auto_eligible(alert, &auto.account, &networks) {
+            Err(why) => not_eligible(&why),
+            Ok(c) => match tokio::time::timeout(CONTAIN_BUDGET, auto_apply(&auto.iam, &c)).await {
+                Ok(o) => o,
+                Err(_) => auto_timed_out(&c, CONTAIN_BUDGET),
             },
         };
         match outcome.status {
