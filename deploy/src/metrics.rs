@@ -349,6 +349,9 @@ pub struct CostLine {
     pub quantity: f64,
     pub unit: &'static str,
     pub usd: f64,
+    /// An item of the whole account (the state table, the alert topic), which serves every
+    /// region's events: not divided by this target's events alone.
+    pub account_wide: bool,
 }
 
 /// The estimate for one target.
@@ -362,7 +365,8 @@ pub struct Cost {
     pub usage: Usage,
     pub lines: Vec<CostLine>,
     pub total_usd: f64,
-    /// `total_usd` per million invocations (`None`: no invocation).
+    /// This target's own items (not the account-wide ones) per million of its invocations
+    /// (`None`: no invocation). The account-wide items enter the total's per-million figure.
     pub per_million_events_usd: Option<f64>,
     /// Why this target has no estimate (the metrics could not be read).
     pub unreadable: Option<String>,
@@ -378,15 +382,29 @@ pub fn estimate(u: &Usage, p: &Prices) -> (Vec<CostLine>, f64) {
             quantity: u.invocations,
             unit: "requests",
             usd: u.invocations / 1e6 * p.lambda_requests_per_million,
+            account_wide: false,
         },
         CostLine {
             item: "lambda duration",
             quantity: gb_seconds,
             unit: "GB-s",
             usd: gb_seconds * p.lambda_gb_second_x86,
+            account_wide: false,
         },
-        CostLine { item: "logs ingestion", quantity: log_gb, unit: "GB", usd: log_gb * p.logs_ingested_per_gb },
-        CostLine { item: "eventbridge (AWS service events, default bus: free)", quantity: 0.0, unit: "-", usd: 0.0 },
+        CostLine {
+            item: "logs ingestion",
+            quantity: log_gb,
+            unit: "GB",
+            usd: log_gb * p.logs_ingested_per_gb,
+            account_wide: false,
+        },
+        CostLine {
+            item: "eventbridge (AWS service events, default bus: free)",
+            quantity: 0.0,
+            unit: "-",
+            usd: 0.0,
+            account_wide: false,
+        },
     ];
     // The account-wide items, read at home only.
     let account_items = [
@@ -396,7 +414,7 @@ pub fn estimate(u: &Usage, p: &Prices) -> (Vec<CostLine>, f64) {
     ];
     for (quantity, item, unit, per_million) in account_items {
         if let Some(q) = quantity {
-            lines.push(CostLine { item, quantity: q, unit, usd: q / 1e6 * per_million });
+            lines.push(CostLine { item, quantity: q, unit, usd: q / 1e6 * per_million, account_wide: true });
         }
     }
     let total = lines.iter().map(|l| l.usd).sum();
@@ -444,7 +462,8 @@ pub async fn read_cost<M: MetricsApi>(api: &M, t: &Target, home: bool, now: i64)
         sns_publishes: home.then(|| get(PUBLISHES)),
     };
     let (lines, total) = estimate(&cost.usage, &PRICES);
-    cost.per_million_events_usd = per_million(total, cost.usage.invocations);
+    let own: f64 = lines.iter().filter(|l| !l.account_wide).map(|l| l.usd).sum();
+    cost.per_million_events_usd = per_million(own, cost.usage.invocations);
     cost.lines = lines;
     cost.total_usd = total;
     cost

@@ -57,21 +57,15 @@ impl Table {
         out
     }
 
-    /// RFC 4180 CSV.
-    pub fn render_csv(&self) -> String {
-        let esc = |c: &str| {
-            if c.contains([',', '"', '\n', '\r']) {
-                format!("\"{}\"", c.replace('"', "\"\""))
-            } else {
-                c.to_string()
-            }
-        };
-        let mut out = String::new();
+    /// RFC 4180 CSV (the `csv` crate's writer: quotes what needs quoting).
+    pub fn render_csv(&self) -> std::io::Result<String> {
+        let mut w =
+            csv::WriterBuilder::new().flexible(true).terminator(csv::Terminator::Any(b'\n')).from_writer(vec![]);
         for r in std::iter::once(&self.header).chain(&self.rows) {
-            out.push_str(&r.iter().map(|c| esc(c)).collect::<Vec<_>>().join(","));
-            out.push('\n');
+            w.write_record(r).map_err(std::io::Error::other)?;
         }
-        out
+        let bytes = w.into_inner().map_err(|e| std::io::Error::other(e.to_string()))?;
+        String::from_utf8(bytes).map_err(std::io::Error::other)
     }
 }
 
@@ -85,7 +79,7 @@ pub fn emit<T: serde::Serialize>(fmt: Output, items: &[T], table: &Table) -> std
                 writeln!(out, "{line}")?;
             }
         }
-        Output::Csv => out.write_all(table.render_csv().as_bytes())?,
+        Output::Csv => out.write_all(table.render_csv()?.as_bytes())?,
         Output::Text => out.write_all(table.render_text().as_bytes())?,
     }
     out.flush()
@@ -101,7 +95,7 @@ mod tests {
         t.row(["x,y", "1"]);
         t.row(["quote\"d", "2"]);
         assert_eq!(t.render_text(), "A        LONGER\nx,y      1\nquote\"d  2\n");
-        assert_eq!(t.render_csv(), "A,LONGER\n\"x,y\",1\n\"quote\"\"d\",2\n");
+        assert_eq!(t.render_csv().expect("csv"), "A,LONGER\n\"x,y\",1\n\"quote\"\"d\",2\n");
     }
 
     #[test]

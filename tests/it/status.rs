@@ -183,7 +183,11 @@ async fn status_reads_metrics_and_alarms_and_prices_the_last_30_days() {
         + 2.0 * 0.50 / 1e6;
     let total = c["total_usd"].as_f64().unwrap_or(0.0);
     assert!(close(total, want), "{total} vs {want}: {c}");
-    assert!(close(c["per_million_events_usd"].as_f64().unwrap_or(0.0), want * 1000.0), "{c}");
+    // The target's own figure: its Lambda and logs per million of its events; the account-wide
+    // items (table, topic) enter the total's.
+    let own = 1000.0 * 0.20 / 1e6 + 10.0 * 0.25 * 0.000_016_666_7 + 0.50 / 1024.0;
+    assert!(close(c["per_million_events_usd"].as_f64().unwrap_or(0.0), own * 1000.0), "{c}");
+    assert!(close(summary["cost"]["per_million_events_usd"].as_f64().unwrap_or(0.0), want * 1000.0), "{summary}");
     let eb = c["lines"].as_array().cloned().unwrap_or_default();
     assert!(eb.iter().any(|l| l["item"].as_str().unwrap_or("").contains("free") && l["usd"] == 0.0), "{c}");
     let s = &summary["cost"];
@@ -213,6 +217,24 @@ async fn status_reads_metrics_and_alarms_and_prices_the_last_30_days() {
     ] {
         assert!(all.contains(needle), "{needle} missing:\n{all}");
     }
+
+    // CSV: one table, the cost in each target's row.
+    let out = ctguard(Some(&emu.endpoint))
+        .env("AWS_ACCESS_KEY_ID", &creds.0)
+        .env("AWS_SECRET_ACCESS_KEY", &creds.1)
+        .env("AWS_SESSION_TOKEN", &creds.2)
+        .args(["--output", "csv", "status", "--regions", "us-east-1", "--cost"])
+        .output()
+        .expect("run status");
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+    let mut csv = csv::Reader::from_reader(out.stdout.as_slice());
+    let header: Vec<String> = csv.headers().expect("header").iter().map(str::to_string).collect();
+    assert_eq!(header.last().map(String::as_str), Some("PER 1M EVENTS USD"), "{header:?}");
+    let rows: Vec<csv::StringRecord> = csv.records().collect::<Result<_, _>>().expect("one table, every row its shape");
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    let cell = |name: &str| header.iter().position(|h| h == name).and_then(|i| rows[0].get(i)).unwrap_or("");
+    assert_eq!(cell("EVENTS 30D"), "1000");
+    assert!(close(cell("COST 30D USD").parse().unwrap_or(0.0), want), "{rows:?}");
 
     // Errors and a DLQ that has since been emptied; then the errors alarm fires.
     put(&cw, "AWS/Lambda", "Errors", lambda, 3.0, 1800).await;

@@ -179,9 +179,15 @@ pub async fn run(args: &StatusArgs, g: &GlobalArgs) -> anyhow::Result<u8> {
         });
         output::emit(Output::Json, &lines, &Table::default())?;
     } else {
-        let mut t = Table::new([
-            "TARGET", "OWNER", "VERSION", "STACKS", "TRAIL", "RULE", "DLQ", "LAST 24H", "ALARMS", "HEALTH",
-        ]);
+        // CSV is one table: with --cost, the cost goes into each target's row (plain numbers)
+        // instead of a second table in the same stream.
+        let csv_cost = args.cost && g.output() == Output::Csv;
+        let mut header =
+            vec!["TARGET", "OWNER", "VERSION", "STACKS", "TRAIL", "RULE", "DLQ", "LAST 24H", "ALARMS", "HEALTH"];
+        if csv_cost {
+            header.extend(["EVENTS 30D", "COST 30D USD", "PER 1M EVENTS USD"]);
+        }
+        let mut t = Table::new(header);
         for (x, owner) in statuses.iter().zip(&owners) {
             let version = match (&x.deployed_version, x.code_current) {
                 (Some(v), Some(true)) => format!("{v} (current)"),
@@ -190,7 +196,7 @@ pub async fn run(args: &StatusArgs, g: &GlobalArgs) -> anyhow::Result<u8> {
             };
             let stacks: Vec<String> =
                 x.stacks.iter().map(|(n, st)| format!("{}={st}", n.trim_start_matches("ctguard-"))).collect();
-            t.row([
+            let mut row = vec![
                 x.target.to_string(),
                 match owner {
                     ownership::Owner::None => "NO".to_string(),
@@ -204,7 +210,18 @@ pub async fn run(args: &StatusArgs, g: &GlobalArgs) -> anyhow::Result<u8> {
                 last_day(x.metrics.as_ref()),
                 alarms(x.metrics.as_ref()),
                 if x.healthy() { "healthy".into() } else { format!("UNHEALTHY: {}", x.problems.join("; ")) },
-            ]);
+            ];
+            if csv_cost {
+                match cost_of(&x.target).filter(|c| c.unreadable.is_none()) {
+                    Some(c) => row.extend([
+                        format!("{:.0}", c.usage.invocations),
+                        c.total_usd.to_string(),
+                        c.per_million_events_usd.map(|p| p.to_string()).unwrap_or_default(),
+                    ]),
+                    None => row.extend([String::new(), String::new(), String::new()]),
+                }
+            }
+            t.row(row);
         }
         output::emit::<()>(g.output(), &[], &t)?;
         for x in &statuses {
@@ -212,7 +229,7 @@ pub async fn run(args: &StatusArgs, g: &GlobalArgs) -> anyhow::Result<u8> {
                 eprintln!("warning: {}: {w}", x.target);
             }
         }
-        if args.cost {
+        if args.cost && !csv_cost {
             let mut c = Table::new([
                 "TARGET",
                 "EVENTS (30 D)",
@@ -263,7 +280,8 @@ pub async fn run(args: &StatusArgs, g: &GlobalArgs) -> anyhow::Result<u8> {
                  differ; free tiers and discounts not applied): Lambda ${:.2}/1M requests + ${}/GB-s ({} MB, {}), \
                  DynamoDB on-demand ${:.3}/1M writes + ${:.3}/1M reads and SNS ${:.2}/1M publishes (once per \
                  account, in its home region), CloudWatch Logs ${:.2}/GB ingested; EventBridge: AWS service events \
-                 on the default bus are free",
+                 on the default bus are free; a target's PER 1M EVENTS counts its own items, the total's counts \
+                 the account-wide ones too",
                 metrics::COST_DAYS,
                 p.region,
                 p.as_of,

@@ -257,7 +257,7 @@ fn render(r: &TraceReport, nat: Option<&NatResult>, fmt: Output) -> anyhow::Resu
     use std::io::Write;
     let mut out = std::io::stdout().lock();
     match fmt {
-        Output::Csv => out.write_all(timeline_table(&r.timeline).render_csv().as_bytes())?,
+        Output::Csv => out.write_all(timeline_table(&r.timeline).render_csv()?.as_bytes())?,
         Output::Json => {
             let complete = r.complete() && nat.is_none_or(NatResult::complete);
             let mut lines = vec![json!({"kind": "summary", "access_key_id": r.access_key_id, "calls": r.calls,
