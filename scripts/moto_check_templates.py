@@ -570,6 +570,25 @@ def check_state(chk: Checker, aws: Aws, account: str, outputs: dict[str, str]) -
         ]["PointInTimeRecoveryDescription"]["PointInTimeRecoveryStatus"]
         == "ENABLED",
     )
+    # Only the detector roles may write items: the table's resource policy, checked on the
+    # template (what moto stores of it is checked as a gap).
+    rp = load_template("ctguard-state.yaml")["Resources"]["StateTable"]["Properties"]["ResourcePolicy"]
+    [st] = rp["PolicyDocument"]["Statement"]
+    chk.eq(
+        (st["Effect"], st["Principal"], sorted(st["Action"]), st["Condition"]),
+        (
+            "Deny",
+            "*",
+            sorted(["dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:BatchWriteItem",
+                    "dynamodb:PartiQLInsert", "dynamodb:PartiQLUpdate"]),
+            {"ArnNotLike": {"aws:PrincipalArn": {"Fn::Sub": "arn:${AWS::Partition}:iam::${AWS::AccountId}:role/ctguard-detector-*"}}},
+        ),
+        "state table: item writes denied to all but the detector roles (template)",
+    )
+    chk.gap(
+        "state table resource policy attached",
+        lambda: "OnlyTheDetectorWritesState" in ddb.get_resource_policy(ResourceArn=table_arn)["Policy"],
+    )
 
 
 

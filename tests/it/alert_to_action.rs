@@ -115,6 +115,8 @@ async fn an_alert_is_one_finding_a_record_and_readable_messages_and_alarms_are_h
     // The same alert handled again after a publish whose acknowledgement was lost (the claim
     // left unconfirmed and its lease over, as a killed invocation leaves it): the retry
     // re-imports, and Security Hub still holds one finding for the alert, updated.
+    // (Written here as the test's own principal: AWS would refuse it, the state table's policy
+    // lets only the detector roles write items, and moto does not evaluate resource policies.)
     aws_sdk_dynamodb::Client::new(&cfg)
         .update_item()
         .table_name("ctguard-state")
