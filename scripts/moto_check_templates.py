@@ -573,7 +573,20 @@ def check_state(chk: Checker, aws: Aws, account: str, outputs: dict[str, str]) -
     # Only the detector roles may write items: the table's resource policy, checked on the
     # template (what moto stores of it is checked as a gap).
     rp = load_template("ctguard-state.yaml")["Resources"]["StateTable"]["Properties"]["ResourcePolicy"]
-    [st] = rp["PolicyDocument"]["Statement"]
+    st, deletes = rp["PolicyDocument"]["Statement"]
+    chk.eq(
+        (deletes["Effect"], deletes["Principal"], sorted(deletes["Action"]), deletes["Condition"]),
+        (
+            "Deny",
+            "*",
+            ["dynamodb:DeleteItem", "dynamodb:PartiQLDelete"],
+            {
+                "ArnNotLike": {"aws:PrincipalArn": {"Fn::Sub": "arn:${AWS::Partition}:iam::${AWS::AccountId}:role/ctguard-detector-*"}},
+                "ForAnyValue:StringNotLike": {"dynamodb:LeadingKeys": ["K#ASIA0CTGV*", "A#ASIA0CTGV*"]},
+            },
+        ),
+        "state table: item deletes denied but for the synthetic keys' state (template)",
+    )
     chk.eq(
         (st["Effect"], st["Principal"], sorted(st["Action"]), st["Condition"]),
         (
@@ -701,7 +714,7 @@ def check_region(
                    [("ContainOptedInRoles", "Allow", ["iam:GetRole", "iam:GetRolePolicy", "iam:PutRolePolicy"],
                      f"arn:aws:iam::{account}:role/*",
                      {"StringEquals": {"aws:ResourceTag/ctguard-auto-contain": "true"}}),
-                    ("NeverCtguardsOwnRoles", "Deny", "iam:PutRolePolicy", f"arn:aws:iam::{account}:role/*ctguard-*",
+                    ("NeverCtguardsOwnRoles", "Deny", "iam:PutRolePolicy", [f"arn:aws:iam::{account}:role/ctguard-*", f"arn:aws:iam::{account}:role/*/ctguard-*"],
                      None)],
                    "containment grant: this account's opted-in roles only, never ctguard's own")
         if hub:

@@ -536,6 +536,38 @@ pub fn install_ctguard_with(
     );
 }
 
+/// The deployed detector function's environment variables.
+pub async fn function_env(cfg: &SdkConfig) -> std::collections::HashMap<String, String> {
+    aws_sdk_lambda::Client::new(cfg)
+        .get_function_configuration()
+        .function_name(FUNCTION_NAME)
+        .send()
+        .await
+        .expect("function")
+        .environment
+        .and_then(|e| e.variables)
+        .unwrap_or_default()
+}
+
+/// The detector's record of alert `id` in the state table (`ALERT#<id>`): its alert JSON and
+/// the whole item (for its `ttl`).
+pub async fn alert_record(
+    cfg: &SdkConfig,
+    id: &str,
+) -> (serde_json::Value, std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>) {
+    let item = aws_sdk_dynamodb::Client::new(cfg)
+        .get_item()
+        .table_name("ctguard-state")
+        .key("pk", aws_sdk_dynamodb::types::AttributeValue::S(format!("ALERT#{id}")))
+        .send()
+        .await
+        .expect("get item")
+        .item
+        .expect("the alert record exists");
+    let alert = item.get("alert").and_then(|a| a.as_s().ok()).expect("alert text");
+    (serde_json::from_str(alert).expect("alert JSON"), item)
+}
+
 /// A queue subscribed to `topic` (raw SNS envelopes, no filter): the alert subscriber of a test.
 pub async fn subscribe_queue(cfg: &SdkConfig, topic: &str, name: &str) -> String {
     let sqs = aws_sdk_sqs::Client::new(cfg);

@@ -325,13 +325,23 @@ fn leaf_matches(rule: &Value, value: Option<&Value>) -> bool {
     }
 }
 
+/// How every synthetic key starts (the state table's policy lets the installer delete only
+/// these keys' items: `templates/ctguard-state.yaml`).
+pub const SYNTHETIC_KEY_PREFIX: &str = "ASIA0CTGV";
+
+/// The state items a synthetic key leaves: its scope (`K#KEY`) and its alert claim
+/// (`A#KEY#IDENTITY`), which verify removes after its test.
+pub fn synthetic_state_keys(key: &str, reuse_identity: &str) -> [String; 2] {
+    [format!("K#{key}"), format!("A#{key}#{reuse_identity}")]
+}
+
 /// A synthetic temporary key: `ASIA0CTGV` + 11 base32 characters. The `0` is outside the
 /// alphabet of real keys (`A–Z`, `2–7`), so it can never collide with a real credential, and
 /// the detector flags its alerts `synthetic`.
 pub fn synthetic_key(seed: u64) -> String {
     const B32: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
     let mut x = seed | 1;
-    let mut k = String::from("ASIA0CTGV");
+    let mut k = String::from(SYNTHETIC_KEY_PREFIX);
     for _ in 0..11 {
         x ^= x << 13;
         x ^= x >> 7;
@@ -675,7 +685,7 @@ async fn end_to_end<V: VerifyApi>(
     let table_at = Place::new(&t.account, f.table_region.as_deref().unwrap_or(&t.region));
     let events = synthetic_events(&key, &t.account, &t.region, now_ms(), seed);
     let reuse_identity = format!("ip:{}", events[2]["detail"]["sourceIPAddress"].as_str().unwrap_or_default());
-    for pk in [format!("K#{key}"), format!("A#{key}#{reuse_identity}")] {
+    for pk in synthetic_state_keys(&key, &reuse_identity) {
         cleanup.add(Created::StateItem { at: table_at.clone(), table: table.clone(), pk }).await;
     }
     let mut checks = Vec::new();

@@ -100,10 +100,11 @@ pub struct Containment {
     /// CIDRs (`203.0.113.10/32`, `2001:db8::/64`).
     pub allow_ips: Vec<String>,
     pub allow_vpces: Vec<String>,
-    /// Deny only calls made over the internet (no `aws:SourceVpce`), leaving every call
-    /// through a VPC endpoint alone: what automatic containment writes, since calls through the
-    /// account's own endpoints are trusted without being recorded, so no list of trusted
-    /// endpoints can be complete. `allow_vpces` is then not part of the policy.
+    /// What automatic containment writes: calls over the internet (no `aws:SourceVpce`) are
+    /// denied unless from a trusted address, and calls through a VPC endpoint unless from the
+    /// instance's own VPC (`aws:Ec2InstanceSourceVpc`, which its credentials carry). Calls
+    /// through the account's own endpoints are trusted without being recorded, so no list of
+    /// trusted endpoints could be complete: `allow_vpces` is then not part of the policy.
     pub public_only: bool,
 }
 
@@ -203,16 +204,31 @@ impl Containment {
             cond.insert("StringNotEqualsIfExists".into(), json!({ "aws:SourceVpce": self.allow_vpces }));
         }
         cond.insert("BoolIfExists".into(), json!({ "aws:ViaAWSService": "false" }));
-        json!({
-            "Version": "2012-10-17",
-            "Statement": [{
-                "Sid": "CtguardContainSession",
+        let mut statements = vec![json!({
+            "Sid": "CtguardContainSession",
+            "Effect": "Deny",
+            "Action": "*",
+            "Resource": "*",
+            "Condition": Value::Object(cond),
+        })];
+        if self.public_only {
+            // Through a VPC endpoint, only from the instance's own VPC: an EC2 instance's
+            // credentials carry the VPC they were delivered to (`aws:Ec2InstanceSourceVpc`),
+            // so a thief calling through an endpoint in a VPC of their own is denied too.
+            statements.push(json!({
+                "Sid": "CtguardContainSessionOtherVpcs",
                 "Effect": "Deny",
                 "Action": "*",
                 "Resource": "*",
-                "Condition": Value::Object(cond),
-            }],
-        })
+                "Condition": {
+                    "StringEquals": { "aws:userid": format!("{role_id}:{}", self.session) },
+                    "Null": { "aws:SourceVpc": "false" },
+                    "StringNotEquals": { "aws:SourceVpc": "${aws:Ec2InstanceSourceVpc}" },
+                    "BoolIfExists": { "aws:ViaAWSService": "false" },
+                },
+            }));
+        }
+        json!({ "Version": "2012-10-17", "Statement": statements })
     }
 }
 
@@ -635,6 +651,16 @@ mod tests {
         assert_eq!(cond["Null"], json!({"aws:SourceVpce": "true"}), "{doc}");
         assert!(cond.get("StringNotEqualsIfExists").is_none(), "{doc}");
         assert_eq!(cond["NotIpAddress"]["aws:SourceIp"], json!(["203.0.113.10/32"]));
+        // Through an endpoint: from the instance's own VPC only.
+        let other = &doc["Statement"][1];
+        assert_eq!((other["Effect"].as_str(), other["Action"].as_str()), (Some("Deny"), Some("*")));
+        assert_eq!(other["Condition"]["StringEquals"]["aws:userid"], "AROAEXAMPLEID:i-0123456789abcdef0");
+        assert_eq!(other["Condition"]["Null"], json!({"aws:SourceVpc": "false"}));
+        assert_eq!(other["Condition"]["StringNotEquals"], json!({"aws:SourceVpc": "${aws:Ec2InstanceSourceVpc}"}));
+        assert_eq!(other["Condition"]["BoolIfExists"], json!({"aws:ViaAWSService": "false"}));
+        assert_eq!(doc["Statement"].as_array().map(Vec::len), Some(2));
+        // A person's containment names its trusted endpoints instead: one statement.
+        assert_eq!(c().policy("AROAX")["Statement"].as_array().map(Vec::len), Some(1));
         // A retried delivery of the same alert finds the same policy: applied, not rewritten.
         let again = auto_contain(&iam, &alert(), ACCT, &[]).await;
         assert_eq!(again.status, AutoStatus::Applied, "{again:?}");

@@ -33,9 +33,9 @@ uses AS (
       CASE WHEN regexp_like(lower(useragent), 'console|signin') THEN useragent END,
       recipientaccountid, ui_account, ui_type, ui_arn
     -- The local scan's tie-break (FirstUse::order in scan.rs): time, then event id, event name,
-    -- source, region and user agent (NULL as ''), then the file.
+    -- source, region, user agent and caller (NULL as ''), then the file.
     ORDER BY ts, coalesce(eventid, ''), coalesce(eventname, ''), coalesce(eventsource, ''),
-      coalesce(awsregion, ''), coalesce(useragent, ''), path) AS rn
+      coalesce(awsregion, ''), coalesce(useragent, ''), coalesce(ui_arn, ''), path) AS rn
   FROM events
   WHERE ts IS NOT NULL AND (ui_key LIKE 'ASIA%' OR ui_key LIKE 'STS.%')
 ),

@@ -76,15 +76,18 @@ impl FirstUse {
     /// Which of two uses of one pair is "first". CloudTrail times have one-second precision,
     /// so same-second uses are common and a file position decides nothing (Athena's rows have
     /// none): the tie goes to the smaller `eventID`, then event name, source, region and user
-    /// agent, and only then to the place in the input. `sql/scan.sql` orders its rows by the
-    /// same columns, so a local scan and `scan --athena` keep the same first use of every pair
+    /// agent, then the caller's ARN, and only then to the place in the input. `sql/scan.sql`
+    /// returns every such use (it groups by the caller too) and the replay folds them with this
+    /// same order, so a local scan and `scan --athena` keep the same first use of every pair
     /// and report the same events. Borrowed: this runs for every repeated use.
-    fn order(&self) -> (Millis, [&str; 5], Seq) {
+    fn order(&self) -> (Millis, [&str; 6], Seq) {
         let e = &self.obs.event;
         fn f(v: &Option<String>) -> &str {
             v.as_deref().unwrap_or_default()
         }
-        (e.time_ms, [f(&e.event_id), f(&e.event_name), f(&e.event_source), f(&e.region), f(&e.user_agent)], self.seq)
+        let fields =
+            [f(&e.event_id), f(&e.event_name), f(&e.event_source), f(&e.region), f(&e.user_agent), f(&e.principal_arn)];
+        (e.time_ms, fields, self.seq)
     }
 }
 

@@ -59,8 +59,7 @@ impl Table {
 
     /// RFC 4180 CSV (the `csv` crate's writer: quotes what needs quoting).
     pub fn render_csv(&self) -> std::io::Result<String> {
-        let mut w =
-            csv::WriterBuilder::new().flexible(true).terminator(csv::Terminator::Any(b'\n')).from_writer(vec![]);
+        let mut w = csv::WriterBuilder::new().terminator(csv::Terminator::Any(b'\n')).from_writer(vec![]);
         for r in std::iter::once(&self.header).chain(&self.rows) {
             w.write_record(r).map_err(std::io::Error::other)?;
         }

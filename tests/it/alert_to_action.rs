@@ -45,22 +45,15 @@ async fn an_alert_is_one_finding_a_record_and_readable_messages_and_alarms_are_h
     logging_trail(&cfg).await;
     boto3(&emu.endpoint, &creds, "us-east-1", "client('securityhub').enable_security_hub(); print('{}')");
     install_ctguard_with(&emu.endpoint, Some(&creds), &["us-east-1"], &["--security-hub"]);
-    let env_of = || async {
-        aws_sdk_lambda::Client::new(&cfg)
-            .get_function_configuration()
-            .function_name(FUNCTION_NAME)
-            .send()
-            .await
-            .expect("function")
-            .environment
-            .and_then(|e| e.variables)
-            .unwrap_or_default()
-    };
     let product = format!("arn:aws:securityhub:us-east-1:{ACCOUNT}:product/{ACCOUNT}/default");
-    assert_eq!(env_of().await.get("CTGUARD_SECURITY_HUB_PRODUCT"), Some(&product));
+    assert_eq!(function_env(&cfg).await.get("CTGUARD_SECURITY_HUB_PRODUCT"), Some(&product));
     // A re-run that does not mention it keeps it on.
     install_ctguard(&emu.endpoint, Some(&creds), &["us-east-1"]);
-    assert_eq!(env_of().await.get("CTGUARD_SECURITY_HUB_PRODUCT"), Some(&product), "a re-run must not undo it");
+    assert_eq!(
+        function_env(&cfg).await.get("CTGUARD_SECURITY_HUB_PRODUCT"),
+        Some(&product),
+        "a re-run must not undo it"
+    );
 
     let topic = format!("arn:aws:sns:us-east-1:{ACCOUNT}:ctguard-alerts");
     let queue = subscribe_queue(&cfg, &topic, "soc").await;
@@ -99,16 +92,7 @@ async fn an_alert_is_one_finding_a_record_and_readable_messages_and_alarms_are_h
     assert!(f["Remediation"]["Recommendation"]["Text"].as_str().unwrap_or("").contains("ctguard contain"));
 
     // The alert's record, for `contain --alert ID`.
-    let item = aws_sdk_dynamodb::Client::new(&cfg)
-        .get_item()
-        .table_name("ctguard-state")
-        .key("pk", aws_sdk_dynamodb::types::AttributeValue::S(format!("ALERT#{id}")))
-        .send()
-        .await
-        .expect("get item")
-        .item
-        .expect("the alert record exists");
-    let recorded: Value = serde_json::from_str(item["alert"].as_s().expect("alert text")).expect("alert JSON");
+    let (recorded, item) = alert_record(&cfg, &id).await;
     assert_eq!(recorded, alert);
     assert!(item["ttl"].as_n().expect("ttl").parse::<i64>().expect("number") > 0);
 
@@ -129,7 +113,7 @@ async fn an_alert_is_one_finding_a_record_and_readable_messages_and_alarms_are_h
         .expect("reset the claim");
     // A killed invocation's environment is gone with it (and its in-memory cache): a
     // configuration change makes the emulator start a fresh one, as Lambda does.
-    let mut vars = env_of().await;
+    let mut vars = function_env(&cfg).await;
     vars.insert("CTGUARD_TEST_FRESH_ENVIRONMENT".into(), "1".into());
     aws_sdk_lambda::Client::new(&cfg)
         .update_function_configuration()

@@ -71,24 +71,13 @@ async fn an_opted_in_instance_role_is_contained_by_the_detector_and_nothing_else
     let app_id = ids["app"].as_str().expect("app role id").to_string();
 
     install_ctguard_with(&emu.endpoint, Some(&creds), &["us-east-1"], &["--auto-contain"]);
-    let env_of = || async {
-        aws_sdk_lambda::Client::new(&cfg)
-            .get_function_configuration()
-            .function_name(FUNCTION_NAME)
-            .send()
-            .await
-            .expect("function")
-            .environment
-            .and_then(|e| e.variables)
-            .unwrap_or_default()
-    };
     let on = |vars: std::collections::HashMap<String, String>| {
         (vars.get("CTGUARD_AUTO_CONTAIN").cloned(), vars.get("CTGUARD_ACCOUNT").cloned())
     };
-    assert_eq!(on(env_of().await), (Some("true".into()), Some(ACCOUNT.into())));
+    assert_eq!(on(function_env(&cfg).await), (Some("true".into()), Some(ACCOUNT.into())));
     // A re-run that does not mention it keeps it on.
     install_ctguard(&emu.endpoint, Some(&creds), &["us-east-1"]);
-    assert_eq!(on(env_of().await), (Some("true".into()), Some(ACCOUNT.into())), "a re-run must not undo it");
+    assert_eq!(on(function_env(&cfg).await), (Some("true".into()), Some(ACCOUNT.into())), "a re-run must not undo it");
 
     let topic = format!("arn:aws:sns:us-east-1:{ACCOUNT}:ctguard-alerts");
     let queue = subscribe_queue(&cfg, &topic, "soc").await;
@@ -173,16 +162,7 @@ async fn an_opted_in_instance_role_is_contained_by_the_detector_and_nothing_else
 
     // The alert's record carries the outcome too (what `contain --alert` and a responder read).
     let id = app["id"].as_str().expect("id");
-    let item = aws_sdk_dynamodb::Client::new(&cfg)
-        .get_item()
-        .table_name("ctguard-state")
-        .key("pk", aws_sdk_dynamodb::types::AttributeValue::S(format!("ALERT#{id}")))
-        .send()
-        .await
-        .expect("get item")
-        .item
-        .expect("the alert record");
-    let recorded: Value = serde_json::from_str(item["alert"].as_s().expect("alert text")).expect("alert JSON");
+    let (recorded, _) = alert_record(&cfg, id).await;
     assert_eq!(recorded["containment"]["status"], "applied");
 
     // Undo, as the alert says; then --no-auto-contain turns it off for the next alerts.
@@ -193,7 +173,7 @@ async fn an_opted_in_instance_role_is_contained_by_the_detector_and_nothing_else
     assert!(out.status.success(), "{}", output_text(&out));
     assert_eq!(inline_policies(&emu, &creds, "app"), json!({}), "released");
     install_ctguard_with(&emu.endpoint, Some(&creds), &["us-east-1"], &["--no-auto-contain"]);
-    assert_eq!(on(env_of().await).0.as_deref(), Some("false"));
+    assert_eq!(on(function_env(&cfg).await).0.as_deref(), Some("false"));
     // AWS deletes the grant with the option (its Condition turns false); moto keeps a resource
     // whose Condition turns false on update, so that is checked on the template instead
     // (tests/it/install.rs, scripts/moto_check_templates.py, which deploys both branches).

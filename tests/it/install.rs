@@ -638,7 +638,13 @@ fn detector_role_has_no_wildcard_beyond_its_own_log_group() {
                         assert_eq!(s.get("Action").and_then(Y::as_str), Some("iam:PutRolePolicy"));
                         let mut r = Vec::new();
                         strings(s.get("Resource").expect("Resource"), &mut r);
-                        assert_eq!(r, ["arn:${AWS::Partition}:iam::${AWS::AccountId}:role/*ctguard-*"]);
+                        assert_eq!(
+                            r,
+                            [
+                                "arn:${AWS::Partition}:iam::${AWS::AccountId}:role/ctguard-*",
+                                "arn:${AWS::Partition}:iam::${AWS::AccountId}:role/*/ctguard-*"
+                            ]
+                        );
                         sids.push(sid);
                         continue;
                     }
@@ -674,4 +680,50 @@ fn detector_role_has_no_wildcard_beyond_its_own_log_group() {
         }
     }
     assert_eq!(roles, 1, "exactly one IAM resource (the detector role)");
+}
+
+/// The side-effects alarm watches exactly the metric the detector writes in its log.
+#[test]
+fn the_side_effects_alarm_watches_the_metric_the_detector_writes() {
+    use serde_yaml_ng::Value as Y;
+    let text = std::fs::read_to_string(workspace().join("templates/ctguard-region.yaml")).expect("template");
+    let doc: Y = serde_yaml_ng::from_str(&text).expect("YAML");
+    let p = doc
+        .get("Resources")
+        .and_then(|r| r.get("DetectorSideEffectsAlarm"))
+        .and_then(|a| a.get("Properties"))
+        .expect("the alarm");
+    assert_eq!(p.get("Namespace").and_then(Y::as_str), Some(ctguard_detector::emf::NAMESPACE));
+    assert_eq!(p.get("MetricName").and_then(Y::as_str), Some(ctguard_detector::emf::SIDE_EFFECT_FAILURES));
+    let dims = p.get("Dimensions").and_then(Y::as_sequence).expect("dimensions");
+    assert_eq!(dims.len(), 1, "the function-wide dimension set only");
+    assert_eq!(dims[0].get("Name").and_then(Y::as_str), Some("FunctionName"));
+    assert!(format!("{:?}", dims[0].get("Value")).contains("DetectorFunction"), "{dims:?}");
+    // The log line carries that dimension set.
+    let line = ctguard_detector::emf::side_effect_failure("ctguard-detector", ctguard_detector::emf::Step::Record, 0);
+    let v: Value = serde_json::from_str(&line).expect("JSON");
+    assert_eq!(v["_aws"]["CloudWatchMetrics"][0]["Dimensions"][0], serde_json::json!(["FunctionName"]));
+}
+
+/// The state table lets the installer delete only what `ctguard verify`'s synthetic keys leave.
+#[test]
+fn the_state_tables_delete_exception_covers_exactly_verifys_items() {
+    use ctguard_deploy::verify::{synthetic_key, synthetic_state_keys, SYNTHETIC_KEY_PREFIX};
+    let text = std::fs::read_to_string(workspace().join("templates/ctguard-state.yaml")).expect("template");
+    let patterns = [format!("K#{SYNTHETIC_KEY_PREFIX}*"), format!("A#{SYNTHETIC_KEY_PREFIX}*")];
+    for p in &patterns {
+        assert!(text.contains(&format!("\"{p}\"")), "the template's LeadingKeys name {p}");
+    }
+    for seed in [1, 7, 12345] {
+        let key = synthetic_key(seed);
+        assert!(ctguard_detector::engine::is_synthetic_key(&key), "{key}");
+        for pk in synthetic_state_keys(&key, "ip:198.51.100.1") {
+            assert!(
+                patterns.iter().any(|p| pk.starts_with(p.trim_end_matches('*'))),
+                "{pk} is deletable by the installer"
+            );
+        }
+    }
+    // A real key's items never are.
+    assert!(!"K#ASIAQWERTYQWERTYQWER".starts_with(&format!("K#{SYNTHETIC_KEY_PREFIX}")));
 }

@@ -231,10 +231,19 @@ async fn status_reads_metrics_and_alarms_and_prices_the_last_30_days() {
     let header: Vec<String> = csv.headers().expect("header").iter().map(str::to_string).collect();
     assert_eq!(header.last().map(String::as_str), Some("PER 1M EVENTS USD"), "{header:?}");
     let rows: Vec<csv::StringRecord> = csv.records().collect::<Result<_, _>>().expect("one table, every row its shape");
-    assert_eq!(rows.len(), 1, "{rows:?}");
-    let cell = |name: &str| header.iter().position(|h| h == name).and_then(|i| rows[0].get(i)).unwrap_or("");
-    assert_eq!(cell("EVENTS 30D"), "1000");
-    assert!(close(cell("COST 30D USD").parse().unwrap_or(0.0), want), "{rows:?}");
+    assert_eq!(rows.len(), 2, "the target and the total: {rows:?}");
+    let cell = |row: usize, name: &str| {
+        header.iter().position(|h| h == name).and_then(|i| rows.get(row).and_then(|r| r.get(i))).unwrap_or("")
+    };
+    let num = |row: usize, name: &str| cell(row, name).parse::<f64>().unwrap_or(-1.0);
+    assert_eq!(cell(0, "EVENTS 30D"), "1000");
+    // Own items, account-wide items, and their sum in the total row (to the 6 decimals printed).
+    assert!((num(0, "COST 30D USD") - own).abs() < 1e-6, "{rows:?}");
+    assert!((num(0, "ACCOUNT-WIDE 30D USD") - (want - own)).abs() < 1e-6, "{rows:?}");
+    assert!((num(0, "PER 1M EVENTS USD") - own * 1000.0).abs() < 1e-6, "{rows:?}");
+    assert_eq!(cell(1, "TARGET"), "total");
+    assert!((num(1, "COST 30D USD") - want).abs() < 1e-6, "{rows:?}");
+    assert!((num(1, "PER 1M EVENTS USD") - want * 1000.0).abs() < 1e-6, "{rows:?}");
 
     // Errors and a DLQ that has since been emptied; then the errors alarm fires.
     put(&cw, "AWS/Lambda", "Errors", lambda, 3.0, 1800).await;

@@ -75,7 +75,7 @@ fn windows_end_at_the_next_whole_minute() {
 }
 
 #[tokio::test]
-async fn a_quiet_target_with_alarms_in_is_healthy() {
+async fn a_quiet_target_with_its_alarms_is_healthy() {
     let cw = FakeCloudWatch {
         points: [("invocations", vec![10.0, 20.0]), ("errors", vec![0.0, 0.0]), ("dlq", vec![0.0])]
             .into_iter()

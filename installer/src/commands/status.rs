@@ -185,7 +185,7 @@ pub async fn run(args: &StatusArgs, g: &GlobalArgs) -> anyhow::Result<u8> {
         let mut header =
             vec!["TARGET", "OWNER", "VERSION", "STACKS", "TRAIL", "RULE", "DLQ", "LAST 24H", "ALARMS", "HEALTH"];
         if csv_cost {
-            header.extend(["EVENTS 30D", "COST 30D USD", "PER 1M EVENTS USD"]);
+            header.extend(["EVENTS 30D", "COST 30D USD", "ACCOUNT-WIDE 30D USD", "PER 1M EVENTS USD"]);
         }
         let mut t = Table::new(header);
         for (x, owner) in statuses.iter().zip(&owners) {
@@ -212,16 +212,40 @@ pub async fn run(args: &StatusArgs, g: &GlobalArgs) -> anyhow::Result<u8> {
                 if x.healthy() { "healthy".into() } else { format!("UNHEALTHY: {}", x.problems.join("; ")) },
             ];
             if csv_cost {
-                match cost_of(&x.target).filter(|c| c.unreadable.is_none()) {
+                // The target's own items; the account-wide ones (home target) in their own column.
+                match cost_of(&x.target) {
+                    Some(c) if c.unreadable.is_none() => {
+                        let wide: f64 = c.lines.iter().filter(|l| l.account_wide).map(|l| l.usd).sum();
+                        row.extend([
+                            format!("{:.0}", c.usage.invocations),
+                            format!("{:.6}", c.total_usd - wide),
+                            if c.home { format!("{wide:.6}") } else { String::new() },
+                            c.per_million_events_usd.map(|p| format!("{p:.6}")).unwrap_or_default(),
+                        ])
+                    }
                     Some(c) => row.extend([
-                        format!("{:.0}", c.usage.invocations),
-                        c.total_usd.to_string(),
-                        c.per_million_events_usd.map(|p| p.to_string()).unwrap_or_default(),
+                        String::new(),
+                        format!("unreadable: {}", c.unreadable.as_deref().unwrap_or("")),
+                        String::new(),
+                        String::new(),
                     ]),
-                    None => row.extend([String::new(), String::new(), String::new()]),
+                    // Not read: StackSet-owned, or not deployed.
+                    None => row.extend([String::new(), String::new(), String::new(), String::new()]),
                 }
             }
             t.row(row);
+        }
+        if csv_cost {
+            // The status columns are empty on the total row.
+            let mut total = vec!["total".to_string()];
+            total.extend(std::iter::repeat_n(String::new(), 9));
+            total.extend([
+                format!("{cost_events:.0}"),
+                format!("{cost_total:.6}"),
+                String::new(),
+                cost_per_million.map(|p| format!("{p:.6}")).unwrap_or_default(),
+            ]);
+            t.row(total);
         }
         output::emit::<()>(g.output(), &[], &t)?;
         for x in &statuses {

@@ -142,31 +142,35 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         Ok(Signed::new(connector, credentials))
     };
     // Security Hub: on when the stack gives the product to import into (install --security-hub).
+    // A setting it cannot use never stops the alerts: each alert then counts the failure
+    // (`ctguard-detector-side-effects`), and says so where it can.
     let hub = match std::env::var("CTGUARD_SECURITY_HUB_PRODUCT").ok().filter(|p| !p.trim().is_empty()) {
-        Some(product) => Some(
-            SecurityHub::new(signed()?, product.trim()).map_err(|e| format!("CTGUARD_SECURITY_HUB_PRODUCT: {e}"))?,
-        ),
+        Some(product) => {
+            Some(SecurityHub::new(signed()?, product.trim()).map_err(|e| format!("CTGUARD_SECURITY_HUB_PRODUCT: {e}")))
+        }
         None => None,
     };
     // Automatic containment (install --auto-contain): of opted-in roles of the detector's own
-    // account only. A setting it cannot use turns it off, loudly, and never stops the alerts.
+    // account only.
     let contain = match std::env::var("CTGUARD_AUTO_CONTAIN").unwrap_or_default().trim() {
         "true" => {
             let account = std::env::var("CTGUARD_ACCOUNT").unwrap_or_default().trim().to_string();
             if account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit()) {
                 let region = base.region().map(|r| r.to_string()).unwrap_or_default();
-                Some(AutoContain { iam: iam::Iam::new(signed()?, &region), account, policy: policy.clone() })
+                Some(Ok(AutoContain { iam: iam::Iam::new(signed()?, &region), account, policy: policy.clone() }))
             } else {
-                tracing::error!(account = %account, "CTGUARD_ACCOUNT is not an account id: automatic containment is OFF");
-                None
+                Some(Err(format!("CTGUARD_ACCOUNT `{account}` is not an account id")))
             }
         }
         "" | "false" => None,
-        other => {
-            tracing::error!(value = %other, "CTGUARD_AUTO_CONTAIN is neither true nor false: automatic containment is OFF");
-            None
-        }
+        other => Some(Err(format!("CTGUARD_AUTO_CONTAIN `{other}` is neither true nor false"))),
     };
+    for e in [hub.as_ref().and_then(|h| h.as_ref().err()), contain.as_ref().and_then(|c| c.as_ref().err())]
+        .into_iter()
+        .flatten()
+    {
+        tracing::error!(error = %e, "a setting of the function is unusable: that feature fails on every alert");
+    }
     let sink = Notifier {
         sns: SnsSink::new(aws_sdk_sns::Client::new(&topic_cfg), topic),
         records: Some(store.clone()),

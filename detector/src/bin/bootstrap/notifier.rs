@@ -31,8 +31,10 @@ pub trait HealthSink: Send + Sync {
 pub struct Notifier {
     pub sns: SnsSink,
     pub records: Option<DynamoStore>,
-    pub hub: Option<SecurityHub>,
-    pub contain: Option<AutoContain>,
+    /// `Err`: turned on, but its setting is unusable (each alert counts the failure).
+    pub hub: Option<Result<SecurityHub, String>>,
+    /// `Err`: turned on, but its setting is unusable (each alert says so and counts it).
+    pub contain: Option<Result<AutoContain, String>>,
 }
 
 /// Automatic containment: IAM, the account whose roles it may act on (the detector's), and
@@ -77,7 +79,15 @@ impl Notifier {
     }
 
     async fn import(&self, alert: &Alert, now: i64) {
-        let Some(hub) = &self.hub else { return };
+        let hub = match &self.hub {
+            None => return,
+            Some(Ok(hub)) => hub,
+            Some(Err(why)) => {
+                tracing::error!(alert_id = %alert.id, error = %why, "Security Hub import failed: misconfigured");
+                count_failure(Step::SecurityHub);
+                return;
+            }
+        };
         let finding = ctguard_detector::finding::asff(alert, &hub.region, &hub.account, &format_rfc3339(now));
         match hub.import(&finding).await {
             Ok(()) => tracing::info!(alert_id = %alert.id, "finding imported into Security Hub"),
@@ -92,14 +102,25 @@ impl Notifier {
 impl Notifier {
     /// `alert` with what automatic containment did, when it is on.
     async fn contained(&self, alert: &Alert) -> Option<AutoContainment> {
-        let auto = self.contain.as_ref()?;
-        let networks = auto.policy.networks_for(alert.role_arn.as_deref());
-        let outcome = match auto_eligible(alert, &auto.account, &networks) {
-            Err(why) => not_eligible(&why),
-            Ok(c) => match tokio::time::timeout(CONTAIN_BUDGET, auto_apply(&auto.iam, &c)).await {
-                Ok(o) => o,
-                Err(_) => auto_timed_out(&c, CONTAIN_BUDGET),
+        let outcome = match self.contain.as_ref()? {
+            // Turned on but unusable: every alert says so, and every one is counted.
+            Err(why) => AutoContainment {
+                status: AutoStatus::Failed,
+                role: None,
+                policy: None,
+                detail: format!("automatic containment is misconfigured ({why}): contain by hand"),
+                release: None,
             },
+            Ok(auto) => {
+                let networks = auto.policy.networks_for(alert.role_arn.as_deref());
+                match auto_eligible(alert, &auto.account, &networks) {
+                    Err(why) => not_eligible(&why),
+                    Ok(c) => match tokio::time::timeout(CONTAIN_BUDGET, auto_apply(&auto.iam, &c)).await {
+                        Ok(o) => o,
+                        Err(_) => auto_timed_out(&c, CONTAIN_BUDGET),
+                    },
+                }
+            }
         };
         match outcome.status {
             AutoStatus::Applied | AutoStatus::AlreadyContained => {
