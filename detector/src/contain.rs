@@ -19,9 +19,11 @@
 //! finds it without state, and re-running `contain` replaces it (idempotent).
 //!
 //! The same builder serves `ctguard contain` (a person reads the policy and approves it) and
-//! the detector's opt-in automatic containment ([`auto_contain`]), which acts only on HIGH
-//! alerts of an EC2 instance's credentials, only on roles of its own account that carry the
-//! opt-in tag [`AUTO_CONTAIN_TAG`], and never replaces a containment already on the session.
+//! the detector's opt-in automatic containment ([`auto_contain`]), which acts only on HIGH,
+//! in-order alerts of an EC2 instance's credentials used from a public address, only when
+//! every trusted address was first used by that very session, only on roles of its own account
+//! that carry the opt-in tag [`AUTO_CONTAIN_TAG`], and never replaces a containment already on
+//! the session ([`auto_eligible`], [`auto_apply`]). Its deny is [`Containment::public_only`].
 //! The pieces here are pure, or generic over [`RolePolicies`]; the IAM calls live with their
 //! callers (the installer's SDK client, the Lambda's signed Query calls).
 

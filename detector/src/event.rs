@@ -168,7 +168,7 @@ pub struct UserIdentity<'a> {
     pub user_name: Text<'a>,
     #[serde(borrow, default)]
     pub invoked_by: Text<'a>,
-    /// Kept raw, read by [`UserIdentity::session_context`] ([`lenient_object`]'s rules): only
+    /// Kept raw, read by [`UserIdentity::session_context`] (`lenient_object`'s rules): only
     /// uses of a key need it, and parsing it for every record would read its bytes twice more.
     #[serde(borrow, default)]
     pub session_context: Option<&'a RawValue>,

@@ -20,7 +20,7 @@ use crate::state::EventRef;
 const FIELD_MAX: usize = 200;
 
 /// One line of text out of an untrusted value: control characters become `?`, at most
-/// [`FIELD_MAX`] characters.
+/// `FIELD_MAX` (200) characters.
 pub fn clean(s: &str) -> String {
     let mut out: String = s.chars().take(FIELD_MAX).map(|c| if c.is_control() { '?' } else { c }).collect();
     if s.chars().nth(FIELD_MAX).is_some() {

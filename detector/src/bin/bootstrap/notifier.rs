@@ -1,14 +1,18 @@
-//! Everything one alert produces, in order: the automatic containment of the session (when
-//! enabled, `install --auto-contain`), within [`CONTAIN_BUDGET`]; then its record in the state
-//! table (for `ctguard contain --alert ID`) and its Security Hub finding (when enabled),
-//! together and within [`SECONDARY_BUDGET`]; then the SNS message. The containment goes first
-//! because it is the step that stops the thief, and its outcome travels in the alert
-//! (`containment`), so the record, the finding and the message all say what was done. The SNS alert is the one that must go
-//! out: the record and the finding come first because both are idempotent (the same item, the
-//! same finding id: a retried event rewrites them, never duplicates them), and they are bounded
-//! and best effort, so that neither a slow nor a failing Security Hub holds the alert back by
-//! more than the budget. Synthetic alerts (`ctguard verify`'s) produce neither: a test must not
-//! leave a finding behind, nor a record `contain --alert` could act on.
+//! Everything one alert produces, in order:
+//! 1. the automatic containment of the session (when enabled, `install --auto-contain`),
+//!    within [`CONTAIN_BUDGET`]: first, because it is the step that stops the thief, and its
+//!    outcome travels in the alert (`containment`), so the record, the finding and the message
+//!    all say what was done;
+//! 2. its record in the state table (for `ctguard contain --alert ID`) and its Security Hub
+//!    finding (when enabled), together and within [`SECONDARY_BUDGET`];
+//! 3. the SNS message, the one that must go out.
+//!
+//! Steps 1 and 2 are idempotent (the same policy, the same item, the same finding id: a
+//! retried event finds or rewrites them, never duplicates them), bounded and best effort, so
+//! that neither a slow IAM nor a failing Security Hub holds the alert back by more than its
+//! budget; each failure is counted ([`count_failure`]). Synthetic alerts (`ctguard verify`'s)
+//! are never contained and produce neither a record nor a finding: a test must not leave a
+//! finding behind, nor a record `contain --alert` could act on.
 
 use std::time::Duration;
 
