@@ -7,14 +7,12 @@
 
 use std::future::Future;
 
+use ctguard_detector::alert::ALERT_RECORD_PREFIX;
 pub use ctguard_detector::contain::{
-    cidr, contain, release, ContainError, Containment, Role, RolePolicies, POLICY_PREFIX,
+    cidr, contain, policy_document, release, ContainError, Containment, Role, RolePolicies, POLICY_PREFIX,
 };
 use ctguard_detector::Alert;
 use serde_json::Value;
-
-/// The state-table key prefix of an alert's record (`ALERT#ctguard-…`).
-pub const ALERT_KEY_PREFIX: &str = "ALERT#";
 
 /// An alert id as the detector makes them (`ctguard-` and 32 hex digits), lower-cased; the
 /// error says what one looks like.
@@ -96,7 +94,7 @@ impl AlertRecords for DynamoAlertRecords {
             .client
             .get_item()
             .table_name(&self.table)
-            .key("pk", AttributeValue::S(format!("{ALERT_KEY_PREFIX}{id}")))
+            .key("pk", AttributeValue::S(format!("{ALERT_RECORD_PREFIX}{id}")))
             .consistent_read(true)
             .send()
             .await
@@ -161,12 +159,7 @@ impl RolePolicies for IamRolePolicies {
 
     async fn get(&self, role: &str, name: &str) -> Result<Option<Value>, ContainError> {
         match self.client.get_role_policy().role_name(role).policy_name(name).send().await {
-            Ok(out) => {
-                // IAM returns the document URL-encoded.
-                let raw = out.policy_document;
-                let text = percent_decode(&raw);
-                Ok(Some(serde_json::from_str(&text).unwrap_or(Value::String(text))))
-            }
+            Ok(out) => Ok(Some(policy_document(&out.policy_document))),
             Err(e) if is_no_such_entity(&e) => Ok(None),
             Err(e) => Err(iam_err("GetRolePolicy", &e)),
         }
@@ -191,28 +184,6 @@ impl RolePolicies for IamRolePolicies {
             Err(e) => Err(iam_err("DeleteRolePolicy", &e)),
         }
     }
-}
-
-/// Decodes `%XX` escapes (IAM's policy documents); anything malformed is kept as it is.
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let hex = |c: u8| char::from(c).to_digit(16);
-        match (b.get(i), b.get(i + 1).copied().and_then(hex), b.get(i + 2).copied().and_then(hex)) {
-            (Some(b'%'), Some(h), Some(l)) => {
-                out.push((h * 16 + l) as u8);
-                i += 3;
-            }
-            (Some(c), _, _) => {
-                out.push(*c);
-                i += 1;
-            }
-            (None, _, _) => break,
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]
@@ -314,12 +285,5 @@ mod tests {
         a.synthetic = false;
         a.principal_arn = Some("arn:aws:sts::444455556666:assumed-role/app/i-0123456789abcdef0".into());
         assert_eq!(Containment::from_alert(&a).expect("containable").account, "444455556666");
-    }
-
-    #[test]
-    fn percent_decoding_keeps_malformed_escapes() {
-        assert_eq!(percent_decode("%7B%22a%22%3A1%7D"), "{\"a\":1}");
-        assert_eq!(percent_decode("100%"), "100%");
-        assert_eq!(percent_decode("%zz"), "%zz");
     }
 }

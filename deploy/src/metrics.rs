@@ -372,6 +372,14 @@ pub struct Cost {
     pub unreadable: Option<String>,
 }
 
+impl Cost {
+    /// The account-wide items' part of [`Cost::total_usd`] (the home target's state table and
+    /// alert topic; nothing elsewhere).
+    pub fn account_wide_usd(&self) -> f64 {
+        self.lines.iter().filter(|l| l.account_wide).map(|l| l.usd).sum()
+    }
+}
+
 /// The priced items of one usage, and their total.
 pub fn estimate(u: &Usage, p: &Prices) -> (Vec<CostLine>, f64) {
     let gb_seconds = u.duration_ms / 1000.0 * f64::from(LAMBDA_MEMORY_MB) / 1024.0;
@@ -462,10 +470,9 @@ pub async fn read_cost<M: MetricsApi>(api: &M, t: &Target, home: bool, now: i64)
         sns_publishes: home.then(|| get(PUBLISHES)),
     };
     let (lines, total) = estimate(&cost.usage, &PRICES);
-    let own: f64 = lines.iter().filter(|l| !l.account_wide).map(|l| l.usd).sum();
-    cost.per_million_events_usd = per_million(own, cost.usage.invocations);
     cost.lines = lines;
     cost.total_usd = total;
+    cost.per_million_events_usd = per_million(total - cost.account_wide_usd(), cost.usage.invocations);
     cost
 }
 

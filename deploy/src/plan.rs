@@ -527,12 +527,13 @@ impl InstallConfig {
             if !stated.default_ttl_hours {
                 c.default_ttl_hours = number("DefaultTtlHours", c.default_ttl_hours);
             }
+            // A stack from before such a parameter existed has it off.
+            let switch = |name: &str| param(StackKind::Region, name).is_some_and(|v| v == "true");
             if !stated.security_hub {
-                // A stack from before the parameter existed has it off.
-                c.security_hub = param(StackKind::Region, "SecurityHub").is_some_and(|v| v == "true");
+                c.security_hub = switch("SecurityHub");
             }
             if !stated.auto_contain {
-                c.auto_contain = param(StackKind::Region, "AutoContain").is_some_and(|v| v == "true");
+                c.auto_contain = switch("AutoContain");
             }
         }
         c

@@ -11,6 +11,10 @@ use crate::state::EventRef;
 /// Schema identifier; bump on incompatible change.
 pub const ALERT_SCHEMA: &str = "ctguard.alert/v1";
 
+/// The state-table key prefix of an alert's record (`ALERT#ctguard-…`), which the detector
+/// writes and `ctguard contain --alert ID` reads.
+pub const ALERT_RECORD_PREFIX: &str = "ALERT#";
+
 /// How urgent an alert is; also an SNS message attribute for subscription filters.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "UPPERCASE")]

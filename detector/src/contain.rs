@@ -19,7 +19,7 @@
 //! finds it without state, and re-running `contain` replaces it (idempotent).
 //!
 //! The same builder serves `ctguard contain` (a person reads the policy and approves it) and
-//! the detector's opt-in automatic containment ([`auto_contain`]), which acts only on HIGH,
+//! the detector's opt-in automatic containment, which acts only on HIGH,
 //! in-order alerts of an EC2 instance's credentials used from a public address, only when
 //! every trusted address was first used by that very session, only on roles of its own account
 //! that carry the opt-in tag [`AUTO_CONTAIN_TAG`], and never replaces a containment already on
@@ -34,6 +34,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::alert::{Alert, Severity};
+use crate::identity::NetworkIdentity;
+use crate::is_account_id;
 use crate::notify::role_session;
 
 /// Prefix of every policy ctguard attaches; `release` deletes only names it could have written.
@@ -85,10 +87,6 @@ pub fn cidr(s: &str) -> Option<String> {
 fn is_vpce(s: &str) -> bool {
     s.strip_prefix("vpce-")
         .is_some_and(|h| !h.is_empty() && h.len() <= 32 && h.bytes().all(|b| b.is_ascii_alphanumeric()))
-}
-
-fn is_account_id(s: &str) -> bool {
-    s.len() == 12 && s.bytes().all(|b| b.is_ascii_digit())
 }
 
 /// What to contain: the session of a role in an account, and where it may still call from.
@@ -172,11 +170,11 @@ impl Containment {
             public_only: false,
         };
         for e in &a.expected {
-            let id = &e.identity;
-            if let Some(ip) = id.strip_prefix("ip:").or_else(|| id.strip_prefix("ip6:")).and_then(cidr) {
-                c.allow_ips.push(ip);
-            } else if let Some(v) = id.strip_prefix("vpce:") {
-                c.allow_vpces.push(v.split_once('@').map(|(v, _)| v).unwrap_or(v).to_string());
+            match NetworkIdentity::from_key(&e.identity) {
+                Some(NetworkIdentity::V4(ip)) => c.allow_ips.push(format!("{ip}/32")),
+                Some(NetworkIdentity::V6Net(net)) => c.allow_ips.push(format!("{net}/64")),
+                Some(NetworkIdentity::VpcEndpoint { id, .. }) => c.allow_vpces.push(id),
+                _ => {}
             }
         }
         c.validate()?;
@@ -232,6 +230,13 @@ impl Containment {
         }
         json!({ "Version": "2012-10-17", "Statement": statements })
     }
+}
+
+/// A policy document as IAM returns it (URL-encoded JSON): the JSON, or the decoded text as a
+/// string when it is not JSON. Malformed escapes are kept as they are.
+pub fn policy_document(raw: &str) -> Value {
+    let text = percent_encoding::percent_decode_str(raw).decode_utf8_lossy().into_owned();
+    serde_json::from_str(&text).unwrap_or(Value::String(text))
 }
 
 /// A role as containment needs it: its unique id and its tags.
@@ -350,7 +355,7 @@ pub fn auto_eligible(alert: &Alert, account: &str, networks: &[String]) -> Resul
             crate::notify::clean(&alert.scope)
         ));
     }
-    let public = |id: &str| id.starts_with("ip:") || id.starts_with("ip6:");
+    let public = |id: &str| NetworkIdentity::from_key(id).and_then(|i| i.ip()).is_some();
     if !public(&alert.seen_identity) {
         return Err(format!(
             "the credentials were used from {} (only uses from a public address are contained automatically)",
@@ -409,20 +414,6 @@ pub fn not_eligible(why: &str) -> AutoContainment {
         policy: None,
         detail: format!("not contained automatically: {why}"),
         release: None,
-    }
-}
-
-/// The detector's automatic containment of `alert`: [`auto_eligible`], then [`auto_apply`].
-/// Never an error: the outcome says what happened, and goes out with the alert.
-pub async fn auto_contain<R: RolePolicies>(
-    iam: &R,
-    alert: &Alert,
-    account: &str,
-    networks: &[String],
-) -> AutoContainment {
-    match auto_eligible(alert, account, networks) {
-        Ok(c) => auto_apply(iam, &c).await,
-        Err(why) => not_eligible(&why),
     }
 }
 
@@ -568,6 +559,14 @@ mod tests {
     }
 
     #[test]
+    fn policy_documents_are_decoded_keeping_malformed_escapes() {
+        assert_eq!(policy_document("%7B%22a%22%3A1%7D"), json!({"a": 1}));
+        assert_eq!(policy_document("{\"a\":1}"), json!({"a": 1}), "not encoded: as it is");
+        assert_eq!(policy_document("100%"), json!("100%"));
+        assert_eq!(policy_document("%zz"), json!("%zz"));
+    }
+
+    #[test]
     fn cidrs_are_normalised() {
         assert_eq!(cidr("203.0.113.10").as_deref(), Some("203.0.113.10/32"));
         assert_eq!(cidr("2001:db8::/64").as_deref(), Some("2001:db8::/64"));
@@ -624,6 +623,20 @@ mod tests {
         }
         async fn delete(&self, role: &str, name: &str) -> Result<bool, ContainError> {
             Ok(self.policies.lock().expect("lock").remove(&(role.to_string(), name.to_string())).is_some())
+        }
+    }
+
+    /// What the detector does for `alert`: [`auto_eligible`], then [`auto_apply`] (the
+    /// bootstrap's notifier puts its time budget around the second).
+    async fn auto_contain<R: RolePolicies>(
+        iam: &R,
+        alert: &Alert,
+        account: &str,
+        networks: &[String],
+    ) -> AutoContainment {
+        match auto_eligible(alert, account, networks) {
+            Ok(c) => auto_apply(iam, &c).await,
+            Err(why) => not_eligible(&why),
         }
     }
 

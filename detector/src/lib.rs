@@ -34,5 +34,10 @@ pub use memory::{CollectingSink, MemoryStore};
 pub use policy::Policy;
 pub use state::{AlertClaim, Anchor, Arm, Claim, EventRef, Prune, ScopeState, StateStore, Suspect, Trusted, Update};
 
+/// True for a 12-digit AWS account id.
+pub fn is_account_id(s: &str) -> bool {
+    s.len() == 12 && s.bytes().all(|b| b.is_ascii_digit())
+}
+
 /// The detector's version, reported in every alert and compared by `ctguard status`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

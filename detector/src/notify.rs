@@ -14,6 +14,7 @@
 use serde_json::{json, Value};
 
 use crate::alert::Alert;
+use crate::identity::NetworkIdentity;
 use crate::state::EventRef;
 
 /// Longest attacker-influenced value shown in a readable form.
@@ -70,15 +71,13 @@ pub fn role_session(principal_arn: &str) -> Option<(&str, &str)> {
 fn allow_flags(alert: &Alert) -> String {
     let mut f = String::new();
     for e in &alert.expected {
-        let id = &e.identity;
-        let (flag, v) = if let Some(v) = id.strip_prefix("ip:").or_else(|| id.strip_prefix("ip6:")) {
-            ("--allow-ip", v)
-        } else if let Some(v) = id.strip_prefix("vpce:") {
-            ("--allow-vpce", v.split_once('@').map(|(v, _)| v).unwrap_or(v))
-        } else {
-            continue;
+        let (flag, v) = match NetworkIdentity::from_key(&e.identity) {
+            Some(NetworkIdentity::V4(a)) => ("--allow-ip", a.to_string()),
+            Some(NetworkIdentity::V6Net(a)) => ("--allow-ip", format!("{a}/64")),
+            Some(NetworkIdentity::VpcEndpoint { id, .. }) => ("--allow-vpce", id),
+            _ => continue,
         };
-        f.push_str(&format!(" {flag} {}", clean(v)));
+        f.push_str(&format!(" {flag} {}", clean(&v)));
     }
     f
 }

@@ -200,21 +200,15 @@ impl Wanted {
             "default_ttl_hours must be 1..={}",
             ctguard_detector::policy::MAX_DEFAULT_TTL_HOURS
         );
-        let auto_deploy = match (args.auto_deploy, args.no_auto_deploy) {
+        // `--x` / `--no-x` (clap refuses both), else the file, else unstated.
+        let switch = |on: bool, off: bool, file: Option<bool>| match (on, off) {
             (true, _) => Some(true),
             (_, true) => Some(false),
-            _ => file.detector.auto_deploy,
+            _ => file,
         };
-        let security_hub = match (args.security_hub, args.no_security_hub) {
-            (true, _) => Some(true),
-            (_, true) => Some(false),
-            _ => file.detector.security_hub,
-        };
-        let auto_contain = match (args.auto_contain, args.no_auto_contain) {
-            (true, _) => Some(true),
-            (_, true) => Some(false),
-            _ => file.detector.auto_contain,
-        };
+        let auto_deploy = switch(args.auto_deploy, args.no_auto_deploy, file.detector.auto_deploy);
+        let security_hub = switch(args.security_hub, args.no_security_hub, file.detector.security_hub);
+        let auto_contain = switch(args.auto_contain, args.no_auto_contain, file.detector.auto_contain);
         Ok(Wanted {
             targets: t,
             alert,

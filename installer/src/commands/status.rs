@@ -184,6 +184,7 @@ pub async fn run(args: &StatusArgs, g: &GlobalArgs) -> anyhow::Result<u8> {
         let csv_cost = args.cost && g.output() == Output::Csv;
         let mut header =
             vec!["TARGET", "OWNER", "VERSION", "STACKS", "TRAIL", "RULE", "DLQ", "LAST 24H", "ALARMS", "HEALTH"];
+        let status_columns = header.len();
         if csv_cost {
             header.extend(["EVENTS 30D", "COST 30D USD", "ACCOUNT-WIDE 30D USD", "PER 1M EVENTS USD"]);
         }
@@ -215,7 +216,7 @@ pub async fn run(args: &StatusArgs, g: &GlobalArgs) -> anyhow::Result<u8> {
                 // The target's own items; the account-wide ones (home target) in their own column.
                 match cost_of(&x.target) {
                     Some(c) if c.unreadable.is_none() => {
-                        let wide: f64 = c.lines.iter().filter(|l| l.account_wide).map(|l| l.usd).sum();
+                        let wide = c.account_wide_usd();
                         row.extend([
                             format!("{:.0}", c.usage.invocations),
                             format!("{:.6}", c.total_usd - wide),
@@ -238,7 +239,7 @@ pub async fn run(args: &StatusArgs, g: &GlobalArgs) -> anyhow::Result<u8> {
         if csv_cost {
             // The status columns are empty on the total row.
             let mut total = vec!["total".to_string()];
-            total.extend(std::iter::repeat_n(String::new(), 9));
+            total.extend(std::iter::repeat_n(String::new(), status_columns - 1));
             total.extend([
                 format!("{cost_events:.0}"),
                 format!("{cost_total:.6}"),

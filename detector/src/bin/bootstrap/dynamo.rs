@@ -42,7 +42,7 @@ impl DynamoStore {
 
     /// Writes (or rewrites: every copy of one alert writes the same item) the alert's record.
     pub async fn record_alert(&self, alert_json: &str, alert_id: &str, now_secs: i64) -> Result<(), StoreError> {
-        self.update(&format!("ALERT#{alert_id}"))
+        self.update(&format!("{}{alert_id}", ctguard_detector::alert::ALERT_RECORD_PREFIX))
             .update_expression("SET alert = :a, #ttl = :ttl")
             .expression_attribute_names("#ttl", "ttl")
             .expression_attribute_values(":a", s(alert_json))

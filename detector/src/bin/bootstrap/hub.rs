@@ -1,17 +1,9 @@
 //! Security Hub's `BatchImportFindings`, sent as one SigV4-signed `POST /findings/import`
 //! ([`crate::signed`]): the finding's body is [`ctguard_detector::finding::asff`].
 
-use std::time::Duration;
-
 use serde_json::{json, Value};
 
-use crate::signed::{endpoint_from_env, Signed};
-
-/// Per attempt: connect, send, read the answer. The caller bounds the whole import further
-/// (`notifier::SECONDARY_BUDGET`).
-const ATTEMPT: Duration = Duration::from_millis(1500);
-/// Attempts at one import (a throttle, a 5xx or a timeout is tried again).
-const ATTEMPTS: u32 = 3;
+use crate::signed::{endpoint_from_env, Post, Signed, Verdict};
 
 pub struct SecurityHub {
     signed: Signed,
@@ -28,8 +20,7 @@ pub fn parse_product(arn: &str) -> Result<(String, String), String> {
     match parts.as_slice() {
         ["arn", _, "securityhub", region, account, product]
             if !region.is_empty()
-                && account.len() == 12
-                && account.bytes().all(|b| b.is_ascii_digit())
+                && ctguard_detector::is_account_id(account)
                 && *product == format!("product/{account}/default") =>
         {
             Ok((region.to_string(), account.to_string()))
@@ -50,39 +41,25 @@ impl SecurityHub {
     /// (`FailedCount` > 0) is an error too, with its code.
     pub async fn import(&self, finding: &Value) -> Result<(), String> {
         let body = json!({"Findings": [finding]}).to_string();
-        let mut last = String::new();
-        for attempt in 0..ATTEMPTS {
-            if attempt > 0 {
-                tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
-            }
-            let url = format!("{}/findings/import", self.endpoint);
-            match self.signed.post(&url, &self.region, "securityhub", "application/json", &body, ATTEMPT).await {
-                Ok((status, text)) => match judge(status, &text) {
-                    Verdict::Done => return Ok(()),
-                    Verdict::Retry(e) => last = e,
-                    Verdict::Fail(e) => return Err(e),
-                },
-                Err(e) => last = e,
-            }
-        }
-        Err(format!("{ATTEMPTS} attempts failed, the last: {last}"))
+        let url = format!("{}/findings/import", self.endpoint);
+        let post = Post {
+            url: &url,
+            region: &self.region,
+            service: "securityhub",
+            content_type: "application/json",
+            body: &body,
+        };
+        self.signed.call(&post, judge, |why| why).await
     }
 }
 
-#[derive(Debug, PartialEq)]
-enum Verdict {
-    Done,
-    Retry(String),
-    Fail(String),
-}
-
 /// What an answer means: success, worth another attempt (throttled, server error), or final.
-fn judge(status: u16, body: &str) -> Verdict {
+fn judge(status: u16, body: &str) -> Verdict<(), String> {
     let v: Value = serde_json::from_str(body).unwrap_or(Value::Null);
     let short: String = body.chars().take(300).collect();
     match status {
         200 => match v.get("FailedCount").and_then(Value::as_u64) {
-            Some(0) => Verdict::Done,
+            Some(0) => Verdict::Done(()),
             Some(_) => {
                 let first = v.get("FailedFindings").and_then(|f| f.get(0));
                 let code = first.and_then(|f| f.get("ErrorCode")).and_then(Value::as_str).unwrap_or("?");
@@ -120,7 +97,7 @@ mod tests {
 
     #[test]
     fn answers() {
-        assert_eq!(judge(200, r#"{"FailedCount":0,"SuccessCount":1,"FailedFindings":[]}"#), Verdict::Done);
+        assert_eq!(judge(200, r#"{"FailedCount":0,"SuccessCount":1,"FailedFindings":[]}"#), Verdict::Done(()));
         assert!(matches!(
             judge(200, r#"{"FailedCount":1,"SuccessCount":0,"FailedFindings":[{"Id":"x","ErrorCode":"InvalidInput","ErrorMessage":"bad"}]}"#),
             Verdict::Fail(e) if e.contains("InvalidInput")

@@ -4,21 +4,17 @@
 //!
 //! The stack grants these only on roles tagged `ctguard-auto-contain=true`
 //! (`aws:ResourceTag`), so an `AccessDenied` is how an untagged role answers
-//! ([`ContainError::Denied`]); [`ctguard_detector::contain::auto_contain`] reads the tag
+//! ([`ContainError::Denied`]); [`ctguard_detector::contain::auto_apply`] reads the tag
 //! again from `GetRole`'s answer, so a broader grant still acts on opted-in roles only.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use aws_smithy_xml::decode::{try_data, Document, ScopedDecoder};
-use ctguard_detector::contain::{ContainError, Role, RolePolicies};
+use ctguard_detector::contain::{policy_document, ContainError, Role, RolePolicies};
 use serde_json::Value;
 
-use crate::signed::{endpoint_from_env, Signed};
+use crate::signed::{endpoint_from_env, Post, Signed, Verdict};
 
-/// Per attempt; the notifier bounds the whole containment further.
-const ATTEMPT: Duration = Duration::from_millis(1500);
-const ATTEMPTS: u32 = 3;
 const VERSION: &str = "2010-05-08";
 
 pub struct Iam {
@@ -47,28 +43,29 @@ impl Iam {
     async fn call(&self, action: &str, params: &[(&str, &str)]) -> Result<String, ContainError> {
         let body = form(action, params);
         let url = format!("{}/", self.endpoint);
-        let mut last = String::new();
-        for attempt in 0..ATTEMPTS {
-            if attempt > 0 {
-                tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
+        let post = Post {
+            url: &url,
+            region: &self.signing_region,
+            service: "iam",
+            content_type: "application/x-www-form-urlencoded; charset=utf-8",
+            body: &body,
+        };
+        let judge = |status: u16, text: &str| {
+            if status == 200 {
+                return Verdict::Done(text.to_string());
             }
-            let ct = "application/x-www-form-urlencoded; charset=utf-8";
-            match self.signed.post(&url, &self.signing_region, "iam", ct, &body, ATTEMPT).await {
-                Ok((200, text)) => return Ok(text),
-                Ok((status, text)) => {
-                    let (code, message) = error_of(&text);
-                    let e = format!("iam:{action}: HTTP {status} {code}: {message}");
-                    match classify(status, &code) {
-                        Answer::Denied => return Err(ContainError::Denied(e)),
-                        Answer::NotFound => return Err(ContainError::NotFound(e)),
-                        Answer::Retry => last = e,
-                        Answer::Fail => return Err(ContainError::Iam(e)),
-                    }
-                }
-                Err(e) => last = format!("iam:{action}: {e}"),
+            let (code, message) = error_of(text);
+            let detail = format!("HTTP {status} {code}: {message}");
+            let e = || format!("iam:{action}: {detail}");
+            match classify(status, &code) {
+                Answer::Denied => Verdict::Fail(ContainError::Denied(e())),
+                Answer::NotFound => Verdict::Fail(ContainError::NotFound(e())),
+                // The action is named once, by `exhausted`, if every attempt fails.
+                Answer::Retry => Verdict::Retry(detail),
+                Answer::Fail => Verdict::Fail(ContainError::Iam(e())),
             }
-        }
-        Err(ContainError::Iam(format!("{ATTEMPTS} attempts failed, the last: {last}")))
+        };
+        self.signed.call(&post, judge, |why| ContainError::Iam(format!("iam:{action}: {why}"))).await
     }
 }
 
@@ -116,9 +113,7 @@ impl RolePolicies for Iam {
                     .find(|(p, _)| p == "GetRolePolicyResponse/GetRolePolicyResult/PolicyDocument")
                     .map(|(_, v)| v.as_str())
                     .ok_or_else(|| ContainError::Iam("iam:GetRolePolicy: no PolicyDocument".into()))?;
-                // IAM returns the document URL-encoded.
-                let text = percent_encoding::percent_decode_str(doc).decode_utf8_lossy().into_owned();
-                Ok(Some(serde_json::from_str(&text).unwrap_or(Value::String(text))))
+                Ok(Some(policy_document(doc)))
             }
             Err(ContainError::NotFound(_)) => Ok(None),
             Err(e) => Err(e),

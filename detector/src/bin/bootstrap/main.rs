@@ -155,7 +155,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let contain = match std::env::var("CTGUARD_AUTO_CONTAIN").unwrap_or_default().trim() {
         "true" => {
             let account = std::env::var("CTGUARD_ACCOUNT").unwrap_or_default().trim().to_string();
-            if account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit()) {
+            if ctguard_detector::is_account_id(&account) {
                 let region = base.region().map(|r| r.to_string()).unwrap_or_default();
                 Some(Ok(AutoContain { iam: iam::Iam::new(signed()?, &region), account, policy: policy.clone() }))
             } else {

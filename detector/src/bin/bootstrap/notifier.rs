@@ -101,9 +101,7 @@ impl Notifier {
             }
         }
     }
-}
 
-impl Notifier {
     /// `alert` with what automatic containment did, when it is on.
     async fn contained(&self, alert: &Alert) -> Option<AutoContainment> {
         let outcome = match self.contain.as_ref()? {

@@ -43,55 +43,82 @@ pub fn endpoint_from_env(env_suffix: &str, default: String) -> String {
     )
 }
 
+/// One signed POST: where, to whom, and what.
+pub struct Post<'a> {
+    pub url: &'a str,
+    /// The region and service the request is signed for.
+    pub region: &'a str,
+    pub service: &'a str,
+    pub content_type: &'a str,
+    pub body: &'a str,
+}
+
+/// What an answer means to the caller: its result, worth another attempt (with why), or final.
+#[derive(Debug, PartialEq)]
+pub enum Verdict<T, E> {
+    Done(T),
+    Retry(String),
+    Fail(E),
+}
+
+/// Per attempt: connect, send, read the answer. Callers bound the whole call further
+/// (`notifier::CONTAIN_BUDGET`, `notifier::SECONDARY_BUDGET`).
+const ATTEMPT: Duration = Duration::from_millis(1500);
+/// Attempts at one call (a retryable answer, a transport error or a timeout is tried again).
+const ATTEMPTS: u32 = 3;
+
 impl Signed {
     pub fn new(connector: Connector, credentials: SharedCredentialsProvider) -> Self {
         Signed { connector, credentials }
     }
 
-    /// POSTs `body` to `url`, signed for `service` in `region`, within `attempt`; the answer's
-    /// status and text, or what failed.
-    pub async fn post(
+    /// Sends `post` up to [`ATTEMPTS`] times, each within [`ATTEMPT`], backing off between
+    /// them; `judge` reads each answer (status, text). When every attempt failed, `exhausted`
+    /// makes the error from the last reason.
+    pub async fn call<T, E>(
         &self,
-        url: &str,
-        region: &str,
-        service: &str,
-        content_type: &str,
-        body: &str,
-        attempt: Duration,
-    ) -> Result<(u16, String), String> {
-        match tokio::time::timeout(attempt, self.send(url, region, service, content_type, body)).await {
-            Ok(r) => r,
-            Err(_) => Err(format!("no answer within {attempt:?}")),
+        post: &Post<'_>,
+        judge: impl Fn(u16, &str) -> Verdict<T, E>,
+        exhausted: impl FnOnce(String) -> E,
+    ) -> Result<T, E> {
+        let mut last = String::new();
+        for attempt in 0..ATTEMPTS {
+            if attempt > 0 {
+                tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
+            }
+            match tokio::time::timeout(ATTEMPT, self.send(post)).await {
+                Ok(Ok((status, text))) => match judge(status, &text) {
+                    Verdict::Done(t) => return Ok(t),
+                    Verdict::Retry(why) => last = why,
+                    Verdict::Fail(e) => return Err(e),
+                },
+                Ok(Err(why)) => last = why,
+                Err(_) => last = format!("no answer within {ATTEMPT:?}"),
+            }
         }
+        Err(exhausted(format!("{ATTEMPTS} attempts failed, the last: {last}")))
     }
 
-    async fn send(
-        &self,
-        url: &str,
-        region: &str,
-        service: &str,
-        content_type: &str,
-        body: &str,
-    ) -> Result<(u16, String), String> {
+    async fn send(&self, p: &Post<'_>) -> Result<(u16, String), String> {
         let creds = self.credentials.provide_credentials().await.map_err(|e| format!("credentials: {e}"))?;
         let identity: Identity = creds.into();
         let mut request = http::Request::builder()
             .method("POST")
-            .uri(url)
-            .header("content-type", content_type)
-            .body(SdkBody::from(body.to_string()))
+            .uri(p.url)
+            .header("content-type", p.content_type)
+            .body(SdkBody::from(p.body.to_string()))
             .map_err(|e| format!("request: {e}"))?;
         let params = v4::SigningParams::builder()
             .identity(&identity)
-            .region(region)
-            .name(service)
+            .region(p.region)
+            .name(p.service)
             .time(SystemTime::now())
             .settings(SigningSettings::default())
             .build()
             .map_err(|e| format!("signing: {e}"))?
             .into();
-        let headers = [("content-type", content_type)];
-        let signable = SignableRequest::new("POST", url, headers.into_iter(), SignableBody::Bytes(body.as_bytes()))
+        let headers = [("content-type", p.content_type)];
+        let signable = SignableRequest::new("POST", p.url, headers.into_iter(), SignableBody::Bytes(p.body.as_bytes()))
             .map_err(|e| format!("signing: {e}"))?;
         let (instructions, _) = sign(signable, &params).map_err(|e| format!("signing: {e}"))?.into_parts();
         instructions.apply_to_request_http1x(&mut request);
